@@ -10,10 +10,10 @@ import attrs
 
 __all__ = [
     "Audio",
+    "ConnectionErrorEvent",
     "ContextClosed",
     "ContextCreated",
     "ContextError",
-    "ConnectionErrorEvent",
     "Event",
     "FlushCompleted",
     "Usage",
@@ -52,7 +52,10 @@ class Audio:
     words: tuple[WordTiming, ...] = ()
 
     def __repr__(self) -> str:
-        return f"Audio(context_id={self.context_id!r}, bytes={len(self.data)}, words={len(self.words)})"
+        return (
+            f"Audio(context_id={self.context_id!r}, bytes={len(self.data)},"
+            f" words={len(self.words)})"
+        )
 
 
 @attrs.frozen

@@ -105,8 +105,11 @@ class VoiceOptions:
     max_buffer_delay_ms: int | None = None
 
     def __attrs_post_init__(self) -> None:
-        _check(isinstance(self.voice, str) and bool(self.voice.strip()), "voice", "must be a non-empty string")
-        _check(isinstance(self.model, str) and bool(self.model.strip()), "model", "must be a non-empty string")
+        for name in ("voice", "model"):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, str) and bool(value.strip()), name, "must be a non-empty string"
+            )
         _check(
             isinstance(self.sample_rate, int) and self.sample_rate in _SAMPLE_RATES,
             "sample_rate",
@@ -128,16 +131,22 @@ class VoiceOptions:
             f"{self.temperature!r} is outside (0, 2]",
         )
         if self.language is not None:
-            _check(isinstance(self.language, str) and bool(self.language), "language", "must be a non-empty string")
+            _check(
+                isinstance(self.language, str) and bool(self.language),
+                "language",
+                "must be non-empty",
+            )
         if self.buffer_char_threshold is not None:
             _check(
-                isinstance(self.buffer_char_threshold, int) and 1 <= self.buffer_char_threshold <= 1000,
+                isinstance(self.buffer_char_threshold, int)
+                and 1 <= self.buffer_char_threshold <= 1000,
                 "buffer_char_threshold",
                 f"{self.buffer_char_threshold!r} is outside 1..1000",
             )
         if self.max_buffer_delay_ms is not None:
             _check(
-                isinstance(self.max_buffer_delay_ms, int) and 0 <= self.max_buffer_delay_ms <= 10000,
+                isinstance(self.max_buffer_delay_ms, int)
+                and 0 <= self.max_buffer_delay_ms <= 10000,
                 "max_buffer_delay_ms",
                 f"{self.max_buffer_delay_ms!r} is outside 0..10000",
             )
