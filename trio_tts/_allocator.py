@@ -127,7 +127,8 @@ class Allocator:
     Args:
         max_connections: live (connecting, open or draining) connections allowed at once.
         capacity: contexts allowed on one connection.
-        min_connections: OPEN connections :meth:`sweep` keeps warm.
+        min_connections: idle OPEN connections :meth:`sweep` keeps warm (it never opens
+            connections by itself: :meth:`ensure_open` does, for ``prewarm``).
         idle_timeout: an OPEN connection with no slot for this long is closed (unless it is
             one of the warm ones).
         max_session_duration: a connection not handed a context for this long is expired: never
@@ -287,29 +288,30 @@ class Allocator:
         return actions
 
     def sweep(self, now: float) -> list[Action]:
-        """Periodic housekeeping: expire sessions, close idle connections, keep warm ones.
+        """Periodic housekeeping: expire sessions, close idle connections, refresh warm ones.
 
-        Idle OPEN connections beyond ``min_connections`` close after ``idle_timeout``; warm
-        ones idle past ``keepalive_refresh`` are replaced; then connections are opened until
-        ``min_connections`` are live.
+        Idle OPEN connections close after ``idle_timeout``, except the ``min_connections``
+        most recently used, which are kept warm; a warm one idle past ``keepalive_refresh``
+        is replaced by a fresh connection (open first, then close).
         """
         actions: list[Action] = []
         for conn in list(self.connections.values()):
             if conn.state is ConnState.OPEN and self._expired(conn, now):
                 actions += self.retire(conn.id, now)
         idle = [c for c in self.connections.values() if c.state is ConnState.OPEN and not c.slots]
-        idle.sort(key=lambda c: -(c.idle_since or 0.0))  # most recently used stay warm
+        idle.sort(key=lambda c: -(c.idle_since or 0.0))  # the most recently used stay warm
         busy = sum(1 for c in self.connections.values() if c.state is not ConnState.DRAINING)
         keep_warm = max(0, self.min_connections - (busy - len(idle)))
         refresh = self.keepalive_refresh
         for rank, conn in enumerate(idle):
-            idle_for = now - (conn.idle_since or now)
+            idle_for = 0.0 if conn.idle_since is None else now - conn.idle_since
             if rank < keep_warm:
-                if refresh is not None and idle_for >= refresh:
-                    actions += self.retire(conn.id, now)  # replaced by ensure_open below
+                if refresh is not None and idle_for >= refresh and not self.closed:
+                    del self.connections[conn.id]
+                    actions += [self._open(conn.key, now), Close(conn.id)]
             elif idle_for >= self.idle_timeout:
                 actions += self.retire(conn.id, now)
-        return actions + self.ensure_open(self.min_connections, now)
+        return actions
 
     def ensure_open(self, n: int, now: float, key: Hashable = None) -> list[Action]:
         """Open connections until ``n`` of ``key`` are live (capped by ``max_connections``)."""

@@ -1,0 +1,322 @@
+"""One WebSocket connection as an actor: a sender, a receiver and a heartbeat task.
+
+Ownership and lifetime::
+
+    pool nursery ── ConnectionActor.run()          (one task per connection, started by the pool)
+                      └── actor nursery            (this connection only: one failure here
+                            ├── _sender                cancels its siblings, never other
+                            ├── _receiver              connections — DESIGN §6)
+                            ├── _heartbeat
+                            └── spilled posts      (cancels that found the outbound buffer full)
+
+The actor owns the receive end of its bounded outbound channel (contexts send commands into
+it) and the transport. It never awaits a context's consumer: events are handed to contexts
+with their synchronous ``_deliver``. ``run`` never raises except ``Cancelled``; every outcome
+(opened, failed, closed) is reported to the pool through its synchronous callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+import trio
+
+from . import _transport
+from ._commands import Cancel, Close, Command, Create, Flush, SendText
+from ._errors import ConnectionLost, HandshakeRejected, redact
+from ._events import (
+    ConnectionErrorEvent,
+    ContextClosed,
+    ContextError,
+    Event,
+)
+from .protocols import ClientCodec, Provider
+
+if TYPE_CHECKING:
+    from ._context import Context
+
+__all__ = ["ConnectionActor", "ConnectionSettings", "ConnectionStatistics"]
+
+logger = logging.getLogger("trio_tts.connection")
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionSettings:
+    """Per-connection timing and sizing (see :func:`trio_tts.open_pool`)."""
+
+    handshake_timeout: float = 10.0
+    close_timeout: float = 2.0
+    heartbeat_interval: float | None = 20.0
+    heartbeat_timeout: float = 10.0
+    outbound_buffer: int = 64
+    connect_attempts: int = 3
+    backoff_base: float = 0.25
+    backoff_max: float = 5.0
+
+
+@attrs.frozen
+class ConnectionStatistics:
+    id: int
+    state: str
+    contexts: int
+    frames_sent: int
+    frames_received: int
+    stray_events: int
+
+
+_Task = Callable[["_transport.Transport"], Awaitable[None]]
+
+
+class _PoolCallbacks(Protocol):
+    def _connection_opened(self, actor: ConnectionActor) -> None: ...
+    def _connection_finished(
+        self, actor: ConnectionActor, error: ConnectionLost | None, fatal: bool
+    ) -> None: ...
+    def _context_released(self, actor: ConnectionActor, ctx: Context) -> None: ...
+
+
+class ConnectionActor:
+    """One provider WebSocket hosting up to ``contexts_per_connection`` contexts."""
+
+    def __init__(
+        self,
+        conn_id: int,
+        provider: Provider,
+        url: str,
+        settings: ConnectionSettings,
+        pool: _PoolCallbacks,
+        handshake_limiter: trio.CapacityLimiter,
+    ) -> None:
+        self.id = conn_id
+        self._provider = provider
+        self._url = url
+        self._settings = settings
+        self._pool = pool
+        self._handshake_limiter = handshake_limiter
+        self._codec: ClientCodec = provider.new_codec()
+        self._outbound_in, self._outbound_out = trio.open_memory_channel[
+            tuple["Context", list[Command]]
+        ](settings.outbound_buffer)
+        #: Contexts hosted here, by id. An id absent from this map gets no event.
+        self.routes: dict[str, Context] = {}
+        self.state = "connecting"
+        self._nursery: trio.Nursery | None = None
+        self._cancel_scope = trio.CancelScope()
+        self._closing = False
+        self._error: ConnectionLost | None = None
+        self._frames_sent = 0
+        self._frames_received = 0
+        self._stray_events = 0
+
+    def __repr__(self) -> str:
+        return f"<ConnectionActor #{self.id} {self.state} contexts={len(self.routes)}>"
+
+    def statistics(self) -> ConnectionStatistics:
+        return ConnectionStatistics(
+            id=self.id,
+            state=self.state,
+            contexts=len(self.routes),
+            frames_sent=self._frames_sent,
+            frames_received=self._frames_received,
+            stray_events=self._stray_events,
+        )
+
+    # -- called by contexts and the pool ---------------------------------------------------
+
+    async def send(self, ctx: Context, commands: list[Command]) -> None:
+        """Queue ``commands`` for ``ctx``; waits for room in the outbound buffer.
+
+        Raises:
+            trio.BrokenResourceError: the connection is gone.
+        """
+        await self._outbound_in.send((ctx, commands))
+
+    def post(self, ctx: Context, command: Command) -> None:
+        """Queue ``command`` without waiting: a full buffer spills it into a task of the
+        actor's own nursery, which keeps the order. A dead connection drops it (the context
+        is failed or moved by the pool anyway)."""
+        try:
+            self._outbound_in.send_nowait((ctx, [command]))
+        except trio.WouldBlock:
+            if self._nursery is not None:
+                self._nursery.start_soon(self._spill, ctx, command)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def close_soon(self) -> None:
+        """Close gracefully: flush queued commands, send a close frame, end ``run``."""
+        self._closing = True
+        if self.state == "connecting":
+            self._cancel_scope.cancel()
+        else:
+            self._outbound_in.close()
+
+    def abort(self) -> None:
+        """Cancel everything now (the pool's close deadline passed)."""
+        self._cancel_scope.cancel()
+
+    # -- the actor -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, serve until closed or failed, report the outcome to the pool."""
+        error: ConnectionLost | None = None
+        fatal = False
+        try:
+            with self._cancel_scope:
+                try:
+                    transport = await self._connect()
+                except HandshakeRejected as exc:
+                    error, fatal = exc, exc.is_auth_error
+                except ConnectionLost as exc:
+                    error = exc
+                else:
+                    error = await self._serve(transport)
+        finally:
+            if error is None and not self._closing:
+                error = ConnectionLost("connection closed")
+            self.state = "closed"
+            self._outbound_out.close()
+            self._pool._connection_finished(self, error, fatal)
+
+    async def _connect(self) -> _transport.Transport:
+        settings = self._settings
+        attempts = max(1, settings.connect_attempts)
+        for attempt in range(attempts):
+            try:
+                async with self._handshake_limiter:
+                    return await _transport.connect(
+                        self._url,
+                        self._provider.headers(),
+                        handshake_timeout=settings.handshake_timeout,
+                        close_timeout=settings.close_timeout,
+                    )
+            except HandshakeRejected as exc:
+                if exc.is_auth_error or attempt == attempts - 1:
+                    raise
+                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
+                logger.info("connection #%d: handshake rejected (HTTP %d)", self.id, exc.status)
+            except ConnectionLost as exc:
+                if attempt == attempts - 1:
+                    raise
+                delay = self._backoff(attempt)
+                logger.info("connection #%d: connect failed: %s", self.id, redact(str(exc)))
+            await trio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> float:
+        s = self._settings
+        ceiling = min(s.backoff_max, s.backoff_base * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)  # jittered: reconnects spread out
+
+    async def _serve(self, transport: _transport.Transport) -> ConnectionLost | None:
+        self.state = "open"
+        self._pool._connection_opened(self)
+        try:
+            async with trio.open_nursery() as nursery:  # this connection's tasks only
+                self._nursery = nursery
+                tasks: list[_Task] = [self._sender, self._receiver]
+                if self._settings.heartbeat_interval is not None:
+                    tasks.append(self._heartbeat)
+                for task in tasks:
+                    nursery.start_soon(self._guard, task, transport, nursery.cancel_scope)
+        finally:
+            self._nursery = None
+            self.state = "closing"
+            with trio.CancelScope(shield=True), trio.move_on_after(self._settings.close_timeout):
+                await transport.aclose()
+        return self._error
+
+    async def _guard(
+        self,
+        task: _Task,
+        transport: _transport.Transport,
+        scope: trio.CancelScope,
+    ) -> None:
+        """Run one of the actor's tasks; when it ends (a failure, first one wins, or the
+        sender's graceful close) the whole connection ends."""
+        try:
+            await task(transport)
+        except (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            if self._error is None and not (self._closing and task is self._receiver):
+                self._error = (
+                    exc if isinstance(exc, ConnectionLost) else ConnectionLost(type(exc).__name__)
+                )
+        except Exception as exc:  # a bug must not take the pool down: report it as a loss
+            logger.exception("connection #%d: internal error", self.id)
+            if self._error is None:
+                self._error = ConnectionLost(f"internal error: {type(exc).__name__}")
+        scope.cancel()
+
+    async def _spill(self, ctx: Context, command: Command) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._outbound_in.send((ctx, [command]))
+
+    async def _sender(self, transport: _transport.Transport) -> None:
+        codec = self._codec
+        async with self._outbound_out:
+            async for ctx, commands in self._outbound_out:
+                if self.routes.get(ctx.id) is not ctx:
+                    continue  # the context left this connection (moved or released)
+                for command in commands:
+                    for frame in _encode(codec, ctx.id, command):
+                        await transport.send(frame)
+                        self._frames_sent += 1
+        # The outbound channel was closed (close_soon): a graceful close; _guard ends the rest.
+        await transport.aclose()
+
+    async def _receiver(self, transport: _transport.Transport) -> None:
+        codec = self._codec
+        while True:
+            frame = await transport.receive()
+            self._frames_received += 1
+            for event in codec.receive(frame):
+                self._route(event)
+
+    def _route(self, event: Event) -> None:
+        if isinstance(event, ConnectionErrorEvent):
+            raise ConnectionLost(f"server error {event.code}: {redact(event.message)}")
+        ctx = self.routes.get(event.context_id)
+        if ctx is None:
+            # Audio for a context this connection no longer hosts (released after a stale
+            # close, or an id we never created). Counted, never delivered anywhere.
+            self._stray_events += 1
+            logger.debug("connection #%d: event for unknown context dropped", self.id)
+            return
+        if isinstance(event, ContextClosed):
+            ctx._server_closed()
+            self._pool._context_released(self, ctx)
+        elif isinstance(event, ContextError):
+            if ctx._server_error(event.code, redact(event.message)):
+                ctx._server_closed()
+                self._pool._context_released(self, ctx)
+        else:
+            ctx._deliver(event)
+
+    async def _heartbeat(self, transport: _transport.Transport) -> None:
+        settings = self._settings
+        assert settings.heartbeat_interval is not None
+        while True:
+            await trio.sleep(settings.heartbeat_interval)
+            with trio.move_on_after(settings.heartbeat_timeout) as scope:
+                await transport.ping()
+            if scope.cancelled_caught:
+                raise ConnectionLost("heartbeat: no pong from the server")
+
+
+def _encode(codec: ClientCodec, context_id: str, command: Command) -> list[str]:
+    if isinstance(command, SendText):
+        return codec.send_text(context_id, command.text, flush=command.flush)
+    if isinstance(command, Create):
+        return codec.create(context_id, command.options)
+    if isinstance(command, Flush):
+        return codec.flush(context_id)
+    if isinstance(command, Close):
+        return codec.close(context_id)
+    if isinstance(command, Cancel):
+        return codec.cancel(context_id)
+    raise TypeError(f"unknown command {command!r}")
