@@ -242,7 +242,7 @@ class ConnectionActor:
         try:
             await task(transport)
         except (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            if self._error is None and not (self._closing and task is self._receiver):
+            if self._error is None and not (self._closing and task == self._receiver):
                 self._error = (
                     exc if isinstance(exc, ConnectionLost) else ConnectionLost(type(exc).__name__)
                 )

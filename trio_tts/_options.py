@@ -7,13 +7,15 @@ field, before anything touches the network.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from ._errors import InvalidOptions
 
 __all__ = ["AudioEncoding", "TimestampType", "VoiceOptions"]
+
+_E = TypeVar("_E", bound=enum.StrEnum)
 
 
 class AudioEncoding(enum.StrEnum):
@@ -45,28 +47,24 @@ def _check(cond: bool, field: str, message: str) -> None:
         raise InvalidOptions(f"{field}: {message}")
 
 
-def _enum_converter(kind: type[enum.StrEnum]) -> Any:
-    def convert(value: object) -> object:
-        if isinstance(value, kind):
-            return value
-        if isinstance(value, str):
-            try:
-                return kind(value.upper())
-            except ValueError:
-                pass
-        allowed = ", ".join(m.value for m in kind)
-        raise InvalidOptions(f"{kind.__name__}: {value!r} is not one of {allowed}")
-
-    return convert
+def _to_enum(kind: type[_E], value: object) -> _E:
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        try:
+            return kind(value.upper())
+        except ValueError:
+            pass
+    allowed = ", ".join(m.value for m in kind)
+    raise InvalidOptions(f"{kind.__name__}: {value!r} is not one of {allowed}")
 
 
-def _optional_enum_converter(kind: type[enum.StrEnum]) -> Any:
-    inner = _enum_converter(kind)
+def _to_encoding(value: object) -> AudioEncoding:
+    return _to_enum(AudioEncoding, value)
 
-    def convert(value: object) -> object:
-        return None if value is None else inner(value)
 
-    return convert
+def _to_timestamp_type(value: object) -> TimestampType | None:
+    return None if value is None else _to_enum(TimestampType, value)
 
 
 _SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -89,14 +87,14 @@ class VoiceOptions:
     voice: str = "Ashley"
     model: str = "inworld-tts-1"
     encoding: AudioEncoding = attrs.field(
-        default=AudioEncoding.LINEAR16, converter=_enum_converter(AudioEncoding)
+        default=AudioEncoding.LINEAR16, converter=_to_encoding
     )
     sample_rate: int = 24000
     bit_rate: int = 64000
     speaking_rate: float = 1.0
     temperature: float = 1.0
     timestamp_type: TimestampType | None = attrs.field(
-        default=None, converter=_optional_enum_converter(TimestampType)
+        default=None, converter=_to_timestamp_type
     )
     language: str | None = None
     apply_text_normalization: bool | None = None

@@ -81,7 +81,7 @@ def _positive(name: str, value: object, *, allow_none: bool = False, integer: bo
     if value is None and allow_none:
         return
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:  # type: ignore[operator]
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
         raise InvalidOptions(
             f"{name}: {value!r} must be a positive {'integer' if integer else 'number'}"
         )
@@ -134,12 +134,12 @@ class Pool:
             ("sweep_interval", sweep_interval),
         ):
             _positive(name, value)
-        for name, value in (
+        for name, maybe in (
             ("keepalive_refresh", keepalive_refresh),
             ("max_session_duration", max_session_duration),
             ("heartbeat_interval", heartbeat_interval),
         ):
-            _positive(name, value, allow_none=True)
+            _positive(name, maybe, allow_none=True)
         for name, value in (
             ("connect_attempts", connect_attempts),
             ("move_attempts", move_attempts),

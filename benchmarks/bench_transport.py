@@ -1,0 +1,308 @@
+"""Where the client's CPU goes per Inworld audio message (~13 KB of base64 PCM in JSON).
+
+Run: ``.venv/bin/python benchmarks/bench_transport.py``. Prints three tables:
+
+(a) WebSocket frame parsing of server frames: websockets' sans-io ``ClientProtocol`` vs
+    ``wsproto`` (what trio-websocket uses), fed in 4 KiB and 256 KiB reads.
+(b) Decoding the JSON + base64: ``json.loads`` + ``base64.b64decode`` vs a typed msgspec
+    decoder (and the whole ``InworldCodec.receive``).
+(c) End to end over a real loopback socket: client-process CPU and wall time per message
+    for ``trio_tts._transport`` vs trio-websocket (defaults; 16-message queue + 256 KiB
+    reads). The server is a separate process that writes pre-built frames, so the CPU
+    measured is the client's alone. Each message is also decoded by ``InworldCodec``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import trio
+
+# Run from a checkout without installing: make ``trio_tts`` importable.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TURN_MESSAGES = 70
+PCM_BYTES = 9600  # 200 ms of 24 kHz 16-bit mono -> ~12.8 KB base64
+
+
+def inworld_frame(i: int) -> str:
+    pcm = os.urandom(PCM_BYTES)
+    return json.dumps(
+        {
+            "result": {
+                "contextId": "ctx-1",
+                "audioChunk": {
+                    "audioContent": base64.b64encode(pcm).decode(),
+                    "timestampInfo": {
+                        "wordAlignment": {
+                            "words": ["hello", "world"],
+                            "wordStartTimeSeconds": [0.1 * i, 0.1 * i + 0.05],
+                            "wordEndTimeSeconds": [0.1 * i + 0.04, 0.1 * i + 0.09],
+                        }
+                    },
+                },
+                "status": {"code": 0, "message": ""},
+            }
+        }
+    )
+
+
+def server_frames(n: int) -> bytes:
+    from websockets.frames import Frame, Opcode
+
+    return b"".join(
+        Frame(Opcode.TEXT, inworld_frame(i).encode()).serialize(mask=False, extensions=[])
+        for i in range(n)
+    )
+
+
+def per_call(fn: Callable[[], object], messages: int, repeat: int = 5) -> float:
+    """Best-of-``repeat`` microseconds per message for ``fn`` handling ``messages``."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best / messages * 1e6
+
+
+# --------------------------------------------------------------------------- (a) framing
+
+
+def bench_framing() -> list[tuple[str, float]]:
+    import wsproto.connection
+    import wsproto.events
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    n = 700
+    wire = server_frames(n)
+
+    def chunks(size: int) -> list[bytes]:
+        return [wire[i : i + size] for i in range(0, len(wire), size)]
+
+    def websockets_parse(parts: list[bytes]) -> Callable[[], object]:
+        def run() -> None:
+            proto = ClientProtocol(parse_uri("ws://x/"), state=State.OPEN, max_size=None)
+            got = 0
+            for part in parts:
+                proto.receive_data(part)
+                for ev in proto.events_received():
+                    if isinstance(ev, Frame) and ev.opcode is Opcode.TEXT:
+                        str(ev.data, "utf-8")
+                        got += 1
+            assert got == n
+
+        return run
+
+    def wsproto_parse(parts: list[bytes]) -> Callable[[], object]:
+        def run() -> None:
+            conn = wsproto.connection.Connection(wsproto.connection.ConnectionType.CLIENT)
+            got = 0
+            pending: list[str] = []
+            for part in parts:
+                conn.receive_data(part)
+                for ev in conn.events():
+                    if isinstance(ev, wsproto.events.TextMessage):
+                        pending.append(ev.data)
+                        if ev.message_finished:
+                            "".join(pending)
+                            pending.clear()
+                            got += 1
+            assert got == n
+
+        return run
+
+    rows = []
+    for label, size in (("4 KiB reads", 4096), ("256 KiB reads", 256 * 1024)):
+        parts = chunks(size)
+        rows.append((f"websockets sans-io, {label}", per_call(websockets_parse(parts), n)))
+        rows.append((f"wsproto, {label}", per_call(wsproto_parse(parts), n)))
+    return rows
+
+
+# -------------------------------------------------------------------------- (b) decoding
+
+
+def bench_decoding() -> list[tuple[str, float]]:
+    import msgspec
+
+    from trio_tts.protocols.inworld import _DECODER, InworldCodec
+
+    frames = [inworld_frame(i) for i in range(200)]
+
+    def stdlib() -> None:
+        for f in frames:
+            d = json.loads(f)
+            base64.b64decode(d["result"]["audioChunk"]["audioContent"])
+
+    def msgspec_untyped() -> None:
+        dec = msgspec.json.Decoder()
+        for f in frames:
+            d = dec.decode(f)
+            base64.b64decode(d["result"]["audioChunk"]["audioContent"])
+
+    def msgspec_typed() -> None:
+        for f in frames:
+            _DECODER.decode(f)
+
+    codec = InworldCodec()
+
+    def codec_receive() -> None:
+        for f in frames:
+            codec.receive(f)
+
+    rows = [
+        ("json.loads + base64.b64decode", per_call(stdlib, len(frames))),
+        ("msgspec untyped + base64.b64decode", per_call(msgspec_untyped, len(frames))),
+        ("msgspec typed (bytes field)", per_call(msgspec_typed, len(frames))),
+        ("InworldCodec.receive (typed + events)", per_call(codec_receive, len(frames))),
+    ]
+    try:
+        import orjson  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        pass
+    else:
+
+        def with_orjson() -> None:
+            for f in frames:
+                d = orjson.loads(f)
+                base64.b64decode(d["result"]["audioChunk"]["audioContent"])
+
+        rows.insert(1, ("orjson.loads + base64.b64decode", per_call(with_orjson, len(frames))))
+    return rows
+
+
+# ----------------------------------------------------------------------- (c) end to end
+
+
+async def _serve(port_out: Callable[[int], None]) -> None:
+    """Server process: handshake, then for each text message "N" write N audio frames."""
+    from websockets.frames import Frame, Opcode
+    from websockets.http11 import Request
+    from websockets.server import ServerProtocol
+
+    wire = server_frames(TURN_MESSAGES)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        proto = ServerProtocol(max_size=None)
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            proto.receive_data(data)
+            for ev in proto.events_received():
+                if isinstance(ev, Request):
+                    proto.send_response(proto.accept(ev))
+                elif isinstance(ev, Frame) and ev.opcode is Opcode.TEXT:
+                    for _ in range(int(bytes(ev.data))):
+                        await stream.send_all(wire)
+            for chunk in proto.data_to_send():
+                if chunk:
+                    await stream.send_all(chunk)
+                else:
+                    return
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port_out(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handler, listeners)
+
+
+async def _client_ours(url: str, turns: int) -> None:
+    from trio_tts._transport import connect
+    from trio_tts.protocols.inworld import InworldCodec
+
+    codec = InworldCodec()
+    ws = await connect(url, [])
+    for _ in range(turns):
+        await ws.send("1")
+        for _ in range(TURN_MESSAGES):
+            codec.receive(await ws.receive())
+    await ws.aclose()
+
+
+def _client_tw(queue: int, read: int) -> Callable[[str, int], Awaitable[None]]:
+    async def run(url: str, turns: int) -> None:
+        import trio_websocket
+
+        from trio_tts.protocols.inworld import InworldCodec
+
+        codec = InworldCodec()
+        async with trio_websocket.open_websocket_url(
+            url, message_queue_size=queue, receive_buffer_size=read, max_message_size=2**24
+        ) as ws:
+            for _ in range(turns):
+                await ws.send_message("1")
+                for _ in range(TURN_MESSAGES):
+                    codec.receive(await ws.get_message())
+
+    return run
+
+
+def bench_end_to_end(turns: int = 60) -> list[tuple[str, float, float]]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        url = f"ws://127.0.0.1:{port}/tts"
+        clients: list[tuple[str, Callable[[str, int], Awaitable[None]]]] = [
+            ("trio_tts transport (256 KiB reads)", _client_ours),
+            ("trio-websocket defaults (4 KiB, queue 1)", _client_tw(1, 4096)),
+            ("trio-websocket queue 16, 256 KiB reads", _client_tw(16, 256 * 1024)),
+        ]
+        rows = []
+        for label, client in clients:
+            trio.run(client, url, 5)  # warm up
+            best_cpu = best_wall = float("inf")
+            for _ in range(3):
+                cpu, wall = time.process_time(), time.perf_counter()
+                trio.run(client, url, turns)
+                msgs = turns * TURN_MESSAGES
+                best_cpu = min(best_cpu, (time.process_time() - cpu) / msgs * 1e6)
+                best_wall = min(best_wall, (time.perf_counter() - wall) / msgs * 1e6)
+            rows.append((label, best_cpu, best_wall))
+        return rows
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--serve"]:
+
+        def announce(port: int) -> None:
+            print(port, flush=True)
+
+        trio.run(_serve, announce)
+        return
+    msg_size = len(inworld_frame(0))
+    print(f"Inworld audio message: {msg_size} bytes of JSON, {TURN_MESSAGES} per turn\n")
+    print("(a) WebSocket frame parsing             µs/message")
+    for label, us in bench_framing():
+        print(f"    {label:<38} {us:7.2f}")
+    print("\n(b) decoding JSON + base64              µs/message")
+    for label, us in bench_decoding():
+        print(f"    {label:<38} {us:7.2f}")
+    print("\n(c) end to end, loopback, client CPU     CPU µs/msg   wall µs/msg   CPU ms/turn")
+    rows = bench_end_to_end()
+    for label, cpu, wall in rows:
+        print(f"    {label:<40} {cpu:8.2f}   {wall:9.2f}   {cpu * TURN_MESSAGES / 1000:9.2f}")
+    base = rows[0][1]
+    print(
+        "\n    CPU relative to trio_tts transport: "
+        + ", ".join(f"{r[1] / base:.2f}x" for r in rows)
+    )
+
+
+if __name__ == "__main__":
+    main()

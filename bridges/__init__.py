@@ -1,0 +1,1 @@
+"""Bridges from other async worlds (asyncio, LiveKit agents) to the trio engine."""
