@@ -278,14 +278,18 @@ class AllocatorMachine(RuleBasedStateMachine):
             c.id for c in self.alloc.connections.values() if c.state is ConnState.CONNECTING
         ]
         if connecting:
-            self.apply(self.alloc.connection_opened(data.draw(st.sampled_from(connecting)), self.now))
+            self.apply(
+                self.alloc.connection_opened(data.draw(st.sampled_from(connecting)), self.now)
+            )
 
     @rule(data=st.data(), fatal=st.booleans())
     def fail_one(self, data: st.DataObject, fatal: bool) -> None:
         if not self.alloc.connections:
             return
         cid = data.draw(st.sampled_from(sorted(self.alloc.connections)))
-        active, actions = self.alloc.connection_failed(cid, ConnectionError(), self.now, fatal=fatal)
+        active, actions = self.alloc.connection_failed(
+            cid, ConnectionError(), self.now, fatal=fatal
+        )
         for r in [r for r in self.active if r.conn_id == cid]:
             assert r.context_id in active
             self.active.remove(r)

@@ -163,9 +163,11 @@ class ConnectionActor:
     # -- the actor -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, serve until closed or failed, report the outcome to the pool."""
+        """Connect, serve until closed or failed, report the outcome to the pool, then close
+        the socket (shielded, bounded): the contexts hear of a failure before the goodbye."""
         error: ConnectionLost | None = None
         fatal = False
+        transport: _transport.Transport | None = None
         try:
             with self._cancel_scope:
                 try:
@@ -182,6 +184,10 @@ class ConnectionActor:
             self.state = "closed"
             self._outbound_out.close()
             self._pool._connection_finished(self, error, fatal)
+            if transport is not None:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(self._settings.close_timeout):
+                        await transport.aclose()
 
     async def _connect(self) -> _transport.Transport:
         settings = self._settings
@@ -227,8 +233,6 @@ class ConnectionActor:
         finally:
             self._nursery = None
             self.state = "closing"
-            with trio.CancelScope(shield=True), trio.move_on_after(self._settings.close_timeout):
-                await transport.aclose()
         return self._error
 
     async def _guard(

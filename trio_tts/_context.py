@@ -131,9 +131,12 @@ class Context(trio.abc.AsyncResource):
     async def finish(self) -> None:
         """No more text: the server finishes the audio, then iteration ends. Returns at once."""
         self._check_open()
-        self.state = ContextState.FINISHING
-        self._close_requested_at = trio.current_time()
         await self._send(Close())
+        # Only once the close is queued: a finish() cancelled before that leaves the context
+        # OPEN, so leaving it still cancels it on the server.
+        if self.state is ContextState.OPEN:
+            self.state = ContextState.FINISHING
+            self._close_requested_at = trio.current_time()
 
     async def close(self) -> None:
         """``finish()`` and wait until the server confirms the close.
