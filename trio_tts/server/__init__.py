@@ -1,0 +1,61 @@
+"""The local speech server: Inworld's TTS protocol on 127.0.0.1, with real speech (eSpeak NG).
+
+HTTP (``voice:stream``, ``voices``) and the bidirectional WebSocket share one port, so the
+official ``livekit-plugins-inworld`` and trio_tts's own pool work against it unmodified. It
+enforces the provider's limits and can inject faults for tests.
+
+Example::
+
+    from trio_tts.server import ServerConfig, open_server
+
+    async with open_server(ServerConfig(synthesizer="tone")) as server:
+        ...  # connect to server.ws_url / server.base_url
+"""
+
+from ._core import ServerConfig as ServerConfig
+from ._core import ServerStatistics as ServerStatistics
+from ._faults import BadFrame as BadFrame
+from ._faults import CloseAfterContexts as CloseAfterContexts
+from ._faults import ContextErrorFault as ContextErrorFault
+from ._faults import DropConnection as DropConnection
+from ._faults import Faults as Faults
+from ._faults import RejectHandshake as RejectHandshake
+from ._faults import Stall as Stall
+from ._server import LocalServer as LocalServer
+from ._server import open_server as open_server
+from ._server import run_forever as run_forever
+from ._server import serve as serve
+from ._speech import VOICES as VOICES
+from ._speech import Speech as Speech
+from ._speech import UnknownVoice as UnknownVoice
+from ._speech import VoiceInfo as VoiceInfo
+from ._synth import EspeakSynthesizer as EspeakSynthesizer
+from ._synth import Synthesizer as Synthesizer
+from ._synth import ToneSynthesizer as ToneSynthesizer
+from ._synth import tone_pcm as tone_pcm
+from ._synth import tone_speech as tone_speech
+
+__all__ = [
+    "VOICES",
+    "BadFrame",
+    "CloseAfterContexts",
+    "ContextErrorFault",
+    "DropConnection",
+    "EspeakSynthesizer",
+    "Faults",
+    "LocalServer",
+    "RejectHandshake",
+    "ServerConfig",
+    "ServerStatistics",
+    "Speech",
+    "Stall",
+    "Synthesizer",
+    "ToneSynthesizer",
+    "UnknownVoice",
+    "VoiceInfo",
+    "open_server",
+    "run_forever",
+    "serve",
+    "tone_pcm",
+    "tone_speech",
+]

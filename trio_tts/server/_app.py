@@ -1,0 +1,256 @@
+"""The ASGI application: Inworld's HTTP endpoints and its WebSocket on one port.
+
+Routes (everything else is 404):
+
+* ``WS  /tts/v1/voice:streamBidirectional`` — the multiplexed streaming protocol
+  (:mod:`._session`). The upgrade is refused with an HTTP status, as the provider does, for
+  a fault-injected rejection, a bad ``Authorization: Basic <key>`` (401), or one connection
+  over ``max_connections`` (429 with ``Retry-After``); refusals use ASGI's
+  ``websocket.http.response`` extension (hypercorn has it), else a 403 close.
+* ``POST /tts/v1/voice:stream`` — one text, NDJSON lines ``{"result": {"audioContent",
+  "timestampInfo"}}`` streamed as they are cut, or ``{"error": ...}``.
+* ``POST /tts/v1/voice`` — one text, one JSON ``{"audioContent", "timestampInfo"}``.
+* ``GET  /tts/v1/voices`` — ``{"voices": [{"voiceId", "displayName", "languages", ...}]}``,
+  optionally ``?filter=language=en``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import urllib.parse
+from typing import Any
+
+from . import _inworld_proto as proto
+from ._chunks import audio_frames
+from ._core import Core
+from ._session import ASGIReceive, ASGISend, Session
+from ._speech import VOICES
+
+__all__ = ["WS_PATH", "App"]
+
+WS_PATH = "/tts/v1/voice:streamBidirectional"
+_JSON = [(b"content-type", b"application/json")]
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _retry_after(seconds: float) -> bytes:
+    return str(max(0, math.ceil(seconds))).encode()
+
+
+class App:
+    """An ASGI 3 application serving one :class:`Core` (see the module docstring)."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    def _authorized(self, scope: dict[str, Any]) -> bool:
+        key = self.core.config.api_key
+        return key is None or _header(scope, b"authorization") == f"Basic {key}"
+
+    # -- WebSocket -----------------------------------------------------------------------------
+
+    async def _deny(self, scope: dict[str, Any], send: ASGISend, status: int,
+                    message: str, retry_after: float | None = None) -> None:  # fmt: skip
+        self.core.reject(status)
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        headers = list(_JSON)
+        if retry_after is not None:
+            headers.append((b"retry-after", _retry_after(retry_after)))
+        body = json.dumps({"code": status, "message": message}).encode()
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+
+    async def _websocket(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        core, config = self.core, self.core.config
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if scope["path"] != WS_PATH:
+            await self._deny(scope, send, 404, f"no WebSocket endpoint at {scope['path']}")
+            return
+        reject = core.faults.reject
+        if reject is not None and (reject.count is None or core.fault_rejections < reject.count):
+            core.fault_rejections += 1
+            await self._deny(
+                scope, send, reject.status, "rejected (fault injection)", reject.retry_after
+            )
+            return
+        if not self._authorized(scope):
+            await self._deny(scope, send, 401, "Unauthenticated: invalid or missing API key")
+            return
+        if core.connections_open >= config.max_connections:
+            core.violation(
+                f"connection {core.connections_open + 1} (limit {config.max_connections})"
+            )
+            await self._deny(scope, send, 429, "Too many connections", config.retry_after)
+            return
+        index = core.connections_accepted
+        core.connections_accepted += 1
+        core.connections_open += 1
+        core.peak_connections = max(core.peak_connections, core.connections_open)
+        try:
+            await send({"type": "websocket.accept"})
+            await Session(core, index, scope, receive, send).run()
+        finally:
+            core.connection_closed()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    async def _http(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        path, method = scope["path"], scope["method"]
+        routes = {
+            ("GET", "/tts/v1/voices"): self._voices,
+            ("POST", "/tts/v1/voice:stream"): self._voice_stream,
+            ("POST", "/tts/v1/voice"): self._voice,
+        }
+        handler = routes.get((method, path))
+        if handler is None:
+            known = {p for _, p in routes}
+            status = 405 if path in known else 404
+            await _respond(
+                send, status, {"code": 5 if status == 404 else 12, "message": f"{method} {path}"}
+            )
+            return
+        if not self._authorized(scope):
+            await _respond(
+                send, 401, {"code": 16, "message": "Unauthenticated: invalid or missing API key"}
+            )
+            return
+        await handler(scope, receive, send)
+
+    async def _voices(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        query = urllib.parse.parse_qs(bytes(scope.get("query_string", b"")).decode())
+        language = None
+        for item in query.get("filter", []):
+            key, _, value = item.partition("=")
+            if key.strip() == "language":
+                language = value.strip()
+        voices = [
+            {
+                "voiceId": v.voice_id,
+                "displayName": v.voice_id,
+                "description": v.description,
+                "languages": [v.language],
+                "tags": [v.gender],
+                "source": "SYSTEM",
+            }
+            for v in VOICES.values()
+            if language is None or v.language == language
+        ]
+        await _respond(send, 200, {"voices": voices})
+
+    async def _read_request(
+        self, receive: ASGIReceive, send: ASGISend
+    ) -> proto.SynthesizeRequest | None:
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        try:
+            request = proto.decode_synthesize_request(body)
+        except proto.DecodeError as exc:
+            await _respond(send, 400, {"code": 3, "message": str(exc)})
+            return None
+        config = request.config
+        problem = None
+        if config.encoding not in ("LINEAR16", "PCM"):
+            problem = (12, f"audioEncoding {config.encoding} is not supported by the local server")
+        elif config.voice_id not in VOICES:
+            problem = (3, f"Unknown voice: {config.voice_id}")
+        elif not 8000 <= config.sample_rate_hertz <= 48000:
+            problem = (3, f"sampleRateHertz {config.sample_rate_hertz} is outside 8000..48000")
+        elif len(request.text) > self.core.config.max_http_text_chars:
+            limit = self.core.config.max_http_text_chars
+            self.core.violation(f"HTTP request of {len(request.text)} characters (limit {limit})")
+            problem = (3, f"Text exceeds the maximum of {limit} characters")
+        if problem is not None:
+            await _respond(send, 400, {"code": problem[0], "message": problem[1]})
+            return None
+        return request
+
+    async def _synthesize(self, request: proto.SynthesizeRequest) -> Any:
+        c = request.config
+        return await self.core.synthesizer.synthesize(
+            request.text,
+            voice=c.voice_id,
+            sample_rate=c.sample_rate_hertz,
+            speaking_rate=c.speaking_rate,
+        )
+
+    async def _voice_stream(
+        self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend
+    ) -> None:
+        request = await self._read_request(receive, send)
+        if request is None:
+            return
+        headers = [(b"content-type", b"application/x-ndjson")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            speech = await self._synthesize(request)
+        except Exception as exc:
+            line = proto.encode_error(13, f"synthesis failed: {exc}") + "\n"
+            await send({"type": "http.response.body", "body": line.encode()})
+            return
+        frames = audio_frames(None, request.text, speech.pcm, speech.words, request.config,
+                              self.core.config.chunk_ms)  # fmt: skip
+        for line in frames:
+            await send(
+                {"type": "http.response.body", "body": (line + "\n").encode(), "more_body": True}
+            )
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _voice(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        request = await self._read_request(receive, send)
+        if request is None:
+            return
+        speech = await self._synthesize(request)
+        audio = speech.pcm
+        if request.config.encoding == "LINEAR16":
+            audio = proto.wav_header(len(audio), speech.sample_rate) + audio
+        body: dict[str, Any] = {
+            "audioContent": base64.b64encode(audio).decode(),
+            "usage": {
+                "processedCharactersCount": len(request.text),
+                "modelId": request.config.model_id,
+            },
+        }
+        if request.config.word_timestamps:
+            body["timestampInfo"] = {"wordAlignment": {
+                "words": [w for w, _, _ in speech.words],
+                "wordStartTimeSeconds": [s for _, s, _ in speech.words],
+                "wordEndTimeSeconds": [e for _, _, e in speech.words],
+            }}  # fmt: skip
+        await _respond(send, 200, body)
+
+
+async def _respond(send: ASGISend, status: int, body: dict[str, Any]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _JSON})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})

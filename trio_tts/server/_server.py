@@ -1,0 +1,169 @@
+"""Running the local server: :func:`open_server`, :func:`serve`, :func:`run_forever`.
+
+The ASGI :class:`~._app.App` runs under hypercorn's trio worker, so HTTP and the WebSocket
+upgrade share one port and no HTTP is parsed by hand. ``port=0`` (the default) binds a free
+port; the :class:`LocalServer` handle knows which.
+
+Example::
+
+    async with open_server(ServerConfig(synthesizer="tone")) as server:
+        async with open_websocket_url(server.ws_url) as ws:
+            ...
+        print(server.statistics())
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import trio
+
+from ._app import WS_PATH, App
+from ._core import Core, ServerConfig, ServerStatistics
+from ._faults import Faults
+
+__all__ = ["LocalServer", "open_server", "run_forever", "serve"]
+
+logger = logging.getLogger("trio_tts.server")
+_STOP_TIMEOUT = 3.0
+
+
+class LocalServer:
+    """A running local server: its addresses, live statistics and mutable faults."""
+
+    def __init__(self, core: Core, host: str, port: int) -> None:
+        self._core = core
+        self.host = host
+        self.port = port
+        self._stop = trio.Event()
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._core.config
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` — for ``voice:stream`` and ``voices``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://127.0.0.1:PORT/tts/v1/voice:streamBidirectional``."""
+        return f"ws://{self.host}:{self.port}{WS_PATH}"
+
+    @property
+    def faults(self) -> Faults:
+        """The live faults; mutate fields (``server.faults.drop = None``) or assign a new one."""
+        return self._core.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._core.set_faults(faults)
+
+    def set_faults(self, faults: Faults | None = None, **changes: Any) -> None:
+        """Replace the faults (``set_faults(Faults(...))``) or change fields (``stall=None``).
+
+        Raises:
+            AttributeError: for a name that is not a :class:`Faults` field.
+        """
+        current = faults if faults is not None else self._core.faults
+        for name, value in changes.items():
+            if not hasattr(current, name):
+                raise AttributeError(f"Faults has no field {name!r}")
+            setattr(current, name, value)
+        self._core.set_faults(current)
+
+    def statistics(self) -> ServerStatistics:
+        return self._core.statistics()
+
+    def __repr__(self) -> str:
+        c = self._core
+        return (
+            f"<LocalServer {self.base_url} connections={c.connections_open} "
+            f"contexts={c.contexts_open} frames_sent={c.frames_sent} "
+            f"violations={len(c.violations)}>"
+        )
+
+
+def _hypercorn_config(config: ServerConfig) -> Any:
+    from hypercorn.config import Config
+
+    hconfig = Config()
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    hconfig.bind = [f"{host}:{config.port}"]
+    hconfig.accesslog = None
+    hconfig.errorlog = logger
+    hconfig.graceful_timeout = 1.0
+    hconfig.websocket_ping_interval = None
+    return hconfig
+
+
+async def serve(
+    config: ServerConfig, *, task_status: trio.TaskStatus[LocalServer] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve until cancelled (or, under :func:`open_server`, until asked to stop).
+
+    ``await nursery.start(serve, config)`` returns the :class:`LocalServer` once the port is
+    bound."""
+    import hypercorn.trio
+
+    core = Core(config)
+    app: Any = App(core)  # an ASGI 3 callable; hypercorn's TypedDict scopes are stricter
+    hypercorn_done = trio.Event()
+    # Holds hypercorn's serve task (its listeners and every connection's tasks).
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            partial(
+                hypercorn.trio.serve,
+                app,
+                _hypercorn_config(config),
+                shutdown_trigger=hypercorn_done.wait,
+                mode="asgi",
+            )
+        )
+        url = urllib.parse.urlsplit(binds[0])
+        server = LocalServer(core, config.host, url.port or 0)
+        task_status.started(server)
+        await server._stop.wait()
+        # Graceful stop (open_server's exit): close frames first, then hypercorn shuts down.
+        await _close_sessions(core)
+        hypercorn_done.set()
+
+
+async def _close_sessions(core: Core, *, grace: float = 1.0) -> None:
+    """Send every live WebSocket a 1001 close and give clients ``grace`` seconds to finish."""
+    with trio.move_on_after(grace):
+        for session in list(core.sessions):
+            session.shutdown()
+        while core.connections_open:
+            await core.wait_connection_closed()
+
+
+@asynccontextmanager
+async def open_server(config: ServerConfig | None = None) -> AsyncIterator[LocalServer]:
+    """Run a local server for the duration of the ``async with`` block.
+
+    Leaving the block stops it gracefully: every open WebSocket gets a 1001 close frame and
+    about a second to finish, then the listener closes. (If the block is left by
+    cancellation, everything is simply cancelled.)
+    """
+    # Holds the server task; it returns by itself once asked to stop.
+    async with trio.open_nursery() as nursery:
+        server: LocalServer = await nursery.start(serve, config or ServerConfig())
+        try:
+            yield server
+        finally:
+            server._stop.set()
+            nursery.cancel_scope.deadline = trio.current_time() + _STOP_TIMEOUT
+
+
+async def run_forever(config: ServerConfig) -> None:
+    """What ``trio-tts serve`` runs: serve until cancelled (Ctrl-C), then shut down cleanly."""
+    async with open_server(config) as server:
+        logger.info("local speech server on %s (WebSocket %s)", server.base_url, server.ws_url)
+        await trio.sleep_forever()
