@@ -32,6 +32,8 @@ __all__ = ["Context", "ContextState"]
 
 
 class ContextState(enum.Enum):
+    """Where a :class:`Context` is in its life, as its caller sees it."""
+
     #: Accepting text.
     OPEN = "open"
     #: ``finish()`` sent the close; audio still arrives until the server confirms.

@@ -33,6 +33,8 @@ class Lease:
 
 @attrs.frozen
 class QuotaStatistics:
+    """Permits in total, lent out, and callers waiting for one."""
+
     total: int
     borrowed: int
     waiting: int

@@ -1,0 +1,43 @@
+"""``trio_tts`` is the only public surface: everything it exports is documented and real."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import trio_tts
+
+
+def test_every_public_name_is_reexported_from_a_private_module() -> None:
+    public = [name for name in dir(trio_tts) if not name.startswith("_")]
+    assert "open_pool" in public and "Pool" in public and "InworldProvider" in public
+    for name in public:
+        obj = getattr(trio_tts, name)
+        if inspect.ismodule(obj):
+            assert name in ("protocols", "server", "testing", "http", "cli", "demo"), name
+            continue
+        if name == "__version__":
+            continue
+        module = getattr(obj, "__module__", "")
+        assert module.startswith("trio_tts."), (name, module)
+        leaf = module.rsplit(".", 1)[-1]
+        assert leaf.startswith("_") or module.startswith("trio_tts.protocols"), (name, module)
+        assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_private_modules_do_not_leak_names_through_all() -> None:
+    for mod in ("_pool", "_context", "_errors", "_options", "_events", "_quota", "_text"):
+        module = importlib.import_module(f"trio_tts.{mod}")
+        for name in getattr(module, "__all__", []):
+            assert not name.startswith("_"), (mod, name)
+
+
+def test_importing_trio_tts_needs_no_optional_dependency() -> None:
+    import subprocess
+    import sys
+
+    code = "import trio_tts, sys; print('livekit' in sys.modules, 'hypercorn' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["False", "False"]
