@@ -1,0 +1,435 @@
+"""One-shot synthesis and voice listing over Inworld's HTTP API (httpx, on trio).
+
+Where a :class:`~trio_tts.Context` is a phone line kept open for a conversation, this module
+is a letter: one request, one answer. ``POST /tts/v1/voice:stream`` answers with NDJSON, one
+``{"result": {"audioContent", "timestampInfo"?}}`` line per audio chunk (or an
+``{"error": ...}`` line), and :meth:`HTTPClient.stream` hands each chunk to the caller as a
+:class:`~trio_tts.Audio` event as soon as its line arrives, not after the body ends::
+
+    async with trio_tts.http.HTTPClient(api_key=key) as client:
+        async with client.stream("Hello from trio.", voice="Ashley") as chunks:
+            async for audio in chunks:
+                play(audio.data)
+        voices = await client.voices(language="en")
+
+The request body is the one livekit-plugins-inworld 1.8.9 sends (``ChunkedStream``), built
+from the same :class:`~trio_tts.VoiceOptions` as the pool; ``LINEAR16`` chunks lose their WAV
+header exactly as on the WebSocket. Errors are the pool's:
+
+* HTTP 400 (the request itself is wrong: unknown voice, text too long) →
+  :class:`~trio_tts.ContextFailed` with the server's gRPC code and message, as the WebSocket
+  reports the same problem;
+* any other non-2xx status (401/403 credentials, 429 rate limit, 5xx) →
+  :class:`RequestRejected`, a :class:`~trio_tts.HandshakeRejected` with ``status`` and
+  ``retry_after``;
+* socket errors, timeouts and a body cut short → :class:`~trio_tts.ConnectionLost`;
+* an ``{"error": ...}`` line mid-stream → :class:`~trio_tts.ContextFailed`;
+* a line that is not Inworld JSON → :class:`~trio_tts.ProtocolError`.
+
+The API key travels only in the ``Authorization: Basic <key>`` header; it is registered with
+the engine's redaction, so no error message built here can contain it.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final, NoReturn
+
+import attrs
+import httpx
+import msgspec
+import trio
+
+from ._errors import (
+    ConnectionLost,
+    ContextFailed,
+    HandshakeRejected,
+    InvalidOptions,
+    ProtocolError,
+    redact,
+    register_secret,
+)
+from ._events import Audio, WordTiming
+from ._options import AudioEncoding, VoiceOptions
+from .protocols.inworld import _DECODER, _words, strip_wav_header
+
+__all__ = [
+    "DEFAULT_HTTP_URL",
+    "STREAM_PATH",
+    "VOICES_PATH",
+    "AudioStream",
+    "HTTPClient",
+    "RequestRejected",
+    "Synthesis",
+    "Voice",
+    "request_body",
+]
+
+DEFAULT_HTTP_URL: Final = "https://api.inworld.ai"
+STREAM_PATH: Final = "/tts/v1/voice:stream"
+VOICES_PATH: Final = "/tts/v1/voices"
+
+
+class RequestRejected(HandshakeRejected):
+    """An HTTP request was answered with an error status (401, 403, 429, 5xx ...).
+
+    A :class:`~trio_tts.HandshakeRejected`, so ``except HandshakeRejected`` and
+    ``is_auth_error`` work the same for the pool and the HTTP client.
+
+    Attributes:
+        status: the HTTP status code.
+        retry_after: seconds from a ``Retry-After`` header, when the server sent one.
+        grpc_code: the gRPC code from the error body, when it had one.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str = "",
+        retry_after: float | None = None,
+        *,
+        request: str = "request",
+        grpc_code: int | None = None,
+    ) -> None:
+        super().__init__(status, reason, retry_after)
+        self.grpc_code = grpc_code
+        text = f"{request} rejected with HTTP {status}"
+        self.args = (f"{text}: {reason}" if reason else text,)
+
+
+@attrs.frozen
+class Voice:
+    """One voice from ``GET /tts/v1/voices``."""
+
+    voice_id: str
+    display_name: str = ""
+    description: str = ""
+    languages: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    source: str = ""
+
+
+@attrs.frozen(repr=False)
+class Synthesis:
+    """All of one request's audio (:meth:`HTTPClient.synthesize`)."""
+
+    audio: bytes
+    sample_rate: int
+    encoding: AudioEncoding
+    words: tuple[WordTiming, ...] = ()
+    #: Seconds from sending the request to the first audio chunk.
+    time_to_first_audio: float | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio (PCM encodings only; 0.0 for compressed ones)."""
+        return len(self.audio) / 2 / self.sample_rate if self.encoding.is_pcm else 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"Synthesis(bytes={len(self.audio)}, sample_rate={self.sample_rate},"
+            f" duration={self.duration:.3f}s, words={len(self.words)})"
+        )
+
+
+def request_body(text: str, options: VoiceOptions) -> dict[str, Any]:
+    """The JSON body of ``POST /tts/v1/voice:stream`` for ``text`` (LiveKit 1.8.9's shape)."""
+    body: dict[str, Any] = {
+        "text": text,
+        "voiceId": options.voice,
+        "modelId": options.model,
+        "audioConfig": {
+            "audioEncoding": options.encoding.value,
+            "bitrate": options.bit_rate,
+            "sampleRateHertz": options.sample_rate,
+            "temperature": options.temperature,
+            "speakingRate": options.speaking_rate,
+        },
+    }
+    if options.language is not None:
+        body["language"] = options.language
+    if options.timestamp_type is not None:
+        body["timestampType"] = options.timestamp_type.value
+    if options.apply_text_normalization is not None:
+        body["applyTextNormalization"] = "ON" if options.apply_text_normalization else "OFF"
+    return body
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _lost(request: str, exc: httpx.TransportError) -> ConnectionLost:
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        detail = f"timed out ({type(exc).__name__})"
+    return ConnectionLost(f"{request} failed: {redact(_short(detail))}")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _raise_for_status(response: httpx.Response, request: str) -> NoReturn:
+    """Turn an error response (body already read) into the engine's error types."""
+    code: int | None = None
+    message = response.reason_phrase
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        # Google-style {"error": {"code", "message"}} or the flat {"code", "message"}.
+        inner = data.get("error")
+        err: dict[str, Any] = inner if isinstance(inner, dict) else data
+        if isinstance(err.get("message"), str) and err["message"]:
+            message = err["message"]
+        if isinstance(err.get("code"), int) and not isinstance(err.get("code"), bool):
+            code = err["code"]
+    message = redact(_short(message))
+    status = response.status_code
+    if status == 400:
+        raise ContextFailed(code if code is not None else 3, message)
+    raise RequestRejected(
+        status, message, _retry_after(response), request=request, grpc_code=code
+    )
+
+
+class AudioStream:
+    """The audio of one ``voice:stream`` request, as it arrives (``async for audio in s``).
+
+    Yields :class:`~trio_tts.Audio` events whose ``context_id`` is the request id; iteration
+    ends when the response body ends.
+
+    Raises (from iteration):
+        ContextFailed: the server sent an ``{"error": ...}`` line.
+        ConnectionLost: the connection failed or timed out mid-body.
+        ProtocolError: a line that is not Inworld JSON.
+    """
+
+    def __init__(
+        self, response: httpx.Response, request_id: str, options: VoiceOptions, request: str
+    ) -> None:
+        self.request_id = request_id
+        self.options = options
+        self._request = request
+        self._lines = response.aiter_lines()
+        self.audio_bytes = 0
+        self.chunks = 0
+        self.usage_characters = 0
+
+    def __repr__(self) -> str:
+        return f"<AudioStream {self.request_id} chunks={self.chunks} audio={self.audio_bytes}B>"
+
+    def __aiter__(self) -> AsyncIterator[Audio]:
+        return self
+
+    async def __anext__(self) -> Audio:
+        while True:
+            try:
+                line = await self._lines.__anext__()
+            except httpx.TransportError as exc:
+                raise _lost(self._request, exc) from None
+            if not line.strip():
+                continue
+            audio = self._decode(line)
+            if audio is not None:
+                self.chunks += 1
+                self.audio_bytes += len(audio.data)
+                return audio
+
+    def _decode(self, line: str) -> Audio | None:
+        try:
+            frame = _DECODER.decode(line)
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"malformed voice:stream line: {_short(str(exc), 80)}") from None
+        if frame.error is not None:
+            raise ContextFailed(frame.error.code, redact(frame.error.message))
+        result = frame.result
+        if result is None:
+            raise ProtocolError("voice:stream line has neither result nor error")
+        if result.status is not None and result.status.code != 0:
+            raise ContextFailed(result.status.code, redact(result.status.message))
+        data, info = result.audioContent, result.timestampInfo
+        if result.audioChunk is not None:
+            data, info = result.audioChunk.audioContent, result.audioChunk.timestampInfo
+        usage = result.usage or (result.audioChunk.usage if result.audioChunk else None)
+        if usage is not None:
+            self.usage_characters += usage.processedCharactersCount
+        data = data or b""
+        if self.options.encoding is AudioEncoding.LINEAR16 and data[:4] == b"RIFF":
+            data = strip_wav_header(data)
+        words = _words(info)
+        if not data and not words:
+            return None
+        return Audio(self.request_id, data, words)
+
+
+class HTTPClient(trio.abc.AsyncResource):
+    """A client of Inworld's HTTP TTS API (or the local speech server's).
+
+    Args:
+        api_key: the Base64 key from the Inworld portal, sent as ``Authorization: Basic``;
+            ``None`` sends no credential (the local server without a key).
+        base_url: ``https://api.inworld.ai`` or e.g. ``server.base_url`` of a local server.
+        defaults: the :class:`~trio_tts.VoiceOptions` of requests that pass none.
+        timeout: seconds for connecting and for each read (a stream may run longer).
+        transport: an httpx transport (tests: ``httpx.MockTransport``).
+
+    Raises:
+        InvalidOptions: a URL that is not http(s), an empty key, a non-positive timeout.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_HTTP_URL,
+        defaults: VoiceOptions | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if api_key is not None:
+            if not isinstance(api_key, str) or not api_key.strip():
+                raise InvalidOptions("api_key: must be a non-empty string or None")
+            register_secret(api_key)
+        parts = urllib.parse.urlsplit(base_url) if isinstance(base_url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidOptions("base_url: must be an http:// or https:// URL with a host")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidOptions(f"timeout: {timeout!r} must be a positive number")
+        self.base_url = f"{parts.scheme}://{parts.netloc}"
+        self.defaults = defaults if defaults is not None else VoiceOptions()
+        headers = {"Authorization": f"Basic {api_key}"} if api_key is not None else {}
+        self._has_key = api_key is not None
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    @classmethod
+    def from_env(
+        cls, variable: str = "INWORLD_API_KEY", *, base_url: str = DEFAULT_HTTP_URL, **kw: Any
+    ) -> HTTPClient:
+        """A client keyed by ``$variable`` (no credential when it is unset or empty)."""
+        import os
+
+        return cls(os.environ.get(variable) or None, base_url=base_url, **kw)
+
+    def __repr__(self) -> str:
+        key = "***" if self._has_key else "None"
+        return f"HTTPClient(api_key={key}, base_url={self.base_url!r})"
+
+    async def aclose(self) -> None:
+        """Close the connection pool; idempotent."""
+        with trio.CancelScope(shield=True):
+            await self._client.aclose()
+
+    def _options(self, options: VoiceOptions | None, overrides: dict[str, Any]) -> VoiceOptions:
+        base = options if options is not None else self.defaults
+        if not isinstance(base, VoiceOptions):
+            raise InvalidOptions(f"options: expected VoiceOptions, got {type(base).__name__}")
+        return base.replace(**overrides) if overrides else base
+
+    @asynccontextmanager
+    async def stream(
+        self, text: str, *, options: VoiceOptions | None = None, **overrides: Any
+    ) -> AsyncIterator[AudioStream]:
+        """Synthesise ``text``; the block iterates its audio as it arrives.
+
+        Args:
+            text: what to say (the service caps one request; Inworld: 2000 characters).
+            options: the request's :class:`~trio_tts.VoiceOptions` (default: the client's).
+            **overrides: single fields to change (``voice="Dennis"``).
+
+        Raises:
+            InvalidOptions: bad options or empty text, before any network I/O.
+            ContextFailed: HTTP 400 (e.g. unknown voice), or an error line in the body.
+            RequestRejected: any other error status (401, 403, 429, 5xx ...).
+            ConnectionLost: the request could not be sent or the body was cut short.
+        """
+        opts = self._options(options, overrides)
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidOptions("text: must be a non-empty string")
+        request_id = uuid.uuid4().hex
+        request = f"POST {STREAM_PATH}"
+        try:
+            async with self._client.stream(
+                "POST",
+                STREAM_PATH,
+                json=request_body(text, opts),
+                headers={"X-Request-Id": request_id},
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    _raise_for_status(response, request)
+                yield AudioStream(response, request_id, opts, request)
+        except httpx.TransportError as exc:
+            raise _lost(request, exc) from None
+
+    async def synthesize(
+        self, text: str, *, options: VoiceOptions | None = None, **overrides: Any
+    ) -> Synthesis:
+        """Synthesise ``text`` and return all of its audio (see :meth:`stream`)."""
+        opts = self._options(options, overrides)
+        start = trio.current_time()
+        first: float | None = None
+        pieces: list[bytes] = []
+        words: list[WordTiming] = []
+        async with self.stream(text, options=opts) as chunks:
+            async for audio in chunks:
+                if first is None:
+                    first = trio.current_time() - start
+                pieces.append(audio.data)
+                words.extend(audio.words)
+        return Synthesis(b"".join(pieces), opts.sample_rate, opts.encoding, tuple(words), first)
+
+    async def voices(self, language: str | None = None) -> list[Voice]:
+        """The voices the service offers (``GET /tts/v1/voices``), optionally one language's.
+
+        Raises:
+            RequestRejected: an error status (401 ...). ConnectionLost: no answer.
+            ProtocolError: the answer is not a voice list.
+        """
+        request = f"GET {VOICES_PATH}"
+        params = {"filter": f"language={language}"} if language else None
+        try:
+            response = await self._client.get(VOICES_PATH, params=params)
+        except httpx.TransportError as exc:
+            raise _lost(request, exc) from None
+        if response.status_code != 200:
+            _raise_for_status(response, request)
+        try:
+            data = response.json()
+            rows = data.get("voices", []) if isinstance(data, dict) else None
+            if not isinstance(rows, list):
+                raise ValueError("no voice list")
+            return [_voice(row) for row in rows]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ProtocolError(f"{request}: unexpected answer ({_short(str(exc), 80)})") from None
+
+
+def _voice(row: Any) -> Voice:
+    if not isinstance(row, dict) or not isinstance(row.get("voiceId"), str):
+        raise ValueError("a voice without voiceId")
+
+    def strings(key: str) -> tuple[str, ...]:
+        value = row.get(key) or []
+        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+    return Voice(
+        voice_id=row["voiceId"],
+        display_name=str(row.get("displayName") or row["voiceId"]),
+        description=str(row.get("description") or ""),
+        languages=strings("languages"),
+        tags=strings("tags"),
+        source=str(row.get("source") or ""),
+    )
