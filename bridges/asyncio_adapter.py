@@ -1,0 +1,600 @@
+"""The trio engine, driven from asyncio: :class:`AsyncioPool` and :class:`AsyncioContext`.
+
+An asyncio program owns its event loop (LiveKit agents run their own, possibly uvloop), so
+the engine cannot call ``trio.run``. Instead it runs **as a guest** on that loop
+(``trio.lowlevel.start_guest_run`` with ``run_sync_soon_threadsafe=loop.call_soon_threadsafe``):
+trio's scheduler ticks as asyncio callbacks on the same thread, and only trio's wait for I/O
+happens in a helper thread. Think of two shops in one building sharing a front desk: each
+keeps its own queue, and a slip passed across the desk is how work moves between them.
+
+One trio run (an :class:`_Engine`) serves every pool on a loop; it starts with the first
+``async with AsyncioPool(...)`` and finishes when the last one leaves. Where the program's
+main loop is trio and asyncio code runs on a ``trio_asyncio.open_loop()`` loop, the engine
+is a task of that trio run instead (started with ``trio_as_future``), and
+:meth:`AsyncioPool.from_trio_pool` shares a pool the trio program already owns.
+
+Crossing the desk:
+
+* asyncio → trio: :meth:`_Engine.call` passes a :class:`_Call` to ``TrioToken.run_sync_soon``
+  (the only way in that wakes an idle trio); trio starts a task for it in the engine's
+  nursery, inside the call's own cancel scope, and the task completes an asyncio future
+  directly (same thread, so no ``call_soon_threadsafe``).
+* Cancellation, asyncio → trio: cancelling the awaiting asyncio task cancels the call's
+  scope, so a caller waiting for a slot leaves the pool's queue at once. A value the trio
+  task produced after asyncio gave up (an opened context) is cleaned up in trio.
+* Cancellation, trio → asyncio: a crossing whose trio task is cancelled by trio (the engine
+  shutting down, the host program cancelling) cancels the asyncio future; errors arrive as
+  the same ``trio_tts`` exception types.
+* Events: ``async for event in ctx`` is fed by one trio *pump* task per context that reads
+  ahead at most ``prefetch`` events into a deque; the consumer takes from the deque without
+  crossing and wakes the pump (one crossing) when the deque drained to half. The queue
+  between the worlds is therefore bounded; ``prefetch=0`` crosses once per event instead.
+
+Example::
+
+    async with AsyncioPool(trio_tts.InworldProvider(api_key=key)) as pool:
+        ctx = await pool.open_context(voice="Ashley")
+        async with ctx:
+            await ctx.send_text("Hello from asyncio.")
+            await ctx.finish()
+            async for event in ctx:
+                ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import weakref
+from collections.abc import Awaitable, Callable
+from functools import partial
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import outcome
+import trio
+
+import trio_tts
+
+__all__ = ["AsyncioContext", "AsyncioPool"]
+
+T = TypeVar("T")
+_Event = trio_tts.Audio | trio_tts.FlushCompleted
+_NOTHING: Any = object()
+
+
+class _Call(Generic[T]):
+    """One asyncio → trio crossing: ``await afn()`` in trio, its outcome into ``future``."""
+
+    __slots__ = ("afn", "cleanup", "future", "scope", "shield")
+
+    def __init__(
+        self,
+        afn: Callable[[], Awaitable[T]],
+        future: asyncio.Future[T],
+        cleanup: Callable[[T], Awaitable[object]] | None,
+        shield: bool,
+    ) -> None:
+        self.afn = afn
+        self.future = future
+        self.cleanup = cleanup
+        #: Run to completion even if asyncio stops waiting (closing a context).
+        self.shield = shield
+        # Created here, entered by the trio task: cancelling it before it is entered is legal.
+        self.scope = trio.CancelScope()
+
+
+class _Engine:
+    """A trio run on this thread that serves one asyncio loop: a token and a nursery."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.users = 0
+        self.stopping = False
+        self.hosted = False
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.nursery: trio.Nursery | None = None
+        self._stop = trio.Event()
+        self._ready: asyncio.Future[None] = loop.create_future()
+        self._finished: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
+
+    # -- lifetime (asyncio side) -----------------------------------------------------------
+
+    @classmethod
+    async def acquire(cls) -> _Engine:
+        """The running loop's engine, started if needed. Pair with :meth:`release`."""
+        loop = asyncio.get_running_loop()
+        engine = _ENGINES.get(loop)
+        while engine is not None and engine.stopping:
+            await asyncio.shield(engine._finished)  # one trio run per thread at a time
+            engine = _ENGINES.get(loop)
+        if engine is None:
+            engine = _ENGINES[loop] = cls(loop)
+            engine._start()
+        engine.users += 1
+        try:
+            await engine._started_or_finished()
+            if not engine._ready.done():
+                engine._finished.result().unwrap()
+                raise trio_tts.PoolClosed("the trio engine stopped while starting")
+        except BaseException:
+            await engine.release()
+            raise
+        return engine
+
+    async def _started_or_finished(self) -> None:
+        futures: list[asyncio.Future[Any]] = [self._ready, self._finished]
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+
+    def _start(self) -> None:
+        if trio.lowlevel.in_trio_run():
+            # A trio program hosting asyncio: the loop must be trio_asyncio's.
+            trio_as_future = getattr(self.loop, "trio_as_future", None)
+            if trio_as_future is None:
+                raise RuntimeError(
+                    "a trio run is active on this thread but the running asyncio loop is not "
+                    "a trio_asyncio loop; run asyncio code under trio_asyncio.open_loop()"
+                )
+            self.hosted = True
+            service: asyncio.Future[None] = trio_as_future(self._main)
+            service.add_done_callback(self._service_done)
+        else:
+            trio.lowlevel.start_guest_run(
+                self._main,
+                run_sync_soon_threadsafe=self.loop.call_soon_threadsafe,
+                done_callback=self._guest_done,
+                # asyncio and uvloop own signal.set_wakeup_fd; trio must not take it over.
+                host_uses_signal_set_wakeup_fd=True,
+            )
+
+    def _guest_done(self, result: outcome.Outcome[None]) -> None:
+        if not self._finished.done():
+            self._finished.set_result(result)
+
+    def _service_done(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled():
+            self._guest_done(outcome.Error(trio_tts.PoolClosed("the host trio run cancelled")))
+        elif (exc := future.exception()) is not None:
+            self._guest_done(outcome.Error(exc))
+        else:
+            self._guest_done(outcome.Value(None))
+
+    async def release(self) -> None:
+        """Drop one user; the last one stops the trio run and waits until it finished."""
+        self.users -= 1
+        if self.users > 0:
+            return
+        self.stopping = True
+        if self.token is None:  # still starting: the stop can only be posted once it runs
+            await asyncio.shield(self._started_or_finished())
+        if self.token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self.token.run_sync_soon(self._stop.set)
+        try:
+            result = await asyncio.shield(self._finished)
+        finally:
+            if _ENGINES.get(self.loop) is self and self._finished.done():
+                del _ENGINES[self.loop]
+        result.unwrap()
+
+    # -- the trio side ---------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        # Every crossing, context pump and pool service of this loop runs here.
+        async with trio.open_nursery() as nursery:
+            self.token = trio.lowlevel.current_trio_token()
+            self.nursery = nursery
+            self._ready.set_result(None)
+            await self._stop.wait()
+            nursery.cancel_scope.cancel()
+
+    def _spawn(self, call: _Call[Any]) -> None:
+        """Runs in trio (``run_sync_soon``): start the crossing's task."""
+        try:
+            assert self.nursery is not None
+            self.nursery.start_soon(self._run, call)
+        except RuntimeError:  # the nursery closed: the engine is stopping
+            if not call.future.done():
+                call.future.set_exception(trio_tts.PoolClosed("the trio engine has stopped"))
+
+    async def _run(self, call: _Call[Any]) -> None:
+        future = call.future
+        if future.done() and not call.shield:
+            return  # asyncio gave up before the task started
+        value: Any = _NOTHING
+        try:
+            with call.scope:
+                value = await call.afn()
+        except trio.Cancelled:
+            if not future.done():
+                future.cancel("cancelled on the trio side")
+            raise
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if value is _NOTHING:  # the scope absorbed a cancel asked for by asyncio
+            if not future.done():
+                future.cancel()
+        elif not future.done():
+            future.set_result(value)
+        elif call.cleanup is not None:
+            await call.cleanup(value)  # asyncio stopped waiting: undo what the call made
+
+    # -- crossings (asyncio side) ----------------------------------------------------------
+
+    def run_sync_soon(self, fn: Callable[[], object]) -> None:
+        """Run the synchronous ``fn`` in trio soon (e.g. set a ``trio.Event``)."""
+        if self.token is None:
+            raise trio_tts.PoolClosed("the trio engine has stopped")
+        try:
+            self.token.run_sync_soon(fn)
+        except trio.RunFinishedError:
+            raise trio_tts.PoolClosed("the trio engine has stopped") from None
+
+    async def call(
+        self,
+        afn: Callable[[], Awaitable[T]],
+        *,
+        cleanup: Callable[[T], Awaitable[object]] | None = None,
+        shield: bool = False,
+    ) -> T:
+        """``await afn()`` in trio and return its result here.
+
+        Cancelling the awaiting asyncio task cancels the trio task (unless ``shield``); if
+        trio produced a value anyway, ``cleanup(value)`` runs in trio.
+
+        Raises:
+            PoolClosed: the engine has stopped.
+            Exception: whatever ``afn`` raised, unchanged.
+        """
+        future: asyncio.Future[T] = self.loop.create_future()
+        call = _Call(afn, future, cleanup, shield)
+        self.run_sync_soon(partial(self._spawn, call))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            with contextlib.suppress(trio_tts.PoolClosed):
+                if future.cancelled():
+                    if not shield:
+                        self.run_sync_soon(call.scope.cancel)
+                elif cleanup is not None and future.exception() is None:
+                    # Trio delivered just before asyncio cancelled this task (the cancel wins
+                    # the wake-up): nobody will see the value, so undo it in trio.
+                    self.start_soon(partial(cleanup, future.result()))
+            raise
+
+    def start_soon(self, afn: Callable[[], Awaitable[object]]) -> None:
+        """Start a background trio task in the engine's nursery (no result crosses back)."""
+
+        def spawn() -> None:
+            with contextlib.suppress(RuntimeError):  # closed nursery: the engine is stopping
+                assert self.nursery is not None
+                self.nursery.start_soon(afn)
+
+        self.run_sync_soon(spawn)
+
+
+_ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Engine] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class AsyncioPool:
+    """A :class:`trio_tts.Pool` for asyncio code; the same API in asyncio terms.
+
+    Use it as an async context manager on a running loop (asyncio's own, uvloop, or a
+    ``trio_asyncio`` loop); the trio engine starts on entry and finishes on exit::
+
+        async with AsyncioPool(trio_tts.InworldProvider(api_key=key), max_connections=20) as pool:
+            ctx = await pool.open_context(voice="Ashley")
+
+    Args:
+        provider: the :class:`trio_tts.Provider` to connect to.
+        prefetch: events an :class:`AsyncioContext` reads ahead per crossing (0: one crossing
+            per event, no read-ahead).
+        **settings: :func:`trio_tts.open_pool` settings.
+    """
+
+    def __init__(
+        self, provider: trio_tts.Provider | None, *, prefetch: int = 8, **settings: Any
+    ) -> None:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise trio_tts.InvalidOptions(f"prefetch: {prefetch!r} must be an integer >= 0")
+        self._provider = provider
+        self._settings = settings
+        self._prefetch = prefetch
+        self._engine: _Engine | None = None
+        self._pool: trio_tts.Pool | None = None
+        self._owned = True
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+
+    @classmethod
+    def from_trio_pool(cls, pool: trio_tts.Pool, *, prefetch: int = 8) -> AsyncioPool:
+        """Share ``pool``, opened by the trio program that hosts this asyncio code through
+        ``trio_asyncio``. Leaving the ``async with`` does not close ``pool``."""
+        self = cls(None, prefetch=prefetch)
+        self._pool = pool
+        self._owned = False
+        return self
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Start the engine (if needed) and open the pool; ``async with`` calls this.
+
+        Raises:
+            InvalidOptions: a pool setting is out of range.
+            RuntimeError: already open, or ``from_trio_pool`` used outside ``trio_asyncio``.
+        """
+        if self._engine is not None:
+            raise RuntimeError("the AsyncioPool is already open")
+        engine = await _Engine.acquire()
+        try:
+            if not self._owned and not engine.hosted:
+                raise RuntimeError(
+                    "AsyncioPool.from_trio_pool needs asyncio code running under trio_asyncio "
+                    "in the trio run that owns the pool"
+                )
+            if self._owned:
+                assert self._provider is not None and engine.nursery is not None
+                nursery = engine.nursery
+                opened: trio_tts.Pool = await engine.call(
+                    partial(nursery.start, self._serve), cleanup=self._cleanup_unwanted
+                )
+                self._pool = opened
+        except BaseException:
+            await engine.release()
+            raise
+        self._engine = engine
+
+    async def _serve(self, *, task_status: trio.TaskStatus[trio_tts.Pool]) -> None:
+        assert self._provider is not None
+        try:
+            async with trio_tts.open_pool(self._provider, **self._settings) as pool:
+                task_status.started(pool)
+                await self._stop.wait()
+        finally:
+            self._stopped.set()
+
+    async def _cleanup_unwanted(self, pool: trio_tts.Pool) -> None:
+        self._pool = pool  # the caller of open() was cancelled after the pool opened
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        assert self._pool is not None
+        await self._pool.aclose()
+        self._stop.set()
+        await self._stopped.wait()
+
+    async def aclose(self) -> None:
+        """Close the pool gracefully (if this object opened it) and release the engine;
+        the last pool on the loop waits until the trio run has finished. Idempotent."""
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        try:
+            if self._owned and self._pool is not None:
+                await engine.call(self._shutdown, shield=True)
+        finally:
+            await engine.release()
+
+    # -- the pool API ----------------------------------------------------------------------
+
+    def _require(self) -> tuple[_Engine, trio_tts.Pool]:
+        if self._engine is None or self._pool is None:
+            raise trio_tts.PoolClosed("the AsyncioPool is not open")
+        return self._engine, self._pool
+
+    async def open_context(
+        self,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (a wait deadline, as in trio_tts)
+        options: trio_tts.VoiceOptions | None = None,
+        **overrides: Any,
+    ) -> AsyncioContext:
+        """:meth:`trio_tts.Pool.open_context` from asyncio; same arguments, same errors.
+
+        Cancelling the caller while it waits for a slot withdraws it from the pool's queue.
+        """
+        engine, pool = self._require()
+        ctx = await engine.call(
+            partial(pool.open_context, timeout=timeout, options=options, **overrides),
+            cleanup=_abandon,
+        )
+        return AsyncioContext(engine, ctx, prefetch=self._prefetch)
+
+    async def prewarm(self, n: int | None = None) -> int:
+        """:meth:`trio_tts.Pool.prewarm` from asyncio."""
+        engine, pool = self._require()
+        return await engine.call(partial(pool.prewarm, n))
+
+    def update_options(self, **changes: Any) -> None:
+        """:meth:`trio_tts.Pool.update_options`: validated here, applied in trio before any
+        later crossing from this loop.
+
+        Raises:
+            InvalidOptions: an unknown field or invalid value (nothing changes).
+        """
+        engine, pool = self._require()
+        pool.defaults.replace(**changes)  # validate now, in the caller's frame
+        engine.run_sync_soon(partial(pool.update_options, **changes))
+
+    async def run(self, afn: Callable[[], Awaitable[T]]) -> T:
+        """``await afn()`` in the pool's trio run (e.g. ``trio_tts.http``) and return its
+        result; cancellation and errors cross as for every other call."""
+        engine, _ = self._require()
+        return await engine.call(afn)
+
+    def statistics(self) -> trio_tts.PoolStatistics:
+        """The trio pool's statistics (a plain read: both worlds share this thread)."""
+        return self._require()[1].statistics()
+
+    @property
+    def defaults(self) -> trio_tts.VoiceOptions:
+        return self._require()[1].defaults
+
+    def __repr__(self) -> str:
+        inner = repr(self._pool) if self._pool is not None else "<not open>"
+        return f"<AsyncioPool {inner}>"
+
+
+async def _abandon(ctx: trio_tts.Context) -> None:
+    await ctx.aclose()
+
+
+class AsyncioContext:
+    """A :class:`trio_tts.Context` for asyncio code. Create it with
+    :meth:`AsyncioPool.open_context`.
+
+    The same contract as the trio context: leaving ``async with`` early (an error, a
+    cancellation, ``break``) cancels the utterance on the server and the slot comes back when
+    the server confirms. Cancelling a task that only waits for the next event loses no event.
+    """
+
+    def __init__(self, engine: _Engine, ctx: trio_tts.Context, *, prefetch: int) -> None:
+        self._engine = engine
+        self._ctx = ctx
+        self._prefetch = prefetch
+        self._events: collections.deque[_Event] = collections.deque()
+        self._end: BaseException | None = None  # what iteration raises once drained
+        self._waiters: list[asyncio.Future[None]] = []
+        self._pump_started = False
+        self._pump_scope = trio.CancelScope()
+        self._room: trio.Event | None = None  # set by the consumer when the pump may go on
+
+    @property
+    def id(self) -> str:
+        return self._ctx.id
+
+    @property
+    def options(self) -> trio_tts.VoiceOptions:
+        return self._ctx.options
+
+    @property
+    def state(self) -> trio_tts.ContextState:
+        return self._ctx.state
+
+    @property
+    def trio_context(self) -> trio_tts.Context:
+        """The trio object; touch it only from trio code."""
+        return self._ctx
+
+    def __repr__(self) -> str:
+        return f"<AsyncioContext {self._ctx!r} buffered={len(self._events)}>"
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def send_text(self, text: str, *, flush: bool = False) -> None:
+        """:meth:`trio_tts.Context.send_text` (waits only for outbound room)."""
+        await self._engine.call(partial(self._ctx.send_text, text, flush=flush))
+
+    async def flush(self) -> None:
+        await self._engine.call(self._ctx.flush)
+
+    async def finish(self) -> None:
+        await self._engine.call(self._ctx.finish)
+
+    async def close(self) -> None:
+        """``finish()`` and wait until the server confirmed the close."""
+        await self._engine.call(self._ctx.close)
+
+    async def cancel(self) -> None:
+        """Stop the utterance: iteration ends, the rest of its audio is dropped."""
+        await self._engine.call(self._leave, shield=True)
+
+    async def aclose(self) -> None:
+        """Leave the context (cancel it on the server unless it already closed). Never raises
+        for the context's own failure; runs to completion even if the caller is cancelled."""
+        with contextlib.suppress(trio_tts.PoolClosed):
+            await self._engine.call(self._leave, shield=True)
+
+    async def _leave(self) -> None:
+        self._pump_scope.cancel()
+        await self._ctx.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> _Event:
+        while True:
+            if self._events:
+                event = self._events.popleft()
+                room = self._room
+                if room is not None and len(self._events) <= self._prefetch // 2:
+                    self._room = None
+                    self._engine.run_sync_soon(room.set)
+                return event
+            if self._end is not None:
+                raise self._end
+            if self._prefetch == 0:
+                # One crossing per event. The event lands in the deque, so a cancel that
+                # races with its delivery leaves it there for the next call.
+                await self._engine.call(self._pull)
+                continue
+            if not self._pump_started:
+                self._pump_started = True
+                self._engine.start_soon(self._pump)
+            waiter: asyncio.Future[None] = self._engine.loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def _pull(self) -> None:
+        self._events.append(await self._ctx.__anext__())
+
+    async def _pump(self) -> None:
+        """Trio side: read ahead at most ``prefetch`` events for the asyncio consumer."""
+        end: BaseException = StopAsyncIteration()
+        try:
+            with self._pump_scope:
+                async for event in self._ctx:
+                    self._events.append(event)
+                    self._wake()
+                    if len(self._events) >= self._prefetch:
+                        self._room = room = trio.Event()
+                        await room.wait()
+        except trio.Cancelled:
+            end = trio_tts.PoolClosed("the pool closed before the context finished")
+            raise
+        except Exception as exc:
+            end = exc
+        finally:
+            self._end = end
+            self._wake()

@@ -1,0 +1,493 @@
+"""A LiveKit Agents TTS plugin for Inworld, on the trio engine through the asyncio bridge.
+
+A drop-in for ``livekit.plugins.inworld.TTS`` (1.8.x): the same constructor arguments, a
+``stream()`` fed by the agent's text through a sentence tokenizer, one-shot ``synthesize()``,
+``prewarm()``, ``update_options()``, aligned transcripts (``TimedString``) when
+``timestamp_type`` is set, and errors mapped to LiveKit's ``APIError`` family so the
+framework's retries and ``FallbackAdapter`` behave as with the official plugin.
+
+LiveKit runs each job in its own process. Every :class:`TTS` of a process that talks to the
+same endpoint with the same key shares one :class:`~bridges.asyncio_adapter.AsyncioPool` (one
+trio guest run, one pool of connections): each utterance is a pooled *context*, not a
+connection. The pool opens on first use and closes when the last ``TTS`` using it is closed.
+
+Requires the ``livekit`` extra (``pip install 'trio-tts[livekit]'``); ``import trio_tts``
+never imports LiveKit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import weakref
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import trio
+from livekit.agents import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    tokenize,
+    tts,
+    utils,
+)
+from livekit.agents.types import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    NOT_GIVEN,
+    APIConnectOptions,
+    NotGivenOr,
+    TimedString,
+)
+from livekit.agents.utils import is_given
+
+import trio_tts
+from trio_tts.http import HTTPClient
+from trio_tts.protocols.inworld import DEFAULT_URL as DEFAULT_WS_URL
+
+from .asyncio_adapter import AsyncioContext, AsyncioPool
+
+__all__ = ["DEFAULT_WS_URL", "TTS", "ChunkedStream", "SynthesizeStream", "to_api_error"]
+
+DEFAULT_MODEL = "inworld-tts-1.5-max"
+DEFAULT_VOICE = "Ashley"
+DEFAULT_SAMPLE_RATE = 24000
+DEFAULT_BUFFER_CHAR_THRESHOLD = 250
+DEFAULT_MAX_BUFFER_DELAY_MS = 3000
+NUM_CHANNELS = 1
+
+Encoding = Literal["LINEAR16", "PCM", "MP3", "OGG_OPUS", "FLAC"]
+TimestampType = Literal["TIMESTAMP_TYPE_UNSPECIFIED", "WORD", "CHARACTER"]
+
+_MIME = {"MP3": "audio/mpeg", "OGG_OPUS": "audio/ogg", "FLAC": "audio/flac"}
+
+# google.rpc canonical codes (Inworld's status codes) → HTTP, as grpc-gateway maps them.
+_GRPC_TO_HTTP = {
+    1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429,
+    9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+}  # fmt: skip
+
+
+def to_api_error(exc: trio_tts.TTSError) -> APIError:
+    """The LiveKit error for a ``trio_tts`` error; its ``retryable`` drives the retries.
+
+    ===================== ==========================================================
+    ``CapacityTimeout``   ``APITimeoutError`` (retryable)
+    ``HandshakeRejected`` ``APIStatusError(status)``: 401/403 final, 429/5xx retried
+    ``ConnectionLost``    ``APIConnectionError`` (retryable; includes ``ProtocolError``)
+    ``ContextFailed``     ``APIStatusError`` with the gRPC code mapped to HTTP
+    ``PoolClosed``        ``APIConnectionError(retryable=False)`` (shutting down)
+    others                ``APIError(retryable=False)`` (``SlowConsumer``, options)
+    ===================== ==========================================================
+    """
+    if isinstance(exc, trio_tts.CapacityTimeout):
+        return APITimeoutError(str(exc))
+    if isinstance(exc, trio_tts.HandshakeRejected):
+        return APIStatusError(str(exc), status_code=exc.status, body={"status": exc.status})
+    if isinstance(exc, trio_tts.ConnectionLost):
+        return APIConnectionError(str(exc))
+    if isinstance(exc, trio_tts.ContextFailed):
+        status = _GRPC_TO_HTTP.get(exc.code, 500) if exc.code is not None else 500
+        return APIStatusError(
+            f"Inworld error: {exc.message}", status_code=status, body={"code": exc.code}
+        )
+    if isinstance(exc, trio_tts.PoolClosed):
+        return APIConnectionError(str(exc), retryable=False)
+    return APIError(str(exc), retryable=False)
+
+
+class _SharedPool:
+    """One AsyncioPool per (loop, endpoint, key, settings), shared by the process's TTSes,
+    and the HTTP client of one-shot synthesis (``trio_tts.http``) in the same trio run."""
+
+    def __init__(self, key: tuple[Any, ...], pool: AsyncioPool, http: HTTPClient) -> None:
+        self.key = key
+        self.pool = pool
+        self.http = http
+        self.users = 0
+        self._opening: asyncio.Task[None] | None = None
+
+    async def get(self) -> AsyncioPool:
+        if self._opening is None or (self._opening.done() and self._opening.exception()):
+            self._opening = asyncio.create_task(self.pool.open(), name="trio_tts.open_pool")
+        await asyncio.shield(self._opening)
+        return self.pool
+
+    async def release(self) -> None:
+        self.users -= 1
+        if self.users > 0:
+            return
+        if _SHARED.get(self.key) is self:
+            del _SHARED[self.key]
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            with contextlib.suppress(Exception):
+                await opening
+                await self.pool.run(self.http.aclose)
+            await self.pool.aclose()
+
+
+_SHARED: dict[tuple[Any, ...], _SharedPool] = {}
+
+
+def _shared_pool(
+    url: str, base_url: str, api_key: str | None, settings: Mapping[str, Any], prefetch: int
+) -> _SharedPool:
+    loop = asyncio.get_running_loop()
+    key = (
+        id(loop),
+        url,
+        base_url,
+        api_key,
+        prefetch,
+        tuple(sorted((k, repr(v)) for k, v in settings.items())),
+    )
+    shared = _SHARED.get(key)
+    if shared is None:
+        provider = trio_tts.InworldProvider(api_key, url=url)
+        pool = AsyncioPool(provider, prefetch=prefetch, **settings)
+        shared = _SHARED[key] = _SharedPool(key, pool, HTTPClient(api_key, base_url=base_url))
+    shared.users += 1
+    return shared
+
+
+def _mime_type(encoding: trio_tts.AudioEncoding) -> str:
+    # LINEAR16 chunks arrive with their WAV header stripped: both PCM encodings are raw.
+    return "audio/pcm" if encoding.is_pcm else _MIME[encoding.value]
+
+
+def _timed(words: tuple[trio_tts.WordTiming, ...]) -> list[TimedString]:
+    return [TimedString(w.word, start_time=w.start, end_time=w.end) for w in words]
+
+
+class TTS(tts.TTS[None]):
+    """Inworld text-to-speech for LiveKit Agents, served by a shared trio_tts pool.
+
+    Arguments mirror ``livekit.plugins.inworld.TTS``; ``ws_url`` is the full WebSocket URL
+    (the local server's ``server.ws_url`` in tests). Pool settings: ``max_connections``
+    (20) and any other :func:`trio_tts.open_pool` setting in ``pool_settings``.
+
+    Raises:
+        ValueError: no API key for Inworld's own endpoint, or an invalid option
+            (:class:`trio_tts.InvalidOptions` is a ``ValueError``).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: NotGivenOr[str] = NOT_GIVEN,
+        voice: NotGivenOr[str] = NOT_GIVEN,
+        model: NotGivenOr[str] = NOT_GIVEN,
+        encoding: NotGivenOr[Encoding] = NOT_GIVEN,
+        bit_rate: NotGivenOr[int] = NOT_GIVEN,
+        sample_rate: NotGivenOr[int] = NOT_GIVEN,
+        speaking_rate: NotGivenOr[float] = NOT_GIVEN,
+        temperature: NotGivenOr[float] = NOT_GIVEN,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        timestamp_type: NotGivenOr[TimestampType] = NOT_GIVEN,
+        text_normalization: NotGivenOr[bool | Literal["ON", "OFF"]] = NOT_GIVEN,
+        buffer_char_threshold: NotGivenOr[int] = NOT_GIVEN,
+        max_buffer_delay_ms: NotGivenOr[int] = NOT_GIVEN,
+        ws_url: str = DEFAULT_WS_URL,
+        base_url: NotGivenOr[str] = NOT_GIVEN,
+        tokenizer: NotGivenOr[tokenize.SentenceTokenizer] = NOT_GIVEN,
+        retain_format: NotGivenOr[bool] = NOT_GIVEN,
+        max_connections: int = 20,
+        pool_settings: Mapping[str, Any] | None = None,
+        prefetch: int = 8,
+    ) -> None:
+        key = api_key if is_given(api_key) else os.getenv("INWORLD_API_KEY")
+        if not key and ws_url == DEFAULT_WS_URL:
+            raise ValueError(
+                "Inworld API key is required, either as argument or set"
+                " INWORLD_API_KEY environment variable"
+            )
+        opts = trio_tts.VoiceOptions(
+            voice=DEFAULT_VOICE,
+            model=DEFAULT_MODEL,
+            encoding="PCM",
+            sample_rate=DEFAULT_SAMPLE_RATE,
+            auto_mode=True,
+            buffer_char_threshold=DEFAULT_BUFFER_CHAR_THRESHOLD,
+            max_buffer_delay_ms=DEFAULT_MAX_BUFFER_DELAY_MS,
+        )
+        self._opts = opts.replace(
+            **_changes(
+                voice=voice,
+                model=model,
+                encoding=encoding,
+                bit_rate=bit_rate,
+                sample_rate=sample_rate,
+                speaking_rate=speaking_rate,
+                temperature=temperature,
+                language=language,
+                timestamp_type=timestamp_type,
+                text_normalization=text_normalization,
+                buffer_char_threshold=buffer_char_threshold,
+                max_buffer_delay_ms=max_buffer_delay_ms,
+            )
+        )
+        super().__init__(
+            capabilities=tts.TTSCapabilities(
+                streaming=True, aligned_transcript=self._opts.timestamp_type is not None
+            ),
+            sample_rate=self._opts.sample_rate,
+            num_channels=NUM_CHANNELS,
+        )
+        # Validate the endpoint and key now (InvalidOptions), not at the first utterance.
+        trio_tts.InworldProvider(key or None, url=ws_url)
+        self._api_key = key or None
+        self._ws_url = ws_url
+        # One-shot synthesis goes over HTTP to the same host unless told otherwise.
+        self._base_url = base_url if is_given(base_url) else _http_url(ws_url)
+        HTTPClient(None, base_url=self._base_url)  # validate now (InvalidOptions)
+        self._pool_settings = {"max_connections": max_connections, **(pool_settings or {})}
+        self._prefetch = prefetch
+        self._shared: _SharedPool | None = None
+        self._prewarm_task: asyncio.Task[None] | None = None
+        self._streams = weakref.WeakSet[SynthesizeStream]()
+        self._sentence_tokenizer = (
+            tokenizer
+            if is_given(tokenizer)
+            else tokenize.blingfire.SentenceTokenizer(
+                retain_format=retain_format if is_given(retain_format) else True
+            )
+        )
+
+    @property
+    def model(self) -> str:
+        return self._opts.model
+
+    @property
+    def provider(self) -> str:
+        return "Inworld"
+
+    @property
+    def options(self) -> trio_tts.VoiceOptions:
+        """The options new utterances of this TTS use."""
+        return self._opts
+
+    async def pool(self) -> AsyncioPool:
+        """The process's shared pool for this endpoint, opened on first use."""
+        if self._shared is None:
+            self._shared = _shared_pool(
+                self._ws_url, self._base_url, self._api_key, self._pool_settings, self._prefetch
+            )
+        return await self._shared.get()
+
+    def update_options(
+        self,
+        *,
+        voice: NotGivenOr[str] = NOT_GIVEN,
+        model: NotGivenOr[str] = NOT_GIVEN,
+        encoding: NotGivenOr[Encoding] = NOT_GIVEN,
+        bit_rate: NotGivenOr[int] = NOT_GIVEN,
+        sample_rate: NotGivenOr[int] = NOT_GIVEN,
+        speaking_rate: NotGivenOr[float] = NOT_GIVEN,
+        temperature: NotGivenOr[float] = NOT_GIVEN,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        timestamp_type: NotGivenOr[TimestampType] = NOT_GIVEN,
+        text_normalization: NotGivenOr[bool | Literal["ON", "OFF"]] = NOT_GIVEN,
+        buffer_char_threshold: NotGivenOr[int] = NOT_GIVEN,
+        max_buffer_delay_ms: NotGivenOr[int] = NOT_GIVEN,
+    ) -> None:
+        """Change the options of later utterances (streams already open keep theirs).
+
+        Raises:
+            ValueError: an invalid value (:class:`trio_tts.InvalidOptions`); nothing changes.
+        """
+        self._opts = self._opts.replace(
+            **_changes(
+                voice=voice,
+                model=model,
+                encoding=encoding,
+                bit_rate=bit_rate,
+                sample_rate=sample_rate,
+                speaking_rate=speaking_rate,
+                temperature=temperature,
+                language=language,
+                timestamp_type=timestamp_type,
+                text_normalization=text_normalization,
+                buffer_char_threshold=buffer_char_threshold,
+                max_buffer_delay_ms=max_buffer_delay_ms,
+            )
+        )
+        # The framework reads tts.sample_rate to build its audio pipeline.
+        self._sample_rate = self._opts.sample_rate
+
+    def prewarm(self) -> None:
+        """Open the shared pool and its first connection in the background."""
+        if self._prewarm_task is None or self._prewarm_task.done():
+            self._prewarm_task = asyncio.create_task(self._prewarm(), name="trio_tts.prewarm")
+
+    async def _prewarm(self) -> None:
+        with contextlib.suppress(trio_tts.TTSError):
+            pool = await self.pool()
+            await pool.prewarm()
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> ChunkedStream:
+        return ChunkedStream(tts=self, input_text=text, conn_options=conn_options)
+
+    def stream(
+        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> SynthesizeStream:
+        stream = SynthesizeStream(tts=self, conn_options=conn_options)
+        self._streams.add(stream)
+        return stream
+
+    async def aclose(self) -> None:
+        """Close this TTS's streams; the last TTS using the shared pool closes it."""
+        if self._prewarm_task is not None:
+            await utils.aio.cancel_and_wait(self._prewarm_task)
+            self._prewarm_task = None
+        for stream in list(self._streams):
+            await stream.aclose()
+        self._streams.clear()
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            await shared.release()
+
+
+def _http_url(ws_url: str) -> str:
+    scheme, rest = ws_url.split("://", 1)
+    host = rest.split("/", 1)[0]
+    return f"{'https' if scheme == 'wss' else 'http'}://{host}"
+
+
+def _changes(**given: Any) -> dict[str, Any]:
+    """LiveKit-style arguments (``NOT_GIVEN`` = unchanged) → ``VoiceOptions`` fields."""
+    out = {k: v for k, v in given.items() if is_given(v)}
+    if out.get("timestamp_type") == "TIMESTAMP_TYPE_UNSPECIFIED":
+        out["timestamp_type"] = None
+    if "text_normalization" in out:
+        norm = out.pop("text_normalization")
+        out["apply_text_normalization"] = norm if isinstance(norm, bool) else norm == "ON"
+    return out
+
+
+async def _speak(ctx: AsyncioContext, emitter: tts.AudioEmitter, *, segment: bool) -> None:
+    """Forward a context's audio and word timings to ``emitter`` until the server closes it."""
+    pcm = ctx.options.encoding.is_pcm
+    async for event in ctx:
+        if not isinstance(event, trio_tts.Audio):
+            continue  # FlushCompleted: timings are already monotonic across generations
+        if segment:
+            emitter.start_segment(segment_id=ctx.id)
+            segment = False
+        if event.words:
+            emitter.push_timed_transcript(_timed(event.words))
+        if event.data:
+            emitter.push(event.data)
+            if pcm:
+                emitter.flush()  # raw PCM: hand each chunk on now, as the official plugin does
+
+
+class ChunkedStream(tts.ChunkedStream):
+    """One-shot synthesis of a whole text over HTTP (``voice:stream``, ``trio_tts.http``),
+    in the shared trio run; audio is pushed to LiveKit as each NDJSON line arrives."""
+
+    def __init__(self, *, tts: TTS, input_text: str, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
+        self._tts: TTS = tts
+        self._opts = tts.options
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=utils.shortuuid(),
+            sample_rate=self._opts.sample_rate,
+            num_channels=NUM_CHANNELS,
+            mime_type=_mime_type(self._opts.encoding),
+        )
+        pcm = self._opts.encoding.is_pcm
+
+        async def fetch() -> None:  # runs in trio; the emitter's push is synchronous
+            assert shared is not None
+            with trio.fail_after(self._conn_options.timeout + 60):
+                async with shared.http.stream(self._input_text, options=self._opts) as chunks:
+                    async for audio in chunks:
+                        if audio.words:
+                            output_emitter.push_timed_transcript(_timed(audio.words))
+                        output_emitter.push(audio.data)
+                        if pcm:
+                            output_emitter.flush()
+
+        try:
+            pool = await self._tts.pool()
+            shared = self._tts._shared
+            await pool.run(fetch)
+        except trio.TooSlowError:
+            raise APITimeoutError() from None
+        except trio_tts.TTSError as exc:
+            raise to_api_error(exc) from exc
+        except TimeoutError:
+            raise APITimeoutError() from None
+        except APIError:
+            raise
+        except Exception as exc:
+            raise APIConnectionError(f"Inworld stream failed: {exc!r}") from exc
+
+
+class SynthesizeStream(tts.SynthesizeStream):
+    """Streaming synthesis: the agent's text, split into sentences, into one pooled context."""
+
+    def __init__(self, *, tts: TTS, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, conn_options=conn_options)
+        self._tts: TTS = tts
+        self._opts = tts.options
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=utils.shortuuid(),
+            sample_rate=self._opts.sample_rate,
+            num_channels=NUM_CHANNELS,
+            mime_type=_mime_type(self._opts.encoding),
+            stream=True,
+        )
+        sentences = self._tts._sentence_tokenizer.stream()
+
+        async def read_input() -> None:
+            async for data in self._input_ch:
+                if isinstance(data, self._FlushSentinel):
+                    sentences.flush()
+                else:
+                    sentences.push_text(data)
+            sentences.end_input()
+
+        async def send(ctx: AsyncioContext) -> None:
+            async for sentence in sentences:
+                await ctx.send_text(sentence.token)
+                self._mark_started()
+            await ctx.flush()
+            await ctx.finish()
+
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            pool = await self._tts.pool()
+            ctx = await pool.open_context(options=self._opts, timeout=self._conn_options.timeout)
+            async with ctx:
+                tasks = [
+                    asyncio.create_task(read_input()),
+                    asyncio.create_task(send(ctx)),
+                    asyncio.create_task(_speak(ctx, output_emitter, segment=True)),
+                ]
+                # The speaker ends when the server confirmed the close; any failure ends all.
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in (tasks[2], *tasks[:2]):
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        task.result()
+                await tasks[2]
+        except trio_tts.TTSError as exc:
+            raise to_api_error(exc) from exc
+        except TimeoutError:
+            raise APITimeoutError() from None
+        except APIError:
+            raise
+        except Exception as exc:
+            raise APIConnectionError(f"Inworld stream failed: {exc!r}") from exc
+        finally:
+            await utils.aio.gracefully_cancel(*tasks)
+            await sentences.aclose()
