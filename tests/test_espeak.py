@@ -83,3 +83,25 @@ async def test_threads_do_not_block_the_loop_and_are_much_faster_than_real_time(
     audio = sum(s.duration for s in results)
     assert len(results) == 4
     assert audio / cpu > 20  # measured ~400x on the dev machine; leave room for slow CI
+
+
+def test_every_word_gets_a_timing_even_when_espeak_merges_words() -> None:
+    from trio_tts.server._espeak import synthesize
+
+    text = "I am fine. You are a cat. Don't stop now!"
+    speech = synthesize(text, voice="Ashley", sample_rate=24000)
+    assert [w for w, _, _ in speech.words] == [
+        "I",
+        "am",
+        "fine",
+        "You",
+        "are",
+        "a",
+        "cat",
+        "Don't",
+        "stop",
+        "now",
+    ]
+    starts = [s for _, s, _ in speech.words]
+    assert starts == sorted(starts)
+    assert all(s <= e <= speech.duration + 1e-9 for _, s, e in speech.words)

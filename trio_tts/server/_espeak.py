@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
 from typing import Any
 
@@ -172,12 +173,41 @@ def synthesize(text: str, *, voice: str, sample_rate: int, speaking_rate: float 
         native = engine.sample_rate
         pcm, raw_words = engine.speak(text, info.espeak_name, wpm)
     duration = len(pcm) / 2 / native
-    words: list[tuple[str, float, float]] = []
-    for n, (pos, length, ms) in enumerate(raw_words):
-        word = text[pos - 1 : pos - 1 + length].strip()
-        if not word:
-            continue
-        end = raw_words[n + 1][2] / 1000 if n + 1 < len(raw_words) else duration
-        start = min(ms / 1000, duration)
-        words.append((word, start, max(start, min(end, duration))))
+    words = _align_words(text, raw_words, duration)
     return Speech(pcm=_resample(pcm, native, sample_rate), sample_rate=sample_rate, words=words)
+
+
+_WORD = re.compile(r"\w[\w'’-]*")
+
+
+def _align_words(
+    text: str, events: list[tuple[int, int, int]], duration: float
+) -> list[tuple[str, float, float]]:
+    """Word timings for every word of ``text`` from eSpeak's word events.
+
+    eSpeak does not report every word (it merges some, "I am" is one event), so each event's
+    span — from its start to the next event's — is shared by its word and the unreported
+    words after it, in proportion to their lengths. Positions are 1-based characters.
+    """
+    tokens = [(m.start(), m.group()) for m in _WORD.finditer(text)]
+    if not tokens:
+        return []
+    # The token each event starts on (events inside a token map to that token).
+    anchors: list[tuple[int, float]] = []
+    for pos, _length, ms in events:
+        index = max((i for i, (start, _) in enumerate(tokens) if start <= pos - 1), default=0)
+        if not anchors or index > anchors[-1][0]:
+            anchors.append((index, min(ms / 1000, duration)))
+    if not anchors or anchors[0][0] != 0:
+        anchors.insert(0, (0, 0.0))
+    words: list[tuple[str, float, float]] = []
+    for n, (index, start) in enumerate(anchors):
+        stop_index, end = anchors[n + 1] if n + 1 < len(anchors) else (len(tokens), duration)
+        group = tokens[index:stop_index]
+        total = sum(len(w) for _, w in group)
+        at = start
+        for _, word in group:
+            span = (end - start) * len(word) / total
+            words.append((word, at, max(at, min(at + span, duration))))
+            at += span
+    return words
