@@ -172,9 +172,10 @@ def synthesize(text: str, *, voice: str, sample_rate: int, speaking_rate: float 
         engine = _get_engine()
         native = engine.sample_rate
         pcm, raw_words = engine.speak(text, info.espeak_name, wpm)
-    duration = len(pcm) / 2 / native
+    out = _resample(pcm, native, sample_rate)
+    duration = min(len(pcm) / 2 / native, len(out) / 2 / sample_rate)
     words = _align_words(text, raw_words, duration)
-    return Speech(pcm=_resample(pcm, native, sample_rate), sample_rate=sample_rate, words=words)
+    return Speech(pcm=out, sample_rate=sample_rate, words=words)
 
 
 _WORD = re.compile(r"\w[\w'’-]*")
