@@ -12,6 +12,9 @@ from trio_tts.server import LocalServer, ServerConfig, open_server
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# trio_tts.testing's fixtures (tts_server, tts_memory_pool, ...): the plugin is opt-in.
+pytest_plugins = ["trio_tts.testing"]
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[LocalServer]:

@@ -14,6 +14,8 @@ multiplexed *contexts* (one utterance stream each) within the provider's limits:
 This module is the only public surface; everything else is private.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ._context import Context as Context
 from ._context import ContextState as ContextState
 from ._errors import CapacityTimeout as CapacityTimeout
@@ -40,7 +42,31 @@ from ._quota import Quota as Quota
 from ._quota import QuotaStatistics as QuotaStatistics
 from ._text import split_text as split_text
 from .protocols import ClientCodec as ClientCodec
+from .protocols import Options as Options
 from .protocols import Provider as Provider
 from .protocols.inworld import InworldProvider as InworldProvider
+from .protocols.rime import RimeOptions as RimeOptions
+from .protocols.rime import RimeProvider as RimeProvider
 
 __version__ = "0.1.0"
+
+# The fleet quota needs the optional ``redis`` extra (coredis): imported on first use.
+_REDIS_NAMES = ("QuotaUnavailable", "RedisQuota", "RedisQuotaStatistics", "open_redis_quota")
+
+if _TYPE_CHECKING:
+    from ._redis_quota import QuotaUnavailable as QuotaUnavailable
+    from ._redis_quota import RedisQuota as RedisQuota
+    from ._redis_quota import RedisQuotaStatistics as RedisQuotaStatistics
+    from ._redis_quota import open_redis_quota as open_redis_quota
+
+
+def __getattr__(name: str) -> object:
+    if name in _REDIS_NAMES:
+        from . import _redis_quota
+
+        return getattr(_redis_quota, name)
+    raise AttributeError(f"module 'trio_tts' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_REDIS_NAMES])

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import attrs
 
-from ._options import VoiceOptions
+from .protocols import Options
 
 __all__ = ["Cancel", "Close", "Command", "Create", "Flush", "SendText"]
 
 
 @attrs.frozen
 class Create:
-    options: VoiceOptions
+    #: The provider's options object (``VoiceOptions``, ``RimeOptions`` ...).
+    options: Options
 
 
 @attrs.frozen

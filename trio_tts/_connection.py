@@ -20,29 +20,43 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
 from . import _transport
 from ._commands import Cancel, Close, Command, Create, Flush, SendText
-from ._errors import ConnectionLost, HandshakeRejected, redact
+from ._errors import ConnectionLost, HandshakeRejected, TTSError, redact
 from ._events import (
     ConnectionErrorEvent,
     ContextClosed,
     ContextError,
     Event,
 )
+from ._quota import Lease, Quota
 from .protocols import ClientCodec, Provider
 
 if TYPE_CHECKING:
     from ._context import Context
 
-__all__ = ["ConnectionActor", "ConnectionSettings", "ConnectionStatistics"]
+__all__ = ["ConnectionActor", "ConnectionSettings", "ConnectionStatistics", "TransportFactory"]
 
 logger = logging.getLogger("trio_tts.connection")
+
+
+class TransportFactory(Protocol):
+    """Opens one WebSocket: :func:`trio_tts._transport.connect`'s signature (a test seam)."""
+
+    def __call__(
+        self,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        *,
+        handshake_timeout: float,
+        close_timeout: float,
+    ) -> Awaitable[_transport.Transport]: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -57,6 +71,11 @@ class ConnectionSettings:
     connect_attempts: int = 3
     backoff_base: float = 0.25
     backoff_max: float = 5.0
+    #: How long a graceful close waits for the answer to the codec's ``goodbye`` frames
+    #: (Rime's ``eos``) before sending the close frame anyway.
+    goodbye_timeout: float = 1.0
+    #: Opens one WebSocket (the seam for ``trio_tts.testing``'s in-memory transport).
+    transport_factory: TransportFactory = _transport.connect
 
 
 @attrs.frozen
@@ -77,7 +96,8 @@ class _PoolCallbacks(Protocol):
     def _connection_finished(
         self, actor: ConnectionActor, error: ConnectionLost | None, fatal: bool
     ) -> None: ...
-    def _context_released(self, actor: ConnectionActor, ctx: Context) -> None: ...
+    def _context_released(self, actor: ConnectionActor, ctx: Context[Any]) -> None: ...
+    def _connection_lease_lost(self, actor: ConnectionActor) -> None: ...
 
 
 class ConnectionActor:
@@ -86,13 +106,17 @@ class ConnectionActor:
     def __init__(
         self,
         conn_id: int,
-        provider: Provider,
+        provider: Provider[Any],
         url: str,
         settings: ConnectionSettings,
         pool: _PoolCallbacks,
         handshake_limiter: trio.CapacityLimiter,
+        quota: Quota | None = None,
     ) -> None:
         self.id = conn_id
+        # A fleet-wide connection quota: a lease is held for the socket's whole lifetime.
+        self._quota = quota
+        self._lease: Lease | None = None
         self._provider = provider
         self._url = url
         self._settings = settings
@@ -100,10 +124,10 @@ class ConnectionActor:
         self._handshake_limiter = handshake_limiter
         self._codec: ClientCodec = provider.new_codec()
         self._outbound_in, self._outbound_out = trio.open_memory_channel[
-            tuple["Context", list[Command]]
+            tuple["Context[Any]", list[Command]]
         ](settings.outbound_buffer)
         #: Contexts hosted here, by id. An id absent from this map gets no event.
-        self.routes: dict[str, Context] = {}
+        self.routes: dict[str, Context[Any]] = {}
         self.state = "connecting"
         self._nursery: trio.Nursery | None = None
         self._cancel_scope = trio.CancelScope()
@@ -112,6 +136,9 @@ class ConnectionActor:
         self._frames_sent = 0
         self._frames_received = 0
         self._stray_events = 0
+        # Set by the receiver on the first frame after the goodbye frames were sent.
+        self._goodbye_sent = False
+        self._goodbye_answered = trio.Event()
 
     def __repr__(self) -> str:
         return f"<ConnectionActor #{self.id} {self.state} contexts={len(self.routes)}>"
@@ -128,7 +155,7 @@ class ConnectionActor:
 
     # -- called by contexts and the pool ---------------------------------------------------
 
-    async def send(self, ctx: Context, commands: list[Command]) -> None:
+    async def send(self, ctx: Context[Any], commands: list[Command]) -> None:
         """Queue ``commands`` for ``ctx``; waits for room in the outbound buffer.
 
         Raises:
@@ -136,7 +163,7 @@ class ConnectionActor:
         """
         await self._outbound_in.send((ctx, commands))
 
-    def post(self, ctx: Context, command: Command) -> None:
+    def post(self, ctx: Context[Any], command: Command) -> None:
         """Queue ``command`` without waiting: a full buffer spills it into a task of the
         actor's own nursery, which keeps the order. A dead connection drops it (the context
         is failed or moved by the pool anyway)."""
@@ -171,11 +198,15 @@ class ConnectionActor:
         try:
             with self._cancel_scope:
                 try:
+                    if self._quota is not None:  # before the handshake: never over the fleet
+                        self._lease = await self._quota.acquire()
                     transport = await self._connect()
                 except HandshakeRejected as exc:
                     error, fatal = exc, exc.is_auth_error
                 except ConnectionLost as exc:
                     error = exc
+                except TTSError as exc:  # the connection quota is unreachable (fail closed)
+                    error = ConnectionLost(f"connection quota: {exc}")
                 else:
                     error = await self._serve(transport)
         finally:
@@ -188,6 +219,8 @@ class ConnectionActor:
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(self._settings.close_timeout):
                         await transport.aclose()
+            if self._lease is not None and self._quota is not None:
+                self._quota.release(self._lease)  # after the close: the socket is gone
 
     async def _connect(self) -> _transport.Transport:
         settings = self._settings
@@ -195,7 +228,7 @@ class ConnectionActor:
         for attempt in range(attempts):
             try:
                 async with self._handshake_limiter:
-                    return await _transport.connect(
+                    return await settings.transport_factory(
                         self._url,
                         self._provider.headers(),
                         handshake_timeout=settings.handshake_timeout,
@@ -228,6 +261,8 @@ class ConnectionActor:
                 tasks: list[_Task] = [self._sender, self._receiver]
                 if self._settings.heartbeat_interval is not None:
                     tasks.append(self._heartbeat)
+                if self._lease is not None:
+                    tasks.append(self._watch_lease)
                 for task in tasks:
                     nursery.start_soon(self._guard, task, transport, nursery.cancel_scope)
         finally:
@@ -256,7 +291,7 @@ class ConnectionActor:
                 self._error = ConnectionLost(f"internal error: {type(exc).__name__}")
         scope.cancel()
 
-    async def _spill(self, ctx: Context, command: Command) -> None:
+    async def _spill(self, ctx: Context[Any], command: Command) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._outbound_in.send((ctx, [command]))
 
@@ -270,7 +305,19 @@ class ConnectionActor:
                     for frame in _encode(codec, ctx.id, command):
                         await transport.send(frame)
                         self._frames_sent += 1
+                    for event in codec.take_events():
+                        self._route(event)
         # The outbound channel was closed (close_soon): a graceful close; _guard ends the rest.
+        goodbye = codec.goodbye()
+        if goodbye:
+            for frame in goodbye:
+                await transport.send(frame)
+                self._frames_sent += 1
+            self._goodbye_sent = True
+            # The answer is any frame, or the server's own close (which ends the receiver and
+            # so this task too): at most goodbye_timeout, then the close frame regardless.
+            with trio.move_on_after(self._settings.goodbye_timeout):
+                await self._goodbye_answered.wait()
         await transport.aclose()
 
     async def _receiver(self, transport: _transport.Transport) -> None:
@@ -278,6 +325,8 @@ class ConnectionActor:
         while True:
             frame = await transport.receive()
             self._frames_received += 1
+            if self._goodbye_sent:
+                self._goodbye_answered.set()
             for event in codec.receive(frame):
                 self._route(event)
 
@@ -300,6 +349,13 @@ class ConnectionActor:
                 self._pool._context_released(self, ctx)
         else:
             ctx._deliver(event)
+
+    async def _watch_lease(self, transport: _transport.Transport) -> None:
+        """A lost connection lease retires this connection after its current utterances."""
+        assert self._lease is not None
+        await self._lease.lost.wait()
+        self._pool._connection_lease_lost(self)
+        await trio.sleep_forever()
 
     async def _heartbeat(self, transport: _transport.Transport) -> None:
         settings = self._settings

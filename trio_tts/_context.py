@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic
 
 import attrs
 import trio
@@ -20,9 +20,9 @@ import trio
 from ._commands import Cancel, Close, Command, Create, Flush, SendText
 from ._errors import ConnectionLost, ContextFailed, InvalidOptions, SlowConsumer, TTSError
 from ._events import Audio, Event, FlushCompleted, Usage, WordTiming
-from ._options import VoiceOptions
 from ._quota import Lease
 from ._text import split_text
+from .protocols import OptionsT
 
 if TYPE_CHECKING:
     from ._connection import ConnectionActor
@@ -49,7 +49,7 @@ class ContextState(enum.Enum):
 _TERMINAL = (ContextState.CLOSED, ContextState.FAILED, ContextState.ABANDONED)
 
 
-class Context(trio.abc.AsyncResource):
+class Context(trio.abc.AsyncResource, Generic[OptionsT]):
     """One utterance stream. Create it with :meth:`Pool.open_context`, never directly.
 
     Use it as an async context manager; leaving the block before the server confirmed the
@@ -68,10 +68,12 @@ class Context(trio.abc.AsyncResource):
     :class:`FlushCompleted` events and ends after the server confirmed the close. It raises
     :class:`ContextFailed`, :class:`ConnectionLost` or :class:`SlowConsumer` after the events
     that arrived before the failure.
+
+    Generic in the provider's options class (``Context[RimeOptions]`` for Rime).
     """
 
     def __init__(
-        self, pool: Pool, context_id: str, options: VoiceOptions, *, buffer: int, max_text: int
+        self, pool: Pool[Any], context_id: str, options: OptionsT, *, buffer: int, max_text: int
     ) -> None:
         self._pool = pool
         self.id = context_id

@@ -23,13 +23,13 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Generic, Literal
 
 import attrs
 import trio
 
 from ._allocator import Allocator, Close, ConnState, Fail, Open, Ready, Request
-from ._connection import ConnectionActor, ConnectionSettings
+from ._connection import ConnectionActor, ConnectionSettings, TransportFactory
 from ._context import Context, ContextState
 from ._errors import (
     CapacityTimeout,
@@ -39,9 +39,8 @@ from ._errors import (
     PoolClosed,
     TTSError,
 )
-from ._options import VoiceOptions
-from ._quota import LocalQuota, Quota
-from .protocols import Provider
+from ._quota import Lease, LocalQuota, Quota
+from .protocols import OptionsT, Provider
 
 __all__ = ["Pool", "PoolStatistics", "open_pool"]
 
@@ -87,20 +86,33 @@ def _positive(name: str, value: object, *, allow_none: bool = False, integer: bo
         )
 
 
-class Pool:
-    """A supervised pool of provider connections. Create it with :func:`open_pool`."""
+class Pool(Generic[OptionsT]):
+    """A supervised pool of provider connections. Create it with :func:`open_pool`.
+
+    Generic in the provider's options class (``Pool[VoiceOptions]`` for Inworld,
+    ``Pool[RimeOptions]`` for Rime); the pool itself never looks inside the options.
+
+    Session expiry (``max_session_duration``, Rime's ``mark_refreshed_on_get``): a connection's
+    session clock starts when it opens and, with ``refresh_on_use`` (the default), restarts
+    each time a context is *placed* on it — not when the context ends. A connection whose
+    clock shows more than ``max_session_duration`` is expired: it is never handed out again
+    (the check is made at hand-out time, so a request can never get one), an idle one is
+    closed, and one still carrying a context keeps it until the server confirms its close —
+    an utterance is never cut — and is closed then. With ``refresh_on_use=False`` the clock
+    runs from the open only.
+    """
 
     def __init__(
         self,
-        provider: Provider,
+        provider: Provider[OptionsT],
         *,
-        defaults: VoiceOptions | None = None,
+        defaults: OptionsT | None = None,
         max_connections: int = 20,
         contexts_per_connection: int | None = None,
         min_connections: int = 1,
         idle_timeout: float = 300.0,
         keepalive_refresh: float | None = 540.0,
-        max_session_duration: float | None = None,
+        max_session_duration: float | Literal["provider"] | None = "provider",
         refresh_on_use: bool = True,
         stale_close_timeout: float = 120.0,
         handshake_timeout: float = 10.0,
@@ -113,7 +125,12 @@ class Pool:
         close_timeout: float = 10.0,
         sweep_interval: float = 1.0,
         quota: Quota | None = None,
+        connection_quota: Quota | None = None,
+        context_quota: Quota | None = None,
+        transport_factory: TransportFactory | None = None,
     ) -> None:
+        if max_session_duration == "provider":
+            max_session_duration = provider.max_session_duration
         per_conn = (
             provider.contexts_per_connection
             if contexts_per_connection is None
@@ -148,7 +165,9 @@ class Pool:
         ):
             _positive(name, value, integer=True)
         self.provider = provider
-        self.defaults = defaults if defaults is not None else VoiceOptions()
+        self.defaults: OptionsT = (
+            defaults if defaults is not None else provider.default_options()
+        )
         self._alloc = Allocator(
             max_connections=max_connections,
             capacity=per_conn,
@@ -165,7 +184,14 @@ class Pool:
             heartbeat_timeout=heartbeat_timeout,
             connect_attempts=connect_attempts,
         )
+        if transport_factory is not None:
+            self._settings = attrs.evolve(self._settings, transport_factory=transport_factory)
         self._quota: Quota = quota if quota is not None else LocalQuota(max_connections * per_conn)
+        # Fleet quotas (e.g. RedisQuota): one lease per WebSocket, one per context. Local
+        # permits are always taken first, so a fleet lease is never held while blocked locally.
+        self._connection_quota = connection_quota
+        self._context_quota = context_quota
+        self._context_leases: dict[Context[Any], Lease] = {}
         self._handshakes = trio.CapacityLimiter(max_concurrent_handshakes)
         self._stale_close_timeout = stale_close_timeout
         self._move_attempts = move_attempts
@@ -174,7 +200,7 @@ class Pool:
         self._sweep_interval = sweep_interval
         self._key_urls: dict[Hashable, str] = {self._alloc.default_key: provider.url(self.defaults)}
         self._actors: dict[int, ConnectionActor] = {}
-        self._contexts: set[Context] = set()
+        self._contexts: set[Context[Any]] = set()
         self._entering: set[trio.CancelScope] = set()
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -190,14 +216,15 @@ class Pool:
         *,
         # A deadline for the wait only (not a cancel scope): it raises CapacityTimeout.
         timeout: float | None = None,  # noqa: ASYNC109
-        options: VoiceOptions | None = None,
+        options: OptionsT | None = None,
         **overrides: Any,
-    ) -> Context:
+    ) -> Context[OptionsT]:
         """Open one utterance stream; waits (FIFO) for a free slot.
 
         Args:
             timeout: seconds to wait for a slot (None: no limit).
-            options: the context's :class:`VoiceOptions` (default: the pool's).
+            options: the context's options (the provider's class, e.g. :class:`VoiceOptions`;
+                default: the pool's).
             **overrides: single fields to change (``voice="Dennis", speaking_rate=1.1``).
 
         Returns:
@@ -213,9 +240,12 @@ class Pool:
         if self._closing:
             raise PoolClosed("the pool is closed")
         base = options if options is not None else self.defaults
-        if not isinstance(base, VoiceOptions):
-            raise InvalidOptions(f"options: expected VoiceOptions, got {type(base).__name__}")
+        if not isinstance(base, type(self.defaults)):
+            raise InvalidOptions(
+                f"options: expected {type(self.defaults).__name__}, got {type(base).__name__}"
+            )
         opts = base.replace(**overrides) if overrides else base
+        self.provider.connection_key(opts)  # the provider validates them before any wait
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
         ):
@@ -234,13 +264,17 @@ class Pool:
             try:
                 lease = await self._quota.acquire()
                 try:
+                    if self._context_quota is not None:
+                        self._context_leases[ctx] = await self._context_quota.acquire()
                     conn = await self._acquire_slot(ctx, front=False)
                 except BaseException:
                     self._quota.release(lease)
+                    self._release_context_lease(ctx)
                     raise
             finally:
                 self._entering.discard(scope)
         if conn is None:
+            self._release_context_lease(ctx)
             if self._closing:
                 raise PoolClosed("the pool is closed")
             assert scope.cancelled_caught
@@ -379,6 +413,7 @@ class Pool:
                     self._settings,
                     self,
                     self._handshakes,
+                    quota=self._connection_quota,
                 )
                 self._actors[action.conn_id] = actor
                 self._nursery.start_soon(actor.run)
@@ -395,7 +430,7 @@ class Pool:
     async def _wait_changed(self) -> None:
         await self._changed.wait()
 
-    async def _acquire_slot(self, ctx: Context, *, front: bool) -> ConnectionActor:
+    async def _acquire_slot(self, ctx: Context[Any], *, front: bool) -> ConnectionActor:
         key = self.provider.connection_key(ctx.options)
         self._key_urls.setdefault(key, self.provider.url(ctx.options))
         while True:
@@ -417,22 +452,29 @@ class Pool:
             self._run(self._alloc.withdraw(req, trio.current_time()))
             front = True
 
-    async def _bind(self, ctx: Context, conn: ConnectionActor) -> None:
+    async def _bind(self, ctx: Context[Any], conn: ConnectionActor) -> None:
         """Host ``ctx`` on ``conn`` and send its create (and, after a move, its replay)."""
         ctx._conn = conn
         conn.routes[ctx.id] = ctx
         assert ctx._log is not None
-        await conn.send(ctx, list(ctx._log))
+        try:
+            await conn.send(ctx, list(ctx._log))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The connection is ending: its sender already left while it still reads "open".
+            # ``ctx`` is in its routes, so when it reports its end the pool moves or fails
+            # ``ctx`` like every other context on it (bounded by move_attempts).
+            pass
 
-    def _release(self, ctx: Context) -> None:
+    def _release(self, ctx: Context[Any]) -> None:
         if ctx._lease is not None:
             self._quota.release(ctx._lease)
+        self._release_context_lease(ctx)
         ctx._slot_held = False
         ctx._conn = None
         self._contexts.discard(ctx)
         self._notify()
 
-    async def _move(self, ctx: Context, error: ConnectionLost) -> None:
+    async def _move(self, ctx: Context[Any], error: ConnectionLost) -> None:
         """Move a context that got no audio to another connection and replay it."""
         self._counts["moved"] += 1
         with trio.CancelScope() as scope:
@@ -472,7 +514,7 @@ class Pool:
             self._context_lost(ctx, lost)
         self._run(actions)
 
-    def _context_lost(self, ctx: Context, error: ConnectionLost) -> None:
+    def _context_lost(self, ctx: Context[Any], error: ConnectionLost) -> None:
         ctx._conn = None
         ctx._slot_held = False
         if ctx.state is ContextState.OPEN or ctx.state is ContextState.FINISHING:
@@ -488,14 +530,24 @@ class Pool:
             ctx._fail(error)
         self._release(ctx)
 
-    def _context_released(self, actor: ConnectionActor, ctx: Context) -> None:
+    def _context_released(self, actor: ConnectionActor, ctx: Context[Any]) -> None:
         """The server confirmed ``ctx`` closed on ``actor`` (or its stale timer fired)."""
         if actor.routes.get(ctx.id) is ctx:
             del actor.routes[ctx.id]
         self._run(self._alloc.release(actor.id, ctx.id, trio.current_time()))
         self._release(ctx)
 
-    def _context_abandoned(self, ctx: Context) -> None:
+    def _release_context_lease(self, ctx: Context[Any]) -> None:
+        fleet = self._context_leases.pop(ctx, None)
+        if fleet is not None and self._context_quota is not None:
+            self._context_quota.release(fleet)
+
+    def _connection_lease_lost(self, actor: ConnectionActor) -> None:
+        """The fleet revoked ``actor``'s connection lease: drain it, no new contexts."""
+        logger.warning("connection #%d: fleet lease lost; retiring the connection", actor.id)
+        self._run(self._alloc.retire(actor.id, trio.current_time()))
+
+    def _context_abandoned(self, ctx: Context[Any]) -> None:
         moving = ctx._moving
         if moving is not None:
             moving.cancel()
@@ -531,7 +583,9 @@ class Pool:
 
 
 @asynccontextmanager
-async def open_pool(provider: Provider, **settings: Any) -> AsyncIterator[Pool]:
+async def open_pool(
+    provider: Provider[OptionsT], **settings: Any
+) -> AsyncIterator[Pool[OptionsT]]:
     """Open a pool of connections to ``provider``; close it gracefully on exit.
 
     Example::
@@ -541,14 +595,21 @@ async def open_pool(provider: Provider, **settings: Any) -> AsyncIterator[Pool]:
             ctx = await pool.open_context(voice="Ashley")
             ...
 
-    Settings (all optional; see :class:`Pool`): ``defaults`` (VoiceOptions),
+    Settings (all optional; see :class:`Pool`): ``defaults`` (the provider's options class:
+    :class:`VoiceOptions`, :class:`RimeOptions`; default ``provider.default_options()``),
     ``max_connections`` (20), ``contexts_per_connection`` (the provider's: Inworld 5, Rime 1),
     ``min_connections`` (1 kept warm), ``idle_timeout`` (300 s), ``keepalive_refresh``
-    (540 s), ``max_session_duration`` (None), ``refresh_on_use`` (True),
+    (540 s), ``max_session_duration`` (the provider's: Inworld None, Rime 300 s; None: never),
+    ``refresh_on_use`` (True: a hand-out restarts the session clock),
     ``stale_close_timeout`` (120 s), ``handshake_timeout`` (10 s), ``heartbeat_interval``
     (20 s), ``heartbeat_timeout`` (10 s), ``connect_attempts`` (3), ``move_attempts`` (3),
     ``max_concurrent_handshakes`` (4), ``context_buffer`` (4096 events), ``close_timeout``
-    (10 s), ``sweep_interval`` (1 s), ``quota`` (a :class:`Quota`).
+    (10 s), ``sweep_interval`` (1 s), ``quota`` (a :class:`Quota`: the local context gate),
+    ``connection_quota`` (a fleet :class:`Quota` held per WebSocket, e.g. a
+    :class:`RedisQuota`), ``context_quota`` (a fleet :class:`Quota` held per context, taken
+    after the local one), ``transport_factory``
+    (how a WebSocket is opened; ``trio_tts.testing.MemoryServer.connect`` runs the local
+    server in memory).
 
     Raises:
         InvalidOptions: a setting is out of range (before any network I/O).

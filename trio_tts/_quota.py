@@ -10,12 +10,13 @@ with the same interface instead.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Protocol
 
 import attrs
 import trio
 
-from ._errors import InvalidOptions
+from ._errors import CapacityTimeout, InvalidOptions
 
 __all__ = ["Lease", "LocalQuota", "Quota", "QuotaStatistics"]
 
@@ -43,11 +44,15 @@ class QuotaStatistics:
 class Quota(Protocol):
     """A counting semaphore of leases.
 
-    ``acquire`` waits FIFO and is cancel-safe (a cancelled call holds nothing).
-    ``release`` is synchronous, idempotent and never raises, so it can run in any cleanup path.
+    ``acquire`` waits FIFO and is cancel-safe (a cancelled call holds nothing); with a
+    ``timeout`` it raises :class:`~trio_tts.CapacityTimeout` when none came in time.
+    ``release`` is synchronous, idempotent and never raises, so it can run in any cleanup path
+    (a shared quota queues the release to its own background task). ``lease.lost`` is set if
+    the quota revoked a lease (a shared quota that could not renew it in time): the holder
+    should stop using it once its current work is done.
     """
 
-    async def acquire(self) -> Lease: ...
+    async def acquire(self, timeout: float | None = None) -> Lease: ...  # noqa: ASYNC109
     def try_acquire(self) -> Lease | None: ...
     def release(self, lease: Lease) -> None: ...
     def statistics(self) -> QuotaStatistics: ...
@@ -61,10 +66,12 @@ class LocalQuota:
             raise InvalidOptions(f"quota total: {total!r} must be a positive integer")
         self._limiter = trio.CapacityLimiter(total)
 
-    async def acquire(self) -> Lease:
+    async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         lease = Lease()
-        await self._limiter.acquire_on_behalf_of(lease)
-        return lease
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await self._limiter.acquire_on_behalf_of(lease)
+            return lease
+        raise CapacityTimeout(f"no quota lease free within {timeout} s")
 
     def try_acquire(self) -> Lease | None:
         lease = Lease()

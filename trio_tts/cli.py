@@ -6,12 +6,16 @@
     trio-tts speak -f chapter.txt -o chapter.wav --jobs 8
     echo "From stdin." | trio-tts speak - -o out.wav
     INWORLD_API_KEY=... trio-tts speak "Real voice." -o real.wav   # the Inworld service
+    trio-tts speak --provider rime "Hi." --voice celeste -o rime.wav   # Rime /ws3 (local)
+    RIME_API_KEY=... trio-tts speak --provider rime "Hi." -o rime.wav  # the Rime service
     trio-tts serve --port 8765                            # until Ctrl-C
     trio-tts voices --url http://127.0.0.1:8765
 
 Where the audio comes from: ``--url`` if given (``http(s)://host:port`` or a ``ws(s)://``
-WebSocket URL), else the Inworld service when ``$INWORLD_API_KEY`` (``--api-key-env``) is
-set, else a local server started in this process.
+WebSocket URL), else the provider's service when its key (``--api-key-env``; default
+``$INWORLD_API_KEY``, with ``--provider rime`` ``$RIME_API_KEY``) is set, else a local server
+started in this process. ``--provider rime`` speaks Rime's ``/ws3`` (one sentence per
+connection at a time) or, with ``--http``, its one-shot ``/v1/rime-tts``.
 
 How ``speak`` handles long text, like a printer with several print heads: the text is cut
 into sentences, each sentence becomes its own context (up to ``--jobs`` at once, spread over
@@ -38,7 +42,7 @@ import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import attrs
 import trio
@@ -48,8 +52,11 @@ from ._events import Audio
 from ._options import VoiceOptions
 from ._pool import Pool, open_pool
 from ._text import split_text
-from .http import HTTPClient
+from .http import HTTPClient, RimeHTTPClient
 from .protocols.inworld import DEFAULT_URL, InworldProvider
+from .protocols.rime import DEFAULT_HTTP_URL as RIME_HTTP_URL
+from .protocols.rime import DEFAULT_URL as RIME_URL
+from .protocols.rime import RimeOptions, RimeProvider
 
 if TYPE_CHECKING:
     from .server import LocalServer
@@ -96,6 +103,29 @@ def service_urls(url: str) -> tuple[str, str]:
     return ws, f"{'https' if secure else 'http'}://{parts.netloc}"
 
 
+def rime_urls(url: str) -> tuple[str, str]:
+    """``(websocket_url, http_url)`` of Rime for a ``--url`` given in either form: the
+    WebSocket is ``/ws3`` (unless the ws(s) URL names a path), the HTTP endpoint
+    ``/v1/rime-tts`` (unless the http(s) URL names a path).
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    if url in (RIME_URL, RIME_HTTP_URL):
+        return RIME_URL, RIME_HTTP_URL
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+        raise InvalidOptions(f"--url: {url!r} is not an http(s):// or ws(s):// URL with a host")
+    secure = parts.scheme in ("https", "wss")
+    named = parts.path not in ("", "/")
+    ws_path = parts.path if named and parts.scheme.startswith("ws") else "/ws3"
+    http_path = parts.path if named and parts.scheme.startswith("http") else "/v1/rime-tts"
+    return (
+        f"{'wss' if secure else 'ws'}://{parts.netloc}{ws_path}",
+        f"{'https' if secure else 'http'}://{parts.netloc}{http_path}",
+    )
+
+
 @attrs.frozen
 class _Target:
     """Where the audio comes from: a URL (with an optional key) or an embedded server."""
@@ -103,6 +133,7 @@ class _Target:
     url: str | None
     api_key: str | None
     synthesizer: str = "espeak"
+    provider: str = "inworld"
 
     def describe(self) -> str:
         if self.url is None:
@@ -114,14 +145,18 @@ class _Target:
 async def _endpoints(target: _Target) -> AsyncIterator[tuple[str, str, LocalServer | None]]:
     """Yield ``(ws_url, http_base, server)``, running an embedded local server for the block
     when ``target`` has no URL (``server`` is ``None`` otherwise)."""
+    rime = target.provider == "rime"
     if target.url is not None:
-        yield (*service_urls(target.url), None)
+        yield (*(rime_urls(target.url) if rime else service_urls(target.url)), None)
         return
     from .server import ServerConfig, open_server
 
     config = ServerConfig(synthesizer="tone" if target.synthesizer == "tone" else "espeak")
     async with open_server(config) as server:
-        yield server.ws_url, server.base_url, server
+        if rime:
+            yield server.rime_url, server.rime_http_url, server
+        else:
+            yield server.ws_url, server.base_url, server
 
 
 # ------------------------------------------------------------------------------------ speak
@@ -202,13 +237,14 @@ async def speak(
     text: str,
     output: str | os.PathLike[str],
     *,
-    options: VoiceOptions | None = None,
+    options: VoiceOptions | RimeOptions | None = None,
     url: str | None = None,
     api_key: str | None = None,
     jobs: int = 4,
     synthesizer: str = "espeak",
     use_http: bool = False,
     progress: TextIO | None = None,
+    provider: str = "inworld",
 ) -> SpeakResult:
     """Synthesise ``text`` into the WAV file ``output`` (see the module docstring).
 
@@ -219,18 +255,30 @@ async def speak(
         jobs: sentences synthesised at once.
         use_http: one ``voice:stream`` request per sentence instead of WebSocket contexts.
         progress: where to draw progress (``None``: nowhere).
+        provider: ``"inworld"`` (options: :class:`VoiceOptions`) or ``"rime"``
+            (:class:`RimeOptions`; one connection per sentence in flight).
 
     Raises:
         InvalidOptions: no text, bad options or ``jobs`` (before any I/O).
         TTSError: from the pool or the HTTP client. OSError: writing the file.
     """
-    opts = (options or VoiceOptions()).replace(encoding="LINEAR16")
+    if provider not in ("inworld", "rime"):
+        raise InvalidOptions(f"provider: {provider!r} is not 'inworld' or 'rime'")
+    opts: VoiceOptions | RimeOptions
+    if provider == "rime":
+        if options is not None and not isinstance(options, RimeOptions):
+            raise InvalidOptions("options: --provider rime takes RimeOptions")
+        opts = options or RimeOptions()
+    else:
+        if options is not None and not isinstance(options, VoiceOptions):
+            raise InvalidOptions("options: --provider inworld takes VoiceOptions")
+        opts = (options or VoiceOptions()).replace(encoding="LINEAR16")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 100:
         raise InvalidOptions(f"jobs: {jobs!r} must be an integer in 1..100")
     sentences = split_sentences(text)
     if not sentences:
         raise InvalidOptions("text: nothing to speak (the text is empty)")
-    target = _Target(url, api_key, synthesizer)
+    target = _Target(url, api_key, synthesizer, provider)
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
@@ -263,7 +311,7 @@ async def speak(
 async def _synthesize_all(
     sentences: list[str],
     wav: wave.Wave_write,
-    opts: VoiceOptions,
+    opts: VoiceOptions | RimeOptions,
     target: _Target,
     jobs: int,
     use_http: bool,
@@ -282,7 +330,19 @@ async def _synthesize_all(
     async with AsyncExitStack() as stack:
         ws_url, http_base, server = await stack.enter_async_context(_endpoints(target))
         one: SynthesizeOne
-        if use_http:
+        if isinstance(opts, RimeOptions):
+            if use_http:
+                rime_client = RimeHTTPClient(target.api_key, url=http_base, defaults=opts)
+                await stack.enter_async_context(rime_client)
+                one = _rime_http_sentence(rime_client)
+            else:
+                rime = RimeProvider(target.api_key, url=ws_url)
+                # One utterance per connection: as many connections as sentences at once.
+                rime_pool = await stack.enter_async_context(
+                    open_pool(rime, defaults=opts, max_connections=jobs)
+                )
+                one = _ws_sentence(rime_pool)
+        elif use_http:
             client = HTTPClient(target.api_key, base_url=http_base, defaults=opts)
             await stack.enter_async_context(client)
             one = _http_sentence(client)
@@ -336,7 +396,7 @@ async def _synthesize_all(
     return _Stats(ttfa, elapsed, peak, durations, server_peak)
 
 
-def _ws_sentence(pool: Pool) -> SynthesizeOne:
+def _ws_sentence(pool: Pool[Any]) -> SynthesizeOne:
     """One sentence through its own pooled context."""
 
     async def one(text: str, on_audio: Callable[[], None]) -> bytes:
@@ -364,6 +424,20 @@ def _http_sentence(client: HTTPClient) -> SynthesizeOne:
                 if audio.data:
                     on_audio()
                     pieces.append(audio.data)
+        return b"".join(pieces)
+
+    return one
+
+
+def _rime_http_sentence(client: RimeHTTPClient) -> SynthesizeOne:
+    """One sentence through one Rime ``/v1/rime-tts`` request."""
+
+    async def one(text: str, on_audio: Callable[[], None]) -> bytes:
+        pieces: list[bytes] = []
+        async with client.stream(text) as chunks:
+            async for audio in chunks:
+                on_audio()
+                pieces.append(audio.data)
         return b"".join(pieces)
 
     return one
@@ -431,6 +505,7 @@ async def _speak(args: argparse.Namespace) -> int:
         synthesizer=args.synth,
         use_http=args.http,
         progress=None if args.quiet else sys.stderr,
+        provider=args.provider,
     )
     if args.json:
         print(json.dumps(attrs.asdict(result)))
@@ -450,23 +525,35 @@ def _summary(r: SpeakResult) -> str:
     )
 
 
-def _options(args: argparse.Namespace) -> VoiceOptions:
+def _options(args: argparse.Namespace) -> VoiceOptions | RimeOptions:
+    if getattr(args, "provider", "inworld") == "rime":
+        # Rime has no speaking rate: mist models take speedAlpha (larger is slower).
+        alpha = None if args.rate == 1.0 else 1.0 / args.rate
+        return RimeOptions(
+            speaker=args.voice or "astra",
+            model=args.model or "arcana",
+            sample_rate=args.sample_rate,
+            speed_alpha=alpha,
+        )
     return VoiceOptions(
-        voice=args.voice,
-        model=args.model,
+        voice=args.voice or "Ashley",
+        model=args.model or "inworld-tts-1",
         sample_rate=args.sample_rate,
         speaking_rate=args.rate,
     )
 
 
 def _target(args: argparse.Namespace) -> _Target:
-    key = os.environ.get(args.api_key_env) or None
+    provider = getattr(args, "provider", "inworld")
+    rime = provider == "rime"
+    env = args.api_key_env or ("RIME_API_KEY" if rime else "INWORLD_API_KEY")
+    key = os.environ.get(env) or None
     if args.url:
-        service_urls(args.url)  # validate early
-        return _Target(args.url, key, args.synth)
+        (rime_urls if rime else service_urls)(args.url)  # validate early
+        return _Target(args.url, key, args.synth, provider)
     if key is not None:
-        return _Target(DEFAULT_URL, key, args.synth)
-    return _Target(None, None, args.synth)
+        return _Target(RIME_URL if rime else DEFAULT_URL, key, args.synth, provider)
+    return _Target(None, None, args.synth, provider)
 
 
 # ----------------------------------------------------------------------------------- parser
@@ -488,10 +575,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--url", help="service URL (http(s):// or ws(s)://); default: see below")
         p.add_argument(
             "--api-key-env",
-            default="INWORLD_API_KEY",
+            default=None,
             metavar="VAR",
-            help="environment variable holding the API key (default INWORLD_API_KEY); when it"
-            " is set and --url is not, the Inworld service is used, else a local server",
+            help="environment variable holding the API key (default INWORLD_API_KEY, or"
+            " RIME_API_KEY with --provider rime); when it is set and --url is not, the"
+            " provider's service is used, else a local server",
         )
         p.add_argument(
             "--synth", choices=("espeak", "tone"), default="espeak", help=argparse.SUPPRESS
@@ -501,8 +589,14 @@ def _parser() -> argparse.ArgumentParser:
     speak_p.add_argument("text", nargs="?", help="the text, or - to read stdin")
     speak_p.add_argument("-f", "--file", help="read the text from FILE (- for stdin)")
     speak_p.add_argument("-o", "--output", default="out.wav", help="WAV file (default out.wav)")
-    speak_p.add_argument("--voice", default="Ashley")
-    speak_p.add_argument("--model", default="inworld-tts-1")
+    speak_p.add_argument(
+        "--provider",
+        choices=("inworld", "rime"),
+        default="inworld",
+        help="the protocol: Inworld (default) or Rime /ws3 (its speakers: astra, celeste ...)",
+    )
+    speak_p.add_argument("--voice", help="voice / speaker (Ashley; Rime: astra)")
+    speak_p.add_argument("--model", help="model (inworld-tts-1; Rime: arcana)")
     speak_p.add_argument("--rate", type=float, default=1.0, help="speaking rate 0.5..1.5")
     speak_p.add_argument("--sample-rate", type=int, default=24000, metavar="HZ")
     speak_p.add_argument("-j", "--jobs", type=int, default=4, help="sentences at once (4)")

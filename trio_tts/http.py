@@ -1,4 +1,5 @@
-"""One-shot synthesis and voice listing over Inworld's HTTP API (httpx, on trio).
+"""One-shot synthesis and voice listing over Inworld's HTTP API, and Rime's one-shot synthesis
+(:class:`RimeHTTPClient`) — httpx, on trio.
 
 Where a :class:`~trio_tts.Context` is a phone line kept open for a conversation, this module
 is a letter: one request, one answer. ``POST /tts/v1/voice:stream`` answers with NDJSON, one
@@ -56,6 +57,8 @@ from ._errors import (
 from ._events import Audio, WordTiming
 from ._options import AudioEncoding, VoiceOptions
 from .protocols.inworld import _DECODER, _words, strip_wav_header
+from .protocols.rime import DEFAULT_HTTP_URL as RIME_HTTP_URL
+from .protocols.rime import RimeOptions, http_request_body
 
 __all__ = [
     "DEFAULT_HTTP_URL",
@@ -64,6 +67,7 @@ __all__ = [
     "AudioStream",
     "HTTPClient",
     "RequestRejected",
+    "RimeHTTPClient",
     "Synthesis",
     "Voice",
     "request_body",
@@ -433,3 +437,140 @@ def _voice(row: Any) -> Voice:
         tags=strings("tags"),
         source=str(row.get("source") or ""),
     )
+
+
+# ------------------------------------------------------------------------------------- Rime
+
+
+class RimeHTTPClient(trio.abc.AsyncResource):
+    """A client of Rime's one-shot HTTP synthesis (``POST /v1/rime-tts``), or the local
+    server's: the path livekit-plugins-rime keeps for ``use_websocket=False``.
+
+    One request per text; the answer is raw 16-bit PCM (``Accept: audio/pcm``) at the options'
+    sample rate, handed out as it arrives. The body is
+    :func:`trio_tts.protocols.rime.http_request_body` (``segment`` is WebSocket-only and not
+    sent; ``reduce_latency`` is honoured for ``mistv2``)::
+
+        async with trio_tts.http.RimeHTTPClient(api_key=key) as client:
+            speech = await client.synthesize("Hello from trio.", speaker="celeste")
+
+    Errors are the pool's: 400 → :class:`~trio_tts.ContextFailed`; other error statuses →
+    :class:`RequestRejected` (``status``, ``retry_after``); transport failures →
+    :class:`~trio_tts.ConnectionLost`; an answer that is not audio →
+    :class:`~trio_tts.ProtocolError`. The key travels only in ``Authorization: Bearer``.
+
+    Args:
+        api_key: Rime's key (``None``: no credential, for the local server).
+        url: the endpoint, e.g. ``https://users.rime.ai/v1/rime-tts`` or a local server's
+            ``rime_http_url``.
+        defaults: the :class:`~trio_tts.RimeOptions` of requests that pass none.
+        timeout: seconds for connecting and for each read.
+        transport: an httpx transport (tests: ``httpx.MockTransport``).
+
+    Raises:
+        InvalidOptions: a URL that is not http(s), an empty key, a non-positive timeout.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        url: str = RIME_HTTP_URL,
+        defaults: RimeOptions | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if api_key is not None:
+            if not isinstance(api_key, str) or not api_key.strip():
+                raise InvalidOptions("api_key: must be a non-empty string or None")
+            register_secret(api_key)
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidOptions("url: must be an http:// or https:// URL with a host")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidOptions(f"timeout: {timeout!r} must be a positive number")
+        self.url = url
+        self.defaults = defaults if defaults is not None else RimeOptions()
+        headers = {"Accept": "audio/pcm"}
+        if api_key is not None:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._has_key = api_key is not None
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:
+        key = "***" if self._has_key else "None"
+        return f"RimeHTTPClient(api_key={key}, url={self.url!r})"
+
+    async def aclose(self) -> None:
+        """Close the connection pool; idempotent."""
+        with trio.CancelScope(shield=True):
+            await self._client.aclose()
+
+    def _options(self, options: RimeOptions | None, overrides: dict[str, Any]) -> RimeOptions:
+        base = options if options is not None else self.defaults
+        if not isinstance(base, RimeOptions):
+            raise InvalidOptions(f"options: expected RimeOptions, got {type(base).__name__}")
+        return base.replace(**overrides) if overrides else base
+
+    @asynccontextmanager
+    async def stream(
+        self, text: str, *, options: RimeOptions | None = None, **overrides: Any
+    ) -> AsyncIterator[AsyncIterator[Audio]]:
+        """Synthesise ``text``; the block iterates its audio (:class:`~trio_tts.Audio`, whole
+        16-bit samples) as it arrives.
+
+        Raises:
+            InvalidOptions: bad options or empty text, before any network I/O.
+            ContextFailed, RequestRejected, ConnectionLost, ProtocolError: see the class.
+        """
+        opts = self._options(options, overrides)
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidOptions("text: must be a non-empty string")
+        request = "POST rime-tts"
+        request_id = uuid.uuid4().hex
+        try:
+            async with self._client.stream(
+                "POST", self.url, json=http_request_body(text, opts)
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    _raise_for_status(response, request)
+                kind = response.headers.get("content-type", "")
+                if not kind.startswith("audio/"):
+                    raise ProtocolError(f"{request}: expected audio, got {_short(kind, 40)!r}")
+                yield _rime_audio(response, request_id, request)
+        except httpx.TransportError as exc:
+            raise _lost(request, exc) from None
+
+    async def synthesize(
+        self, text: str, *, options: RimeOptions | None = None, **overrides: Any
+    ) -> Synthesis:
+        """Synthesise ``text`` and return all of its audio (see :meth:`stream`)."""
+        opts = self._options(options, overrides)
+        start = trio.current_time()
+        first: float | None = None
+        pieces: list[bytes] = []
+        async with self.stream(text, options=opts) as chunks:
+            async for audio in chunks:
+                if first is None:
+                    first = trio.current_time() - start
+                pieces.append(audio.data)
+        return Synthesis(b"".join(pieces), opts.sample_rate, AudioEncoding.PCM, (), first)
+
+
+async def _rime_audio(
+    response: httpx.Response, request_id: str, request: str
+) -> AsyncIterator[Audio]:
+    """The body's bytes as :class:`Audio` events of whole samples (an odd byte waits)."""
+    odd = b""
+    try:
+        async for piece in response.aiter_bytes():
+            data, odd = odd + piece, b""
+            if len(data) % 2:
+                data, odd = data[:-1], data[-1:]
+            if data:
+                yield Audio(request_id, data)
+    except httpx.TransportError as exc:
+        raise _lost(request, exc) from None
+    if odd:
+        raise ProtocolError(f"{request}: the audio ended in the middle of a sample")

@@ -294,6 +294,14 @@ class InworldCodec:
             raise ProtocolError("Inworld result with no known content")
         return events
 
+    def take_events(self) -> list[Event]:
+        """None: every Inworld event comes from the server."""
+        return []
+
+    def goodbye(self) -> list[str]:
+        """None: an Inworld connection ends with the WebSocket close frame alone."""
+        return []
+
     def _pcm(self, context_id: str, data: bytes) -> bytes:
         encoding = self._encodings.get(context_id, AudioEncoding.LINEAR16)
         if encoding is AudioEncoding.LINEAR16 and data[:4] == b"RIFF":
@@ -318,6 +326,8 @@ class InworldProvider:
     """
 
     name = "inworld"
+    #: Inworld sessions do not expire (only the server's 10-minute inactivity close).
+    max_session_duration: float | None = None
 
     def __init__(
         self,
@@ -358,6 +368,10 @@ class InworldProvider:
             f"contexts_per_connection={self.contexts_per_connection}, "
             f"max_text_chars={self.max_text_chars})"
         )
+
+    def default_options(self) -> VoiceOptions:
+        """``VoiceOptions()``: the options of contexts when the pool is given none."""
+        return VoiceOptions()
 
     def connection_key(self, options: VoiceOptions) -> Hashable:
         """Always the same: any Inworld context may share any connection."""

@@ -14,13 +14,20 @@ Example::
 
 from ._core import ServerConfig as ServerConfig
 from ._core import ServerStatistics as ServerStatistics
+from ._faults import AcceptThenClose as AcceptThenClose
 from ._faults import BadFrame as BadFrame
+from ._faults import BlackHole as BlackHole
 from ._faults import CloseAfterContexts as CloseAfterContexts
+from ._faults import CloseConnection as CloseConnection
 from ._faults import ContextErrorFault as ContextErrorFault
+from ._faults import DelayFirstAudio as DelayFirstAudio
 from ._faults import DropConnection as DropConnection
 from ._faults import Faults as Faults
+from ._faults import NoHandshakeAnswer as NoHandshakeAnswer
 from ._faults import RejectHandshake as RejectHandshake
 from ._faults import Stall as Stall
+from ._faults import StallContext as StallContext
+from ._faults import StrayAudio as StrayAudio
 from ._server import LocalServer as LocalServer
 from ._server import open_server as open_server
 from ._server import run_forever as run_forever
@@ -37,18 +44,25 @@ from ._synth import tone_speech as tone_speech
 
 __all__ = [
     "VOICES",
+    "AcceptThenClose",
     "BadFrame",
+    "BlackHole",
     "CloseAfterContexts",
+    "CloseConnection",
     "ContextErrorFault",
+    "DelayFirstAudio",
     "DropConnection",
     "EspeakSynthesizer",
     "Faults",
     "LocalServer",
+    "NoHandshakeAnswer",
     "RejectHandshake",
     "ServerConfig",
     "ServerStatistics",
     "Speech",
     "Stall",
+    "StallContext",
+    "StrayAudio",
     "Synthesizer",
     "ToneSynthesizer",
     "UnknownVoice",

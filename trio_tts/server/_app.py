@@ -10,6 +10,8 @@ Routes (everything else is 404):
 * ``POST /tts/v1/voice:stream`` — one text, NDJSON lines ``{"result": {"audioContent",
   "timestampInfo"}}`` streamed as they are cut, or ``{"error": ...}``.
 * ``POST /tts/v1/voice`` — one text, one JSON ``{"audioContent", "timestampInfo"}``.
+* ``WS  /ws3`` and ``POST /v1/rime-tts`` — Rime's JSON WebSocket and one-shot synthesis
+  (:mod:`._rime`; ``Authorization: Bearer <key>``, a bad query is refused with 400).
 * ``GET  /tts/v1/voices`` — ``{"voices": [{"voiceId", "displayName", "languages", ...}]}``,
   optionally ``?filter=language=en``.
 """
@@ -22,9 +24,12 @@ import math
 import urllib.parse
 from typing import Any
 
+import trio
+
 from . import _inworld_proto as proto
 from ._chunks import audio_frames
 from ._core import Core
+from ._rime import RIME_HTTP_PATH, RIME_WS_PATH, RimeSession, parse_rime_query, rime_http
 from ._session import ASGIReceive, ASGISend, Session
 from ._speech import VOICES
 
@@ -67,12 +72,14 @@ class App:
 
     def _authorized(self, scope: dict[str, Any]) -> bool:
         key = self.core.config.api_key
-        return key is None or _header(scope, b"authorization") == f"Basic {key}"
+        scheme = "Bearer" if scope["path"] in (RIME_WS_PATH, RIME_HTTP_PATH) else "Basic"
+        return key is None or _header(scope, b"authorization") == f"{scheme} {key}"
 
     # -- WebSocket -----------------------------------------------------------------------------
 
     async def _deny(self, scope: dict[str, Any], send: ASGISend, status: int,
-                    message: str, retry_after: float | None = None) -> None:  # fmt: skip
+                    message: str, retry_after: float | None = None,
+                    echo: bool = False) -> None:  # fmt: skip
         self.core.reject(status)
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008})
@@ -80,7 +87,13 @@ class App:
         headers = list(_JSON)
         if retry_after is not None:
             headers.append((b"retry-after", _retry_after(retry_after)))
-        body = json.dumps({"code": status, "message": message}).encode()
+        content: dict[str, Any] = {"code": status, "message": message}
+        if echo:  # a careless provider repeating the credential back (secret-leak tests)
+            seen = _header(scope, b"authorization") or ""
+            query = bytes(scope.get("query_string", b"")).decode("latin-1")
+            content["received"] = {"authorization": seen, "query": query}
+            headers.append((b"x-echo", f"{seen} {query}".encode("latin-1")))
+        body = json.dumps(content).encode()
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
 
@@ -89,18 +102,32 @@ class App:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        if scope["path"] != WS_PATH:
+        if scope["path"] not in (WS_PATH, RIME_WS_PATH):
             await self._deny(scope, send, 404, f"no WebSocket endpoint at {scope['path']}")
+            return
+        rime = scope["path"] == RIME_WS_PATH
+        attempt = core.handshakes
+        core.handshakes += 1
+        core.handshake_times.append(trio.current_time())
+        no_answer = core.faults.no_answer
+        if no_answer is not None and no_answer.handshakes(attempt):
+            while (await receive())["type"] != "websocket.disconnect":
+                pass  # silent until the client gives up
             return
         reject = core.faults.reject
         if reject is not None and (reject.count is None or core.fault_rejections < reject.count):
             core.fault_rejections += 1
             await self._deny(
-                scope, send, reject.status, "rejected (fault injection)", reject.retry_after
-            )
+                scope, send, reject.status, "rejected (fault injection)", reject.retry_after,
+                echo=reject.echo,
+            )  # fmt: skip
             return
         if not self._authorized(scope):
             await self._deny(scope, send, 401, "Unauthenticated: invalid or missing API key")
+            return
+        problem = parse_rime_query(scope) if rime else None
+        if isinstance(problem, str):
+            await self._deny(scope, send, 400, problem)
             return
         if core.connections_open >= config.max_connections:
             core.violation(
@@ -114,7 +141,13 @@ class App:
         core.peak_connections = max(core.peak_connections, core.connections_open)
         try:
             await send({"type": "websocket.accept"})
-            await Session(core, index, scope, receive, send).run()
+            quit_at_once = core.faults.accept_then_close
+            if quit_at_once is not None and quit_at_once.handshakes(attempt):
+                code, reason = quit_at_once.code, quit_at_once.reason
+                await send({"type": "websocket.close", "code": code, "reason": reason})
+                return
+            session = RimeSession if rime else Session
+            await session(core, index, scope, receive, send).run()
         finally:
             core.connection_closed()
 
@@ -126,6 +159,7 @@ class App:
             ("GET", "/tts/v1/voices"): self._voices,
             ("POST", "/tts/v1/voice:stream"): self._voice_stream,
             ("POST", "/tts/v1/voice"): self._voice,
+            ("POST", RIME_HTTP_PATH): self._rime,
         }
         handler = routes.get((method, path))
         if handler is None:
@@ -141,6 +175,9 @@ class App:
             )
             return
         await handler(scope, receive, send)
+
+    async def _rime(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        await rime_http(self.core, scope, receive, send)
 
     async def _voices(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         query = urllib.parse.parse_qs(bytes(scope.get("query_string", b"")).decode())

@@ -82,6 +82,9 @@ class Core:
         self.frames_sent = 0
         self.violations: list[str] = []
         self.fault_rejections = 0
+        #: Upgrade requests seen (for ``handshakes`` fault predicates) and when each came.
+        self.handshakes = 0
+        self.handshake_times: list[float] = []
         self._faults_changed = trio.Event()
         self._connection_closed = trio.Event()
         self.sessions: set[Any] = set()  # the live _session.Session objects

@@ -8,7 +8,28 @@ Stall()`` or ``server.set_faults(Faults(...))``) affects live connections at onc
 order and the ``connections`` predicate of a rule picks which ones it applies to.
 
 New kinds of fault are new fields holding a new rule class; composing them is having several
-fields set at once.
+fields set at once. Triggers are plain predicates: ``connections(index)`` picks connections
+(accept order, from 0), ``when(create_index, context_id)`` picks contexts (``create_index``
+counts creates on the connection from 0; context rules also take ``connections``),
+``handshakes(n)`` picks upgrade requests (every
+request the server sees, from 0). ``trio_tts.testing`` has ready-made ones (``nth(3)`` is
+"on the 3rd").
+
+Faults at three levels:
+
+* **handshake** (:class:`RejectHandshake`, :class:`AcceptThenClose`,
+  :class:`NoHandshakeAnswer`) — decided by the ASGI app before or right after the upgrade;
+* **connection** (:class:`DropConnection`, :class:`BlackHole`, :class:`Stall`,
+  :class:`CloseConnection`, :class:`CloseAfterContexts`, :class:`BadFrame`) — decided by the
+  session's sender, frame by frame;
+* **context** (:class:`ContextErrorFault`, :class:`StallContext`, :class:`DelayFirstAudio`,
+  :class:`StrayAudio`) — decided for the contexts a ``when`` predicate selects.
+
+Two faults act below the WebSocket layer and are exact only on the in-memory transport of
+``trio_tts.testing`` (which passes a link in the ASGI scope): a :class:`BlackHole` also stops
+answering pings there (under hypercorn, hypercorn itself still answers them), and
+``BadFrame(kind="utf8")`` is written as a raw frame on the TCP socket under hypercorn (ASGI
+cannot send invalid UTF-8).
 """
 
 from __future__ import annotations
@@ -18,25 +39,64 @@ from collections.abc import Callable
 import attrs
 
 __all__ = [
+    "AcceptThenClose",
     "BadFrame",
+    "BlackHole",
     "CloseAfterContexts",
+    "CloseConnection",
     "ContextErrorFault",
+    "DelayFirstAudio",
     "DropConnection",
     "Faults",
+    "NoHandshakeAnswer",
     "RejectHandshake",
     "Stall",
+    "StallContext",
+    "StrayAudio",
 ]
+
+#: The default size of ``BadFrame(kind="oversize")``: one byte over the client's default
+#: ``max_message_size`` (16 MiB).
+OVERSIZE = 16 * 2**20 + 1
 
 
 def _every(_index: int) -> bool:
     return True
 
 
+def _every_context(_index: int, _context_id: str) -> bool:
+    return True
+
+
 @attrs.frozen
 class DropConnection:
-    """Drop the TCP connection (no close frame) once ``after_frames`` frames were sent on it."""
+    """Drop the TCP connection (no close frame) once ``after_frames`` frames were sent on it.
 
-    after_frames: int
+    ``after_frames`` may be a function of the connection index (``lambda n: rng.randrange(9)``:
+    each connection dropped at its own random point); it is called once per connection."""
+
+    after_frames: int | Callable[[int], int]
+    connections: Callable[[int], bool] = _every
+
+
+@attrs.frozen
+class BlackHole:
+    """After ``after_frames`` frames, the connection goes silent for good: the socket stays
+    open, nothing more is sent (on the in-memory transport not even pongs), and what the
+    client sends is read and ignored. The client's own close still ends the session."""
+
+    after_frames: int = 0
+    connections: Callable[[int], bool] = _every
+
+
+@attrs.frozen
+class CloseConnection:
+    """Close the WebSocket with ``code`` and ``reason`` instead of sending frame number
+    ``after_frames + 1`` (``after_frames=0``: before the first frame)."""
+
+    code: int = 1011
+    reason: str = ""
+    after_frames: int = 0
     connections: Callable[[int], bool] = _every
 
 
@@ -60,18 +120,24 @@ class CloseAfterContexts:
     connections: Callable[[int], bool] = _every
 
 
+_BAD_KINDS = ("json", "binary", "oversize", "utf8")
+
+
 @attrs.frozen
 class BadFrame:
     """Send one bad frame after ``after_frames`` frames on a connection: ``kind="json"`` is a
-    text frame that is not JSON, ``kind="binary"`` a binary frame."""
+    text frame that is not JSON, ``"binary"`` a binary frame, ``"oversize"`` a text frame of
+    ``size`` bytes (default: one over the client's 16 MiB limit), ``"utf8"`` a text frame
+    that is not valid UTF-8."""
 
     after_frames: int
     kind: str = "json"
     connections: Callable[[int], bool] = _every
+    size: int = OVERSIZE
 
     def __attrs_post_init__(self) -> None:
-        if self.kind not in ("json", "binary"):
-            raise ValueError(f"BadFrame.kind must be 'json' or 'binary', not {self.kind!r}")
+        if self.kind not in _BAD_KINDS:
+            raise ValueError(f"BadFrame.kind must be one of {_BAD_KINDS}, not {self.kind!r}")
 
 
 @attrs.frozen
@@ -85,16 +151,74 @@ class ContextErrorFault:
     code: int = 13
     message: str = "Internal error"
     after_audio: bool = False
+    connections: Callable[[int], bool] = _every
+
+
+@attrs.frozen
+class StallContext:
+    """Stop the audio of the contexts ``when`` selects after ``after_frames`` of their audio
+    frames; other contexts on the connection carry on. The stalled context never answers its
+    close either (the client's stale-close timer must free the slot). Clearing the rule
+    resumes it."""
+
+    when: Callable[[int, str], bool]
+    after_frames: int = 0
+    connections: Callable[[int], bool] = _every
+
+
+@attrs.frozen
+class DelayFirstAudio:
+    """Hold the first audio of the contexts ``when`` selects for ``seconds``."""
+
+    seconds: float
+    when: Callable[[int, str], bool] = _every_context
+    connections: Callable[[int], bool] = _every
+
+
+@attrs.frozen
+class StrayAudio:
+    """Send audio for a context the client does not own: ``kind="unknown"`` right after a
+    selected context is created, for an id never created; ``kind="closed"`` right after a
+    selected context's ``contextClosed``, for that (now closed) id."""
+
+    kind: str = "unknown"
+    when: Callable[[int, str], bool] = _every_context
+    connections: Callable[[int], bool] = _every
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in ("unknown", "closed"):
+            raise ValueError(f"StrayAudio.kind must be 'unknown' or 'closed', not {self.kind!r}")
 
 
 @attrs.frozen
 class RejectHandshake:
     """Refuse WebSocket upgrades with HTTP ``status`` (401, 403, 429, 503 ...); ``count`` limits
-    how many (``None``: all of them while the rule is set)."""
+    how many (``None``: all of them while the rule is set). With ``echo=True`` the response
+    body and an ``x-echo`` header repeat the request's ``Authorization`` header and query
+    string, as careless providers do (for secret-leak tests)."""
 
     status: int = 503
     retry_after: float | None = None
     count: int | None = None
+    echo: bool = False
+
+
+@attrs.frozen
+class AcceptThenClose:
+    """Accept the upgrade of the handshakes ``handshakes(n)`` selects, then close at once
+    with ``code`` and ``reason`` (before any frame)."""
+
+    code: int = 1000
+    reason: str = ""
+    handshakes: Callable[[int], bool] = _every
+
+
+@attrs.frozen
+class NoHandshakeAnswer:
+    """Never answer the upgrade of the handshakes ``handshakes(n)`` selects (TCP accepted,
+    no HTTP response): only the client's own handshake timeout ends the wait."""
+
+    handshakes: Callable[[int], bool] = _every
 
 
 @attrs.define
@@ -115,3 +239,10 @@ class Faults:
     bad_frame: BadFrame | None = None
     context_error: ContextErrorFault | None = None
     reject: RejectHandshake | None = None
+    blackhole: BlackHole | None = None
+    close_connection: CloseConnection | None = None
+    stall_context: StallContext | None = None
+    delay_first_audio: DelayFirstAudio | None = None
+    stray_audio: StrayAudio | None = None
+    accept_then_close: AcceptThenClose | None = None
+    no_answer: NoHandshakeAnswer | None = None

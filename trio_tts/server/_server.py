@@ -26,6 +26,7 @@ import trio
 from ._app import WS_PATH, App
 from ._core import Core, ServerConfig, ServerStatistics
 from ._faults import Faults
+from ._rime import RIME_HTTP_PATH, RIME_WS_PATH
 
 __all__ = ["LocalServer", "open_server", "run_forever", "serve"]
 
@@ -55,6 +56,16 @@ class LocalServer:
     def ws_url(self) -> str:
         """``ws://127.0.0.1:PORT/tts/v1/voice:streamBidirectional``."""
         return f"ws://{self.host}:{self.port}{WS_PATH}"
+
+    @property
+    def rime_url(self) -> str:
+        """``ws://127.0.0.1:PORT/ws3`` — Rime's JSON WebSocket (``RimeProvider(url=...)``)."""
+        return f"ws://{self.host}:{self.port}{RIME_WS_PATH}"
+
+    @property
+    def rime_http_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1/rime-tts`` — Rime's one-shot HTTP synthesis."""
+        return f"{self.base_url}{RIME_HTTP_PATH}"
 
     @property
     def faults(self) -> Faults:

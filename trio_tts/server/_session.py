@@ -28,8 +28,9 @@ import trio
 from . import _inworld_proto as proto
 from ._chunks import audio_frames
 from ._core import Core
+from ._faults import BadFrame
 from ._speech import VOICES
-from ._tcp import drop_tcp
+from ._tcp import drop_tcp, write_raw
 
 ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
 ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
@@ -37,6 +38,10 @@ ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
 _SUPPORTED_ENCODINGS = ("LINEAR16", "PCM")
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"')\]]*(\s+|$)")
 _DEFAULT_AUTO_THRESHOLD = 250
+#: A stray audio chunk: 10 ms of a constant sample, recognisable in any stream it lands in.
+_STRAY_PCM = b"\x11\x11" * 160
+#: An unmasked server text frame whose payload is not UTF-8 (for the TCP "utf8" fault).
+_RAW_BAD_UTF8 = b"\x81\x04\xff\xfe\xfd\xfc"
 
 
 class _ContextEnded(Exception):
@@ -64,6 +69,7 @@ class _Context:
     generations: int = 0
     buffer: str = ""
     deadline: float = math.inf
+    audio_frames: int = 0
 
 
 class Session:
@@ -85,6 +91,11 @@ class Session:
         self._last_activity = trio.current_time()
         self._out_send, self._out_receive = trio.open_memory_channel[_Out](math.inf)
         self._budget = trio.Semaphore(32)
+        # Fault state: the in-memory transport's link (None under hypercorn), a black hole,
+        # and each DropConnection rule's frame count for this connection.
+        self._link: Any = scope.get("trio_tts.link")
+        self._blackholed = False
+        self._drop_at: tuple[object, int] | None = None
 
     def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Queue a close frame after what is already queued (graceful server shutdown)."""
@@ -116,6 +127,8 @@ class Session:
             if message["type"] != "websocket.receive":
                 continue
             self._last_activity = trio.current_time()
+            if self._blackholed:
+                continue  # read and ignored: nothing comes back from a black hole
             text = message.get("text")
             if text is None:
                 self._control(
@@ -217,7 +230,10 @@ class Session:
             self._control(proto.encode_status(cid, 3, str(exc)))
             return
         fault = self.core.faults.context_error
-        if fault is not None and not fault.after_audio and fault.when(index, cid):
+        if (
+            fault is not None and not fault.after_audio and fault.connections(self.index)
+            and fault.when(index, cid)
+        ):  # fmt: skip
             self._control(proto.encode_status(cid, fault.code, fault.message))
             return
         send, receive = trio.open_memory_channel[tuple[str, Any]](math.inf)
@@ -236,6 +252,12 @@ class Session:
             and self.creates == close.after_contexts
         ):
             self._out_send.send_nowait(_Out("", close=(close.code, close.reason)))
+        stray = self.core.faults.stray_audio
+        if (
+            stray is not None and stray.kind == "unknown" and stray.connections(self.index)
+            and stray.when(index, cid)
+        ):  # fmt: skip
+            self._control(proto.encode_audio_chunk(f"stray-{cid}", _STRAY_PCM))
         self._nursery.start_soon(self._worker, ctx)
 
     def _release(self, ctx: _Context) -> None:
@@ -272,6 +294,12 @@ class Session:
                             )
                         self._release(ctx)
                         self._control(proto.encode_context_closed(ctx.id), ctx)
+                        stray = self.core.faults.stray_audio
+                        if (
+                            stray is not None and stray.kind == "closed"
+                            and stray.connections(self.index) and stray.when(ctx.index, ctx.id)
+                        ):  # fmt: skip
+                            self._control(proto.encode_audio_chunk(ctx.id, _STRAY_PCM))
                         return
                     continue
                 # maxBufferDelayMs passed since the oldest buffered text arrived.
@@ -315,7 +343,10 @@ class Session:
         if text.strip():
             ctx.generations += 1
             fault = self.core.faults.context_error
-            if fault is not None and fault.after_audio and fault.when(ctx.index, ctx.id):
+            if (
+                fault is not None and fault.after_audio and fault.connections(self.index)
+                and fault.when(ctx.index, ctx.id)
+            ):  # fmt: skip
                 self._fail(ctx, fault.code, fault.message)
             try:
                 speech = await self.core.synthesizer.synthesize(
@@ -324,15 +355,36 @@ class Session:
                 )  # fmt: skip
             except Exception as exc:  # a synthesiser failure fails this context only
                 self._fail(ctx, 13, f"synthesis failed: {exc}")
-            if ctx.generations == 1 and self.core.faults.first_audio_delay > 0:
-                await trio.sleep(self.core.faults.first_audio_delay)
+            if ctx.generations == 1:
+                await self._delay_first_audio(ctx)
             for frame in audio_frames(
                 ctx.id, text, speech.pcm, speech.words, config, self.config.chunk_ms
             ):
+                await self._stall_context_if_faulted(ctx)
                 await self._budget.acquire()
+                ctx.audio_frames += 1
                 self._out_send.send_nowait(_Out(frame, ctx, audio=True))
         if flushed:
             self._control(proto.encode_flush_completed(ctx.id), ctx)
+
+    async def _delay_first_audio(self, ctx: _Context) -> None:
+        faults = self.core.faults
+        delay = faults.first_audio_delay
+        rule = faults.delay_first_audio
+        if rule is not None and rule.connections(self.index) and rule.when(ctx.index, ctx.id):
+            delay = max(delay, rule.seconds)
+        if delay > 0:
+            await trio.sleep(delay)
+
+    async def _stall_context_if_faulted(self, ctx: _Context) -> None:
+        while True:
+            rule = self.core.faults.stall_context
+            if (
+                rule is None or ctx.audio_frames < rule.after_frames
+                or not rule.connections(self.index) or not rule.when(ctx.index, ctx.id)
+            ):  # fmt: skip
+                return
+            await self.core.wait_faults_changed(at_most=0.05)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -348,13 +400,37 @@ class Session:
                 self._nursery.cancel_scope.cancel()
                 return
             await self._stall_if_faulted()
+            if await self._close_if_faulted():
+                return
             await self._send({"type": "websocket.send", "text": out.frame})
             self.frames_sent += 1
             self.core.frames_sent += 1
             await self._after_send_faults()
 
+    async def _close_if_faulted(self) -> bool:
+        """CloseConnection: a close frame instead of the next frame. True if it closed."""
+        rule = self.core.faults.close_connection
+        if (
+            rule is None or not rule.connections(self.index)
+            or self.frames_sent < rule.after_frames
+        ):  # fmt: skip
+            return False
+        await self._send({"type": "websocket.close", "code": rule.code, "reason": rule.reason})
+        self._nursery.cancel_scope.cancel()
+        return True
+
     async def _stall_if_faulted(self) -> None:
         while True:
+            hole = self.core.faults.blackhole
+            if (
+                self._blackholed or (hole is not None and hole.connections(self.index)
+                and self.frames_sent >= hole.after_frames)
+            ):  # fmt: skip
+                # For good: the sender sleeps until the client's close ends the session.
+                self._blackholed = True
+                if self._link is not None:
+                    self._link.blackhole()
+                await trio.sleep_forever()
             stall = self.core.faults.stall
             if (
                 stall is None
@@ -372,19 +448,33 @@ class Session:
             and self.frames_sent >= bad.after_frames
         ):  # fmt: skip
             self._bad_frame_sent = True
-            if bad.kind == "binary":
-                await self._send({"type": "websocket.send", "bytes": b"\x00\x01binary"})
-            else:
-                await self._send({"type": "websocket.send", "text": '{"result": {"contextId": '})
+            await self._send_bad_frame(bad)
         drop = faults.drop
-        if (
-            drop is not None
-            and drop.connections(self.index)
-            and self.frames_sent >= drop.after_frames
-        ):
-            drop_tcp(self.scope)
-            self._nursery.cancel_scope.cancel()
-            await trio.lowlevel.checkpoint()
+        if drop is not None and drop.connections(self.index):
+            if self._drop_at is None or self._drop_at[0] is not drop:
+                after = drop.after_frames
+                self._drop_at = (drop, after(self.index) if callable(after) else after)
+            if self.frames_sent >= self._drop_at[1]:
+                if self._link is not None:
+                    self._link.abort()
+                else:
+                    drop_tcp(self.scope)
+                self._nursery.cancel_scope.cancel()
+                await trio.lowlevel.checkpoint()
+
+    async def _send_bad_frame(self, bad: BadFrame) -> None:
+        if bad.kind == "binary":
+            await self._send({"type": "websocket.send", "bytes": b"\x00\x01binary"})
+        elif bad.kind == "oversize":
+            await self._send({"type": "websocket.send", "text": "x" * bad.size})
+        elif bad.kind == "utf8":
+            if self._link is not None:
+                # The in-memory link checks UTF-8 like the wire: lone surrogates cannot encode.
+                await self._send({"type": "websocket.send", "text": "\udcff\udcfe"})
+            else:
+                write_raw(self.scope, _RAW_BAD_UTF8)
+        else:
+            await self._send({"type": "websocket.send", "text": '{"result": {"contextId": '})
 
     async def _watchdog(self) -> None:
         timeout = self.config.inactivity_timeout

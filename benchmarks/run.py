@@ -1,0 +1,431 @@
+"""The benchmark orchestrator: ``make bench`` runs ``.venv/bin/python benchmarks/run.py``.
+
+For each group of scenarios that share audio length and chunking it starts the firehose
+server (``bench_server.py``) in its own process, computes every turn's expected chunk CRCs
+(``expected.py``), then for each scenario × concurrency runs every driver in its own process
+(so ``getrusage`` sees that client alone), 3 repetitions with the driver order rotated. It
+snapshots the server's CPU time (``/proc/PID/stat``) when a driver's measurement window opens
+and closes, and its drop counters around each driver run.
+
+Outputs (``benchmarks/results/``): ``results.jsonl`` (one line per driver run, then one
+``"summary"`` line per scenario × concurrency × driver), ``latest.md`` (the table and the
+targets, met or missed) and ``chart.png`` (drawn by ``chart.py`` in the benchmark venv).
+
+    .venv/bin/python benchmarks/run.py [--reps 3] [--only spec,light] [--drivers trio_tts,raw]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import _harness as h  # noqa: E402
+
+LIVEKIT_PY = os.path.join(HERE, ".venv-livekit", "bin", "python")
+DRIVERS: dict[str, list[str]] = {
+    "trio_tts": [sys.executable, os.path.join(HERE, "driver_trio.py")],
+    "trio_tts/asyncio": [sys.executable, os.path.join(HERE, "driver_asyncio.py")],
+    "livekit-1.8.3": [LIVEKIT_PY, os.path.join(HERE, "driver_livekit.py")],
+    "raw": [sys.executable, os.path.join(HERE, "driver_raw.py")],
+}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+class Server:
+    def __init__(self, scenario: str, kind: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(HERE, "bench_server.py"),
+                "--scenario",
+                scenario,
+                "--server",
+                kind,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        hello = json.loads(self._line())
+        self.url: str = hello["url"]
+        self.pid: int = hello["pid"]
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the benchmark server exited")
+        return line
+
+    def command(self, text: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self._line())  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_driver(
+    server: Server, driver: str, scenario: h.Scenario, conc: int, rep: int, expected: str
+) -> dict[str, Any]:
+    before = server.command("stats")["stats"]
+    cmd = [
+        *DRIVERS[driver],
+        "--url",
+        server.url,
+        "--scenario",
+        scenario.name,
+        "--concurrency",
+        str(conc),
+        "--expected",
+        expected,
+        "--rep",
+        str(rep),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    marks: dict[str, tuple[float, float]] = {}
+    result: dict[str, Any] | None = None
+    deadline = time.monotonic() + scenario.warmup + scenario.duration + 120
+    for line in proc.stdout:
+        msg = json.loads(line)
+        if "mark" in msg:
+            marks[msg["mark"]] = (time.monotonic(), proc_cpu(server.pid))
+        else:
+            result = msg
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+    proc.wait()
+    after = server.command("stats")["stats"]
+    if result is None:
+        result = {
+            "driver": driver,
+            "scenario": scenario.name,
+            "concurrency": conc,
+            "rep": rep,
+            "crashed": proc.returncode,
+        }
+    if "start" in marks and "end" in marks:
+        (t0, c0), (t1, c1) = marks["start"], marks["end"]
+        result["server_cpu_pct"] = 100 * (c1 - c0) / (t1 - t0)
+    result["server_drops"] = after["drops"] - before["drops"]
+    result["server_open_at_drops"] = after["open_at_drops"] - before["open_at_drops"]
+    result["server_violations"] = after["violations"] - before["violations"]
+    result["server_contexts"] = after["contexts_created"] - before["contexts_created"]
+    return result
+
+
+def _median(xs: list[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if "crashed" not in r:
+            groups[r["scenario"], r["concurrency"], r["driver"]].append(r)
+    out = []
+    for (scen, conc, driver), rs in groups.items():
+        failed: dict[str, int] = defaultdict(int)
+        for r in rs:
+            for k, v in r["failed_total"].items():
+                failed[k] += v
+        integ = {k: sum(r["integrity"][k] for r in rs) for k in rs[0]["integrity"]}
+        out.append(
+            {
+                "summary": True,
+                "scenario": scen,
+                "concurrency": conc,
+                "driver": driver,
+                "reps": len(rs),
+                "turns_per_s": _median([r["turns_per_s"] for r in rs]),
+                "cpu_ms_per_turn": _median([r["cpu_ms_per_turn"] for r in rs]),
+                "ttfa_p50": _median([r["ttfa_ms"]["p50"] for r in rs]),
+                "ttfa_p99": _median([r["ttfa_ms"]["p99"] for r in rs]),
+                "turn_p50": _median([r["turn_ms"]["p50"] for r in rs]),
+                "turn_p99": _median([r["turn_ms"]["p99"] for r in rs]),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+                "turns_total": sum(r["turns_total"] for r in rs),
+                "failed": dict(failed),
+                "failed_count": sum(failed.values()),
+                "integrity": integ,
+                "server_cpu_pct": max((r.get("server_cpu_pct") or 0) for r in rs),
+                "drops": sum(r["server_drops"] for r in rs),
+                "open_at_drops": sum(r["server_open_at_drops"] for r in rs),
+                "violations": sum(r["server_violations"] for r in rs),
+                "ttfa_samples": sorted(x for r in rs for x in r["ttfa_samples"]),
+                "turn_samples": sorted(x for r in rs for x in r["turn_samples"]),
+            }
+        )
+    return out
+
+
+def _f(x: float | None, fmt: str = "{:.1f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def table(summary: list[dict[str, Any]]) -> str:
+    lines = [
+        "| scenario | C | driver | turns/s | CPU ms/turn | TTFA p50 / p99 ms | turn p50 / p99 ms"
+        " | peak RSS MB | failed turns | integrity (lost/extra/misrouted B) | server CPU % |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|",
+    ]
+    order = {d: i for i, d in enumerate(DRIVERS)}
+    scen_order = {s: i for i, s in enumerate(h.SCENARIOS)}
+    for s in sorted(
+        summary,
+        key=lambda s: (scen_order[s["scenario"]], s["concurrency"], order.get(s["driver"], 9)),
+    ):
+        i = s["integrity"]
+        failed = ", ".join(f"{k} {v}" for k, v in sorted(s["failed"].items())) or "0"
+        if s["drops"]:
+            failed += f" (drops {s['drops']}, open at drops {s['open_at_drops']})"
+        integrity = (
+            "ok"
+            if not i["turns_bad"]
+            else f"{i['turns_bad']} bad: {i['bytes_lost']}/{i['bytes_extra']}/"
+            f"{i['bytes_misrouted']}"
+        )
+        lines.append(
+            f"| {s['scenario']} | {s['concurrency']} | {s['driver']} | {_f(s['turns_per_s'])} | "
+            f"{_f(s['cpu_ms_per_turn'], '{:.2f}')} | {_f(s['ttfa_p50'], '{:.0f}')} / "
+            f"{_f(s['ttfa_p99'], '{:.0f}')} | {_f(s['turn_p50'], '{:.0f}')} / "
+            f"{_f(s['turn_p99'], '{:.0f}')} | {_f(s['peak_rss_mb'], '{:.0f}')} | {failed} | "
+            f"{integrity} | {_f(s['server_cpu_pct'], '{:.0f}')} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(summary: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
+    idx = {(s["scenario"], s["concurrency"], s["driver"]): s for s in summary}
+    out: list[tuple[str, bool | None, str]] = []
+
+    def get(scen: str, c: int, d: str) -> dict[str, Any] | None:
+        return idx.get((scen, c, d))
+
+    t, lk, raw = (
+        get("spec", 100, "trio_tts"),
+        get("spec", 100, "livekit-1.8.3"),
+        get("spec", 100, "raw"),
+    )
+    if t and lk:
+        r = t["turns_per_s"] / lk["turns_per_s"]
+        out.append(
+            (
+                "spec C=100: turns/s ≥ 1.5× LiveKit",
+                r >= 1.5,
+                f"{t['turns_per_s']:.1f} vs {lk['turns_per_s']:.1f} = {r:.2f}×",
+            )
+        )
+        r = t["cpu_ms_per_turn"] / lk["cpu_ms_per_turn"]
+        out.append(
+            (
+                "spec C=100: CPU/turn ≤ 0.6× LiveKit",
+                r <= 0.6,
+                f"{t['cpu_ms_per_turn']:.2f} vs {lk['cpu_ms_per_turn']:.2f} ms = {r:.2f}×",
+            )
+        )
+    t, lk = get("light", 100, "trio_tts"), get("light", 100, "livekit-1.8.3")
+    if t and lk:
+        r = t["cpu_ms_per_turn"] / lk["cpu_ms_per_turn"]
+        out.append(
+            (
+                "light C=100: CPU/turn ≤ 0.8× LiveKit",
+                r <= 0.8,
+                f"{t['cpu_ms_per_turn']:.2f} vs {lk['cpu_ms_per_turn']:.2f} ms = {r:.2f}×",
+            )
+        )
+    t, lk = get("starve", 200, "trio_tts"), get("starve", 200, "livekit-1.8.3")
+    if t:
+        out.append(
+            (
+                "starve C=200: zero failed turns",
+                t["failed_count"] == 0,
+                f"trio_tts {t['failed_count']} failed of {t['turns_total']}"
+                + (
+                    f"; LiveKit {lk['failed_count']} failed ({lk['failed']}) of {lk['turns_total']}"
+                    if lk
+                    else ""
+                ),
+            )
+        )
+    if t and lk and t["ttfa_p99"] and lk["ttfa_p99"]:
+        r = t["ttfa_p99"] / lk["ttfa_p99"]
+        out.append(
+            (
+                "starve C=200: TTFA p99 ≤ 0.35× LiveKit",
+                r <= 0.35,
+                f"{t['ttfa_p99']:.0f} vs {lk['ttfa_p99']:.0f} ms = {r:.2f}×",
+            )
+        )
+    for c in (100, 200):
+        t = get("chaos", c, "trio_tts")
+        if t:
+            ok = t["failed_count"] <= t["open_at_drops"]
+            per = t["failed_count"] / t["drops"] if t["drops"] else 0.0
+            bound = t["open_at_drops"] / t["drops"] if t["drops"] else 0.0
+            lk = get("chaos", c, "livekit-1.8.3")
+            lk_txt = f"; LiveKit {lk['failed_count']} failed over {lk['drops']} drops" if lk else ""
+            out.append(
+                (
+                    f"chaos C={c}: failed turns per drop ≤ contexts open at the drop",
+                    ok if t["drops"] else None,
+                    f"{t['failed_count']} failed over {t['drops']} drops = {per:.2f}/drop; "
+                    f"open at drops {bound:.2f}/drop{lk_txt}",
+                )
+            )
+    for scen in ("spec", "light"):
+        t, raw = get(scen, 100, "trio_tts"), get(scen, 100, "raw")
+        if t and raw:
+            r = t["cpu_ms_per_turn"] / raw["cpu_ms_per_turn"]
+            out.append(
+                (
+                    f"{scen} C=100: CPU/turn within 1.25× the raw ceiling",
+                    r <= 1.25,
+                    f"{t['cpu_ms_per_turn']:.2f} vs {raw['cpu_ms_per_turn']:.2f} ms = {r:.2f}×",
+                )
+            )
+    return out
+
+
+def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        "# Benchmark: trio_tts vs LiveKit 1.8.3's Inworld pool vs a raw client",
+        "",
+        f"Run {meta['date']} on {meta['cpus']} cores, {meta['reps']} repetitions (driver order "
+        f"rotated), server `{meta['server']}`, {meta['elapsed']:.0f} s in all. Medians over the "
+        "repetitions; failures, integrity and drops are totals; server CPU % is the highest.",
+        "",
+        "Scenarios: "
+        + "; ".join(
+            f"*{s.name}* — {s.description} (window {s.duration:g} s after {s.warmup:g} s warm-up)"
+            for s in h.SCENARIOS.values()
+        )
+        + ".",
+        "",
+        table(summary),
+        "",
+        "## Targets",
+        "",
+    ]
+    for name, ok, text in targets(summary):
+        mark = "n/a" if ok is None else ("**met**" if ok else "**missed**")
+        lines.append(f"- {name}: {mark} — {text}")
+    lines += ["", "![latency CDFs and CPU per turn](chart.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--only", default=",".join(h.SCENARIOS))
+    p.add_argument("--drivers", default=",".join(DRIVERS))
+    p.add_argument("--concurrency", default="", help="e.g. 100 (default: each scenario's)")
+    p.add_argument("--server", choices=("lean", "local"), default="lean")
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = p.parse_args()
+    started = time.monotonic()
+    drivers = [d for d in args.drivers.split(",") if d]
+    if "livekit-1.8.3" in drivers and not os.path.exists(LIVEKIT_PY):
+        sys.exit(f"{LIVEKIT_PY} is missing: run `make bench` (it creates the LiveKit venv)")
+    wanted = [h.SCENARIOS[n] for n in args.only.split(",") if n]
+    groups: dict[tuple[float, int], list[h.Scenario]] = defaultdict(list)
+    for s in wanted:
+        groups[s.seconds, s.chunk_ms].append(s)
+    os.makedirs(args.out, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    jsonl = os.path.join(args.out, "results.jsonl")
+    with tempfile.TemporaryDirectory() as tmp, open(jsonl, "w") as out:
+        for scenarios in groups.values():
+            first = scenarios[0]
+            expected = os.path.join(tmp, f"expected-{first.name}.json")
+            subprocess.run(
+                [
+                    sys.executable,
+                    os.path.join(HERE, "expected.py"),
+                    "--scenario",
+                    first.name,
+                    "--out",
+                    expected,
+                ],
+                check=True,
+            )
+            server = Server(first.name, args.server)
+            try:
+                for s in scenarios:
+                    server.command(f"scenario {s.name}")
+                    concs = (
+                        [int(c) for c in args.concurrency.split(",")]
+                        if args.concurrency
+                        else list(s.concurrencies)
+                    )
+                    for conc in concs:
+                        for rep in range(args.reps):
+                            k = rep % len(drivers)
+                            for driver in drivers[k:] + drivers[:k]:
+                                r = run_driver(server, driver, s, conc, rep, expected)
+                                rows.append(r)
+                                out.write(json.dumps(r) + "\n")
+                                out.flush()
+                                print(
+                                    f"[{time.monotonic() - started:5.0f}s] {s.name} C={conc} "
+                                    f"rep {rep} {driver}: {_f(r.get('turns_per_s'))} turns/s, "
+                                    f"{_f(r.get('cpu_ms_per_turn'), '{:.2f}')} ms CPU/turn, "
+                                    f"failed {r.get('failed_total')}, server "
+                                    f"{_f(r.get('server_cpu_pct'), '{:.0f}')}% CPU",
+                                    flush=True,
+                                )
+            finally:
+                server.close()
+        summary = summarize(rows)
+        for srow in summary:
+            out.write(json.dumps(srow) + "\n")
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpus": os.cpu_count(),
+        "reps": args.reps,
+        "server": args.server,
+        "elapsed": time.monotonic() - started,
+    }
+    md = markdown(summary, meta)
+    with open(os.path.join(args.out, "latest.md"), "w") as f:
+        f.write(md)
+    py = LIVEKIT_PY if os.path.exists(LIVEKIT_PY) else sys.executable
+    subprocess.run(
+        [py, os.path.join(HERE, "chart.py"), jsonl, os.path.join(args.out, "chart.png")],
+        check=False,
+    )
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

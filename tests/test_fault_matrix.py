@@ -1,0 +1,519 @@
+"""The fault matrix: every server fault × {1 context, 5 on the connection, others elsewhere}.
+
+Each case runs the pool against the local server's application through the in-memory
+transport of :mod:`trio_tts.testing` under ``MockClock(autojump_threshold=0)`` (exact virtual
+times, no sockets); the faults that live at the TCP level run again over real sockets. After
+every case the global invariants are checked (:func:`check_invariants`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+import trio_tts
+from trio_tts.server import (
+    AcceptThenClose,
+    BadFrame,
+    BlackHole,
+    CloseConnection,
+    ContextErrorFault,
+    DelayFirstAudio,
+    DropConnection,
+    Faults,
+    LocalServer,
+    NoHandshakeAnswer,
+    RejectHandshake,
+    ServerConfig,
+    StallContext,
+    StrayAudio,
+    open_server,
+    tone_pcm,
+)
+from trio_tts.testing import (
+    MemoryServer,
+    always,
+    assert_quiescent,
+    at,
+    nth,
+    open_memory_server,
+    provider_for,
+)
+
+# -- regressions found by the matrix -----------------------------------------------------------
+
+
+class _ClosesAt:
+    """A transport the server closes at ``at`` (virtual time): its receiver fails then."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    async def send(self, message: str) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive(self) -> str | bytes:
+        await trio.sleep_until(self.at)
+        raise trio_tts.ConnectionLost("closed by the server (code 1000)", code=1000)
+
+    async def ping(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_slot_on_a_connection_that_is_ending_is_never_a_raw_trio_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Regression. Between the receiver's failure and the actor reporting its end, the sender
+    has already closed the outbound channel while the connection still reads "open"; a caller
+    placed on it in that window got ``trio.BrokenResourceError`` from ``open_context`` (and a
+    moved context's ``_move`` task crashed the pool's nursery, taking the pool down). Four
+    callers arriving exactly when the connection fails hit the window (trio orders a batch
+    at random, so each one does with probability 1/2): the fix lets the failing connection
+    move them like its other contexts."""
+
+    async def connect(url: str, headers: object, **_: object) -> _ClosesAt:
+        await trio.lowlevel.checkpoint()
+        return _ClosesAt(start + 1.0)
+
+    provider = trio_tts.InworldProvider(url="ws://closing.invalid/x")
+    for _round in range(3):
+        errors: list[BaseException] = []
+        start = trio.current_time()
+        async with trio_tts.open_pool(
+            provider, transport_factory=connect, heartbeat_interval=None, max_connections=1
+        ) as pool:
+
+            async def caller(
+                at: float, pool: trio_tts.Pool = pool, errors: list[BaseException] = errors
+            ) -> None:
+                await trio.sleep_until(at)
+                try:
+                    ctx = await pool.open_context()
+                    async with ctx:
+                        await ctx.send_text("never spoken")
+                        await ctx.finish()
+                        async for _ in ctx:
+                            pass
+                except trio_tts.TTSError as exc:
+                    errors.append(exc)
+
+            with trio.fail_after(60):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(caller, start)
+                    for _ in range(4):
+                        nursery.start_soon(caller, start + 1.0)
+            await assert_quiescent(pool)
+        assert len(errors) == 5
+        assert all(isinstance(e, trio_tts.ConnectionLost) for e in errors)
+        assert pool.statistics().contexts_moved <= 5 * 2  # move_attempts=3: two moves each
+
+
+# -- the matrix --------------------------------------------------------------------------------
+
+LATENCY = 0.005  # virtual seconds per in-memory handshake
+DEADLINE = 60.0  # every caller's own deadline (virtual seconds)
+STALE = 10.0  # the pool's stale_close_timeout in the matrix
+PCM = trio_tts.VoiceOptions(encoding="PCM", sample_rate=24000)
+LAYOUTS = ("one", "five", "others")
+
+
+def text_for(i: int) -> str:
+    # A distinct first letter: the very first samples differ between contexts, so a single
+    # misrouted chunk breaks the prefix check.
+    return f"{chr(65 + i)}{i} has its own words here."
+
+
+@attrs.frozen
+class Case:
+    """One fault: ``build(target, ctx_pred)`` makes the rules for server connection
+    ``target``; affected callers may end in ``allowed`` outcomes (others must get audio)."""
+
+    name: str
+    build: Callable[[int, Callable[..., bool]], Faults]
+    allowed: frozenset[str]
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
+    #: Extra checks: (outcomes, pool, server, t_fault) -> None.
+    check: Callable[[list[Outcome], trio_tts.Pool, MemoryServer, float], None] | None = None
+    #: The fault must visibly fire (some affected caller saw something) — off for the
+    #: faults a caller cannot see (stray audio is dropped silently, by design).
+    visible: bool = True
+
+
+@attrs.define
+class Outcome:
+    index: int
+    kind: str = "pending"
+    error: BaseException | None = None
+    data: bytes = b""
+    conn: int | None = None
+    elapsed: float = 0.0
+
+
+def _lost_or_moved(*extra: str) -> frozenset[str]:
+    return frozenset({"audio", "ConnectionLost", *extra})
+
+
+def _codes(code: int) -> Callable[[list[Outcome], trio_tts.Pool, MemoryServer, float], None]:
+    def check(
+        outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+    ) -> None:
+        for o in outcomes:
+            if isinstance(o.error, trio_tts.ConnectionLost):
+                assert o.error.code == code, (o.error, o.error.code)
+
+    return check
+
+
+def _handshakes_after(server: MemoryServer, t0: float) -> list[float]:
+    return [t for t in server.handshake_statistics().times if t >= t0]
+
+
+def _no_retry(
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+) -> None:
+    # 401/403: one handshake fails every caller waiting for it; nobody tries again.
+    assert len(_handshakes_after(server, t0)) == 1
+    for o in outcomes:
+        if o.error is not None:
+            assert isinstance(o.error, trio_tts.HandshakeRejected)
+            assert o.error.status in (401, 403)
+
+
+def _retry_after_2(
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+) -> None:
+    times = _handshakes_after(server, t0)
+    assert len(times) == 2
+    # Rejected at +LATENCY; the retry waits exactly Retry-After: 2 s.
+    assert times[1] - times[0] == pytest.approx(2.0 + LATENCY, abs=1e-9)
+
+
+def _retry_after_1_three_times(
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+) -> None:
+    times = _handshakes_after(server, t0)
+    assert len(times) == 3  # connect_attempts, then HandshakeRejected(429) to the callers
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps == [pytest.approx(1.0 + LATENCY, abs=1e-9)] * 2
+    assert any(isinstance(o.error, trio_tts.HandshakeRejected) for o in outcomes)
+
+
+def _jittered_503(
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+) -> None:
+    times = _handshakes_after(server, t0)
+    assert len(times) == 2
+    gap = times[1] - times[0] - LATENCY
+    assert 0.125 <= gap <= 0.25  # backoff_base 0.25 × 2**0, jittered into [50 %, 100 %]
+
+
+def _bounded_accept_close(
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+) -> None:
+    affected = [o for o in outcomes if o.kind != "audio"]
+    # No tight loop: each affected context tries at most move_attempts (3) connections.
+    assert len(_handshakes_after(server, t0)) <= 3 * max(1, len(affected))
+    assert all(isinstance(o.error, trio_tts.ConnectionLost) for o in affected)
+
+
+def _delayed(outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float) -> None:
+    assert max(o.elapsed for o in outcomes) >= 3.0
+
+
+def _context_failed_13(
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+) -> None:
+    failed = [o for o in outcomes if o.error is not None]
+    assert len(failed) == 1
+    assert isinstance(failed[0].error, trio_tts.ContextFailed) and failed[0].error.code == 13
+
+
+def _stray_dropped(
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+) -> None:
+    assert all(o.kind == "audio" for o in outcomes)
+
+
+CASES: list[Case] = [
+    Case("drop", lambda t, c: Faults(drop=DropConnection(after_frames=7, connections=at(t))),
+         _lost_or_moved()),
+    Case("blackhole", lambda t, c: Faults(blackhole=BlackHole(after_frames=7, connections=at(t))),
+         _lost_or_moved(), settings={"heartbeat_interval": 2.0, "heartbeat_timeout": 1.0}),
+    Case("stall-one-context",
+         lambda t, c: Faults(stall_context=StallContext(when=c, after_frames=1, connections=at(t))),
+         frozenset({"deadline", "ContextFailed"})),
+    Case("delay-first-audio",
+         lambda t, c: Faults(delay_first_audio=DelayFirstAudio(3.0, when=c, connections=at(t))),
+         frozenset({"audio"}), check=_delayed, visible=False),
+    *[
+        Case(f"close-{code}",
+             lambda t, c, code=code: Faults(close_connection=CloseConnection(
+                 code=code, reason="going away", after_frames=7, connections=at(t))),
+             _lost_or_moved(), check=_codes(code))
+        for code in (1000, 1001, 1008, 1011, 4000)
+    ],
+    *[
+        Case(f"reject-{status}",
+             lambda t, c, status=status: Faults(reject=RejectHandshake(status=status)),
+             frozenset({"HandshakeRejected"}), check=_no_retry)
+        for status in (401, 403)
+    ],
+    Case("reject-429-retry-after",
+         lambda t, c: Faults(reject=RejectHandshake(status=429, retry_after=2, count=1)),
+         frozenset({"audio"}), check=_retry_after_2, visible=False),
+    Case("reject-429-always",
+         lambda t, c: Faults(reject=RejectHandshake(status=429, retry_after=1)),
+         frozenset({"HandshakeRejected"}), check=_retry_after_1_three_times),
+    Case("reject-503-once", lambda t, c: Faults(reject=RejectHandshake(status=503, count=1)),
+         frozenset({"audio"}), check=_jittered_503, visible=False),
+    Case("accept-then-close-once",
+         lambda t, c: Faults(accept_then_close=AcceptThenClose(handshakes=at(t))),
+         _lost_or_moved(), visible=False),
+    Case("accept-then-close-always",
+         lambda t, c: Faults(accept_then_close=AcceptThenClose(handshakes=lambda n: n >= t)),
+         frozenset({"ConnectionLost"}), check=_bounded_accept_close),
+    Case("no-answer-once",
+         lambda t, c: Faults(no_answer=NoHandshakeAnswer(handshakes=at(t))),
+         frozenset({"audio"}), settings={"handshake_timeout": 2.0}, visible=False),
+    Case("no-answer-always",
+         lambda t, c: Faults(no_answer=NoHandshakeAnswer(handshakes=lambda n: n >= t)),
+         frozenset({"ConnectionLost"}), settings={"handshake_timeout": 2.0}),
+    *[
+        Case(f"bad-frame-{kind}",
+             lambda t, c, kind=kind: Faults(bad_frame=BadFrame(
+                 after_frames=7, kind=kind, connections=at(t))),
+             _lost_or_moved(),
+             check=_codes({"oversize": 1009, "utf8": 1007}[kind])
+             if kind in ("oversize", "utf8") else None)
+        for kind in ("json", "binary", "oversize", "utf8")
+    ],
+    Case("context-error-on-create",
+         lambda t, c: Faults(context_error=ContextErrorFault(when=c, connections=at(t))),
+         frozenset({"ContextFailed"}), check=_context_failed_13),
+    Case("context-error-after-audio",
+         lambda t, c: Faults(context_error=ContextErrorFault(
+             when=c, connections=at(t), after_audio=True)),
+         frozenset({"ContextFailed"}), check=_context_failed_13),
+    Case("stray-audio-unknown-context",
+         lambda t, c: Faults(stray_audio=StrayAudio("unknown", when=c, connections=at(t))),
+         frozenset({"audio"}), check=_stray_dropped, visible=False),
+    Case("stray-audio-closed-context",
+         lambda t, c: Faults(stray_audio=StrayAudio("closed", when=c, connections=at(t))),
+         frozenset({"audio"}), check=_stray_dropped, visible=False),
+]  # fmt: skip
+
+
+async def _caller(
+    pool: trio_tts.Pool, outcome: Outcome, max_message_size: int | None = None
+) -> None:
+    start = trio.current_time()
+    text = text_for(outcome.index)
+    expected = tone_pcm(text, 24000)
+    with trio.move_on_after(DEADLINE) as scope:
+        try:
+            ctx = await pool.open_context()
+            outcome.conn = ctx._conn.id if ctx._conn is not None else None
+            async with ctx:
+                await ctx.send_text(text)
+                await ctx.finish()
+                async for event in ctx:
+                    if isinstance(event, trio_tts.Audio):
+                        outcome.data += event.data
+                    # Own bytes, in order, never anybody else's: always a prefix.
+                    assert expected.startswith(outcome.data)
+                outcome.kind = "audio"
+        except trio_tts.TTSError as exc:
+            outcome.kind, outcome.error = type(exc).__name__, exc
+            if isinstance(exc, trio_tts.ProtocolError | trio_tts.HandshakeRejected):
+                outcome.kind = (
+                    "HandshakeRejected" if isinstance(exc, trio_tts.HandshakeRejected)
+                    else "ConnectionLost"
+                )  # fmt: skip
+            if "ctx" in locals():
+                # Nothing after an error: iteration raises again, with no event.
+                with pytest.raises(trio_tts.TTSError):
+                    await ctx.__anext__()
+    if scope.cancelled_caught:
+        outcome.kind = "deadline"
+    outcome.elapsed = trio.current_time() - start
+    assert expected.startswith(outcome.data)
+    if outcome.kind == "audio":
+        assert outcome.data == expected
+
+
+async def run_case(case: Case, layout: str) -> None:
+    per = 5
+    max_connections = 1 if layout != "others" else 2
+    callers = {"one": 1, "five": 5, "others": 10}[layout]
+    target = 1 if layout == "others" else 0
+    ctx_pred = always if layout == "one" else nth(3)
+    config = ServerConfig(
+        synthesizer="tone", max_connections=max_connections, max_contexts_per_connection=per
+    )
+    settings: dict[str, Any] = {
+        "defaults": PCM,
+        "max_connections": max_connections,
+        "contexts_per_connection": per,
+        "stale_close_timeout": STALE,
+        "max_concurrent_handshakes": 4,
+        **case.settings,
+    }
+    async with (
+        open_memory_server(config, handshake_latency=LATENCY) as server,
+        trio_tts.open_pool(
+            provider_for(server), transport_factory=server.connect, **settings
+        ) as pool,
+    ):
+        if layout == "others":
+            assert await pool.prewarm(1) == 1  # server connection 0: the healthy one
+        server.faults = case.build(target, ctx_pred)
+        t0 = trio.current_time()
+        outcomes = [Outcome(i) for i in range(callers)]
+        async with trio.open_nursery() as nursery:
+            for outcome in outcomes:
+                nursery.start_soon(_caller, pool, outcome)
+        healthy = [o for o in outcomes if layout == "others" and o.conn == 1]
+        affected = [o for o in outcomes if o not in healthy]
+        summary = [(o.index, o.kind, o.conn) for o in outcomes]
+        # Contexts on other connections are untouched: exact audio.
+        assert all(o.kind == "audio" for o in healthy), summary
+        if layout == "others":
+            assert len(healthy) == 5, summary
+        for o in affected:
+            assert o.kind in case.allowed | {"audio"}, summary
+            if o.kind != "deadline":
+                assert o.elapsed < DEADLINE, summary
+        if case.visible:
+            assert any(o.kind != "audio" for o in affected) or pool.statistics().contexts_moved, (
+                summary
+            )
+        if case.check is not None:
+            case.check(affected, pool, server, t0)
+        # Global invariants: never over the limits (the server records every violation),
+        # a few handshakes at most at once, nothing held or leaked.
+        assert server.statistics().violations == ()
+        assert server.handshake_statistics().peak_in_flight <= 4
+        await assert_quiescent(pool, timeout=STALE + 5)
+        stats = server.statistics()
+        assert stats.peak_contexts_per_connection <= per
+        assert stats.peak_connections <= max_connections
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_fault_matrix(
+    case: Case, layout: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    await run_case(case, layout)
+
+
+# -- reconnect storms: jitter and the handshake limit ------------------------------------------
+
+
+async def test_a_reconnect_storm_is_spread_and_bounded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """20 connections closed at the same instant (1011), each carrying a context that had no
+    audio yet: the 20 moves reconnect with jittered backoff, never more than
+    ``max_concurrent_handshakes`` handshakes at once, and every caller still gets exactly its
+    audio. (Every first audio is held 1 s, so each moved context keeps its new connection
+    busy and the pool really needs 20 new ones.)"""
+    config = ServerConfig(synthesizer="tone", max_connections=20)
+    async with (
+        open_memory_server(config, handshake_latency=0.05) as server,
+        trio_tts.open_pool(
+            provider_for(server), transport_factory=server.connect, defaults=PCM,
+            max_connections=20, contexts_per_connection=1, max_concurrent_handshakes=4,
+        ) as pool,
+    ):  # fmt: skip
+        assert await pool.prewarm(20) == 20
+        server.faults = Faults(
+            delay_first_audio=DelayFirstAudio(1.0),
+            close_connection=CloseConnection(1011, after_frames=1, connections=lambda n: n < 20),
+        )
+        t0 = trio.current_time()
+        outcomes = [Outcome(i) for i in range(20)]
+        async with trio.open_nursery() as nursery:
+            for outcome in outcomes:
+                nursery.start_soon(_caller, pool, outcome)
+        assert [o.kind for o in outcomes] == ["audio"] * 20
+        assert pool.statistics().contexts_moved == 20
+        storm = [t for t in server.handshake_statistics().times if t >= t0]
+        assert len(storm) == 20
+        assert server.handshake_statistics().peak_in_flight <= 4
+        assert len(set(storm)) >= 15 and max(storm) - min(storm) > 0.1  # jittered, not a herd
+        assert server.statistics().violations == ()
+        await assert_quiescent(pool)
+
+
+# -- the TCP-level faults again, over real sockets ---------------------------------------------
+
+
+async def _tcp_turns(server: LocalServer, n: int, **settings: Any) -> list[Outcome]:
+    outcomes = [Outcome(i) for i in range(n)]
+    async with trio_tts.open_pool(
+        provider_for(server), defaults=PCM, stale_close_timeout=STALE, **settings
+    ) as pool:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for outcome in outcomes:
+                    nursery.start_soon(_caller, pool, outcome)
+        await assert_quiescent(pool, timeout=10)
+    assert server.statistics().violations == ()
+    return outcomes
+
+
+async def test_tcp_drop_mid_audio() -> None:
+    faults = Faults(drop=DropConnection(after_frames=7, connections=at(0)))
+    async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
+        outcomes = await _tcp_turns(server, 5, max_connections=1)
+    kinds = {o.kind for o in outcomes}
+    assert kinds <= {"audio", "ConnectionLost"} and "ConnectionLost" in kinds
+    for o in outcomes:
+        if o.error is not None:
+            assert isinstance(o.error, trio_tts.ConnectionLost) and o.error.code == 1006
+
+
+async def test_tcp_accept_then_close_is_bounded() -> None:
+    faults = Faults(accept_then_close=AcceptThenClose(code=1011, reason="nope"))
+    async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
+        outcomes = await _tcp_turns(server, 10)
+        accepted = server.statistics().connections_accepted
+    assert {o.kind for o in outcomes} == {"ConnectionLost"}
+    assert accepted <= 3 * 10  # move_attempts per context at most: no retry loop
+
+
+async def test_tcp_retry_after_is_honoured() -> None:
+    faults = Faults(reject=RejectHandshake(status=429, retry_after=1, count=1))
+    async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
+        outcomes = await _tcp_turns(server, 3)
+        times = server._core.handshake_times
+    assert {o.kind for o in outcomes} == {"audio"}
+    assert len(times) == 2 and times[1] - times[0] >= 1.0
+
+
+async def test_tcp_handshake_never_answered() -> None:
+    faults = Faults(no_answer=NoHandshakeAnswer(handshakes=at(0)))
+    async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
+        outcomes = await _tcp_turns(server, 2, handshake_timeout=0.3)
+        assert server.statistics().connections_accepted == 1
+    assert {o.kind for o in outcomes} == {"audio"}
+
+
+async def test_tcp_invalid_utf8_is_a_1007() -> None:
+    faults = Faults(bad_frame=BadFrame(after_frames=1, kind="utf8", connections=at(0)))
+    async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
+        outcomes = await _tcp_turns(server, 1)
+    assert outcomes[0].kind in ("audio", "ConnectionLost")
+    if outcomes[0].error is not None:
+        assert isinstance(outcomes[0].error, trio_tts.ConnectionLost)
+        assert outcomes[0].error.code == 1007

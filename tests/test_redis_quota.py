@@ -1,0 +1,388 @@
+"""RedisQuota against a real redis-server on 127.0.0.1, contended by several OS processes.
+
+The session starts its own ``redis-server`` (the Debian package; ``make redis`` installs it).
+If it is missing these tests fail — they never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+import trio_tts
+from trio_tts._redis_server import RedisServer, RedisServerMissing
+from trio_tts.server import ServerConfig, open_server
+
+from helpers import PCM, expected, provider_for, turn
+
+WORKER = str(Path(__file__).with_name("quota_worker.py"))
+FAST = {"lease_ttl": 1.0, "heartbeat_interval": 0.2, "waiter_ttl": 0.5, "loss_margin": 0.1}
+
+
+def _server() -> RedisServer:
+    try:
+        return RedisServer().start()
+    except RedisServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[RedisServer]:
+    srv = _server()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A server of this test alone (it gets restarted or frozen)."""
+    srv = _server()
+    yield srv
+    srv.close()
+
+
+def qname() -> str:
+    return f"test:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """A quota_worker.py process; its stdout is read line by line."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self._buffer = b""
+
+    @classmethod
+    async def start(cls, *args: object) -> Worker:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, WORKER, *map(str, args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        worker = cls(process)
+        assert await worker.readline() == "ready"
+        return worker
+
+    async def readline(self) -> str:
+        assert self.process.stdout is not None
+        with trio.fail_after(20):
+            while b"\n" not in self._buffer:
+                chunk = await self.process.stdout.receive_some()
+                if not chunk:
+                    raise AssertionError(f"worker exited: {self.process.returncode}")
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+    @classmethod
+    async def start_many(cls, n: int, *args: object) -> list[Worker]:
+        """Start ``n`` workers at once (an interpreter takes a while to start)."""
+        workers: list[Worker] = []
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+
+                async def one() -> None:
+                    workers.append(await cls.start(*args))
+
+                nursery.start_soon(one)
+        return workers
+
+    async def go(self) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(b"go\n")
+
+    async def wait(self) -> None:
+        with trio.fail_after(30):
+            assert await self.process.wait() == 0
+
+    def kill9(self) -> None:
+        os.kill(self.process.pid, signal.SIGKILL)
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    now = peak = 0
+    for _, delta in events:  # at equal times an end (-1) sorts before a start (+1)
+        now += delta
+        peak = max(peak, now)
+    return peak
+
+
+async def until(predicate_async: object, limit: float = 5.0) -> None:
+    with trio.fail_after(limit):
+        while not await predicate_async():  # type: ignore[operator]
+            await trio.sleep(0.01)
+
+
+# -- several processes, one quota ----------------------------------------------------------
+
+
+async def test_never_more_holders_than_capacity_across_processes(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    """4 processes × 6 tasks × 15 rounds on capacity 3: audited from recorded intervals."""
+    name = qname()
+    outs = [tmp_path / f"w{i}.json" for i in range(4)]
+    async with trio.open_nursery() as nursery:
+        for out in outs:
+
+            async def run(out: Path = out) -> None:
+                await (await Worker.start("contend", redis.url, name, 3, 6, 15, out)).wait()
+
+            nursery.start_soon(run)
+    intervals = [tuple(iv) for out in outs for iv in json.loads(out.read_text())]
+    assert len(intervals) == 4 * 6 * 15
+    assert max_overlap(intervals) == 3  # full use, never over  # type: ignore[arg-type]
+    async with trio_tts.open_redis_quota(redis.url, name, 3, **FAST) as quota:  # type: ignore[arg-type]
+        stats = await quota.fleet_statistics()
+        assert (stats.holders, stats.waiting) == (0, 0)
+
+
+async def test_fifo_order_across_processes(redis: RedisServer, tmp_path: Path) -> None:
+    name, out = qname(), tmp_path / "grants.txt"
+    async with trio_tts.open_redis_quota(redis.url, name, 1, **FAST) as quota:  # type: ignore[arg-type]
+        held = await quota.acquire()
+        workers = await Worker.start_many(4, "once", redis.url, name, 1, out)
+        for i, worker in enumerate(workers):
+            await worker.go()
+
+            async def queued(n: int = i + 1) -> bool:
+                return (await quota.fleet_statistics()).waiting == n
+
+            await until(queued)
+        quota.release(held)
+        for worker in workers:
+            await worker.wait()
+    labels = [line.split()[1] for line in out.read_text().splitlines()]
+    assert labels == [str(w.process.pid) for w in workers]
+
+
+async def test_cancel_and_timeout_leave_no_holder(redis: RedisServer) -> None:
+    name = qname()
+    async with trio_tts.open_redis_quota(redis.url, name, 2, **FAST) as quota:  # type: ignore[arg-type]
+        a, b = await quota.acquire(), await quota.acquire()
+        with pytest.raises(trio_tts.CapacityTimeout, match=r"no lease free within 0.1 s$"):
+            await quota.acquire(timeout=0.1)
+        assert await quota.try_acquire_async() is None
+        with pytest.raises(trio_tts.CapacityTimeout):
+            await quota.acquire(timeout=0)
+        # Waiters cancelled while queued, and one cancelled in the same instant its grant lands.
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(quota.acquire)
+            await until(lambda: _true_when(quota.statistics().waiting == 5))
+            quota.release(a)
+            nursery.cancel_scope.cancel()
+        await quota.flush()
+        assert quota.statistics().borrowed == 1
+        stats = await quota.fleet_statistics()
+        assert (stats.holders, stats.waiting) == (1, 0)
+        quota.release(b)
+        quota.release(b)  # idempotent
+        await quota.flush()
+        stats = await quota.fleet_statistics()
+        assert (stats.holders, stats.waiting) == (0, 0)
+        assert quota.statistics() == trio_tts.QuotaStatistics(total=2, borrowed=0, waiting=0)
+
+
+async def _true_when(value: bool) -> bool:
+    return value
+
+
+async def test_kill_9_of_a_holder_returns_its_slots_within_the_ttl(redis: RedisServer) -> None:
+    name = qname()
+    worker = await Worker.start("hold", redis.url, name, 2, 2)
+    assert await worker.readline() == "held"
+    async with trio_tts.open_redis_quota(redis.url, name, 2, **FAST) as quota:  # type: ignore[arg-type]
+        assert await quota.try_acquire_async() is None
+        start = trio.current_time()
+        worker.kill9()
+        first, second = await quota.acquire(timeout=3), await quota.acquire(timeout=3)
+        reclaim = trio.current_time() - start
+        assert reclaim <= FAST["lease_ttl"] + FAST["heartbeat_interval"] + 0.1
+        quota.release(first)
+        quota.release(second)
+    await worker.process.wait()
+
+
+async def test_a_dead_processs_queue_entries_soak_up_no_grant(redis: RedisServer) -> None:
+    name = qname()
+    async with trio_tts.open_redis_quota(redis.url, name, 1, **FAST) as quota:  # type: ignore[arg-type]
+        held = await quota.acquire()
+        worker = await Worker.start("queue", redis.url, name, 1)
+        assert await worker.readline() == "queued"
+        worker.kill9()
+        await worker.process.wait()
+        await trio.sleep(FAST["waiter_ttl"] + 0.05)
+        quota.release(held)
+        # Had the dead waiter been granted, this would wait out its lease TTL (1 s).
+        again = await quota.acquire(timeout=0.3)
+        quota.release(again)
+
+
+# -- Redis failures --------------------------------------------------------------------------
+
+
+async def test_redis_restart_with_lost_state_reasserts_the_leases(own_redis: RedisServer) -> None:
+    async with trio_tts.open_redis_quota(own_redis.url, qname(), 3, **FAST) as quota:  # type: ignore[arg-type]
+        leases = [await quota.acquire(), await quota.acquire()]
+        epoch = (await quota.fleet_statistics()).epoch
+        own_redis.restart()
+        await trio.sleep(2 * FAST["heartbeat_interval"] + 0.1)
+        stats = await quota.fleet_statistics()
+        assert stats.epoch != epoch
+        assert (stats.capacity, stats.holders) == (3, 2)
+        assert not any(lease.lost.is_set() for lease in leases)
+        third = await quota.acquire(timeout=1)
+        assert await quota.try_acquire_async() is None
+        for lease in [*leases, third]:
+            quota.release(lease)
+
+
+async def test_lost_state_with_the_slots_taken_reports_the_leases_lost(
+    own_redis: RedisServer,
+) -> None:
+    name = qname()
+    async with trio_tts.open_redis_quota(own_redis.url, name, 2, **FAST) as quota:  # type: ignore[arg-type]
+        leases = [await quota.acquire(), await quota.acquire()]
+        # Atomically: the state is lost and another process takes every slot first.
+        await quota._client.eval(
+            "for _, k in ipairs(KEYS) do redis.call('DEL', k) end "
+            "redis.call('SET', KEYS[1], 2) redis.call('SET', KEYS[2], 'new') "
+            "local t = redis.call('TIME') "
+            "redis.call('ZADD', KEYS[3], t[1] * 1000 + 60000, 'other:1', t[1] * 1000 + 60000,"
+            " 'other:2') return 1",
+            keys=quota._keys,
+        )
+        with trio.fail_after(1):
+            for lease in leases:
+                await lease.lost.wait()
+        stats = await quota.fleet_statistics()
+        assert (stats.holders, stats.epoch) == (2, "new")
+        assert quota.statistics().borrowed == 2  # held until the holder releases them
+        for lease in leases:
+            quota.release(lease)
+
+
+async def test_frozen_redis_fires_lost_before_the_slot_can_move(own_redis: RedisServer) -> None:
+    """No renewal: ``lost`` fires within lease_ttl - loss_margin of the last renewal, i.e.
+    before Redis's own expiry; meanwhile acquire fails closed; the quota recovers."""
+    async with trio_tts.open_redis_quota(own_redis.url, qname(), 1, **FAST) as quota:  # type: ignore[arg-type]
+        lease = await quota.acquire()
+        own_redis.pause()
+        paused_at = trio.current_time()
+        try:
+            with pytest.raises(trio_tts.QuotaUnavailable, match=r"unreachable$"):
+                await quota.acquire()
+            with trio.fail_after(2):
+                await lease.lost.wait()
+            lost_after = trio.current_time() - paused_at
+            assert lost_after <= FAST["lease_ttl"] - FAST["loss_margin"] + 0.05
+            assert repr(quota).endswith("UNAVAILABLE>")
+        finally:
+            own_redis.resume()
+        quota.release(lease)
+        with trio.fail_after(3):
+            while not quota.available:
+                await trio.sleep(0.05)
+        quota.release(await quota.acquire(timeout=2))
+
+
+async def test_unreachable_redis_fails_closed_or_falls_back_to_a_static_share() -> None:
+    url = f"redis://127.0.0.1:{RedisServer().port}/0"  # nothing listens there
+    with pytest.raises(trio_tts.QuotaUnavailable):
+        async with trio_tts.open_redis_quota(url, "x", 5, **FAST):  # type: ignore[arg-type]
+            pass
+    async with trio_tts.open_redis_quota(url, "x", 5, fallback_share=1, **FAST) as quota:
+        lease = await quota.acquire()
+        assert quota.try_acquire() is None
+        with pytest.raises(trio_tts.CapacityTimeout):
+            await quota.acquire(timeout=0.05)
+        assert quota.statistics().borrowed == 1
+        quota.release(lease)
+        again = quota.try_acquire()
+        assert again is not None
+        quota.release(again)
+
+
+async def test_capacity_is_stored_in_redis(redis: RedisServer) -> None:
+    name = qname()
+    async with trio_tts.open_redis_quota(redis.url, name, 3, **FAST) as quota:  # type: ignore[arg-type]
+        with pytest.raises(
+            trio_tts.InvalidOptions,
+            match=r"capacity 5 configured here but 3 stored in Redis",
+        ):
+            async with trio_tts.open_redis_quota(redis.url, name, 5, **FAST):  # type: ignore[arg-type]
+                pass
+        async with trio_tts.open_redis_quota(redis.url, name, None, **FAST) as adopted:  # type: ignore[arg-type]
+            assert adopted.capacity == 3
+        await quota.set_capacity(5)
+        async with trio_tts.open_redis_quota(redis.url, name, 5, **FAST) as resized:  # type: ignore[arg-type]
+            assert (await resized.fleet_statistics()).capacity == 5
+
+
+# -- the pool ----------------------------------------------------------------------------------
+
+
+async def test_four_processes_never_open_more_than_the_fleet_cap(redis: RedisServer) -> None:
+    """4 processes × 30 concurrent utterances, a fleet cap of 20 connections."""
+    name = qname()
+    async with open_server(ServerConfig(synthesizer="tone")) as server:
+        workers = await Worker.start_many(4, "pool", redis.url, name, 20, server.ws_url, 30)
+        results = [json.loads(await w.readline()) for w in workers]
+        for worker in workers:
+            await worker.wait()
+        stats = server.statistics()
+    assert [r["done"] for r in results] == [30] * 4
+    assert [r["empty"] for r in results] == [0] * 4
+    assert stats.peak_connections <= 20
+    assert stats.violations == ()
+
+
+async def test_pool_connection_and_context_quotas_in_process() -> None:
+    """Local quotas through the same wiring: caps hold; a lost connection lease retires
+    the connection after its current utterance."""
+    conns, contexts = trio_tts.LocalQuota(1), trio_tts.LocalQuota(2)
+    async with (
+        open_server(ServerConfig(synthesizer="tone")) as server,
+        trio_tts.open_pool(
+            provider_for(server),
+            defaults=PCM,
+            max_connections=3,
+            connection_quota=conns,
+            context_quota=contexts,
+        ) as pool,
+    ):
+        texts = [f"sentence number {i}." for i in range(8)]
+        async with trio.open_nursery() as nursery:
+            for text in texts:
+
+                async def speak(text: str = text) -> None:
+                    assert await turn(pool, text) == expected(text)
+                    assert contexts.statistics().borrowed <= 2
+
+                nursery.start_soon(speak)
+        assert server.statistics().peak_connections == 1
+        ctx = await pool.open_context()
+        (actor,) = pool._actors.values()
+        assert actor._lease is not None
+        actor._lease.lost.set()
+        await trio.testing.wait_all_tasks_blocked()
+        async with ctx:  # the current utterance still finishes on the retired connection
+            await ctx.send_text("still spoken.")
+            await ctx.finish()
+            audio = b"".join([e.data async for e in ctx if isinstance(e, trio_tts.Audio)])
+        assert audio == expected("still spoken.")
+        assert await turn(pool, "on a new socket.") == expected("on a new socket.")
+        assert pool.statistics().connections_opened == 2
+        assert server.statistics().peak_connections == 1
