@@ -24,8 +24,9 @@ TEXT = "Exactly these words."
 
 
 @pytest.fixture
-def tts_pool_settings() -> dict[str, Any]:
-    return {"defaults": PCM}
+def tts_pool_settings(tts_protocol: str) -> dict[str, Any]:
+    # Rime's default options are already raw 24 kHz PCM.
+    return {"defaults": PCM} if tts_protocol == "inworld" else {}
 
 
 async def speak(pool: trio_tts.Pool, text: str) -> bytes:
@@ -65,14 +66,16 @@ async def test_memory_fixtures_run_in_exact_virtual_time(
 async def test_protocol_parametrised_fixture(
     tts_protocol: str, tts_memory_pool: trio_tts.Pool
 ) -> None:
-    assert tts_protocol == "inworld"  # rime skips until the local server speaks /ws3
+    assert tts_protocol in ("inworld", "rime")
+    assert tts_memory_pool.provider.name == tts_protocol
     assert await speak(tts_memory_pool, TEXT) == tone_pcm(TEXT, 24000)
+    await tt.assert_quiescent(tts_memory_pool)
 
 
-def test_rime_is_named_but_not_served() -> None:
+def test_protocols_are_named() -> None:
     assert tt.PROTOCOLS == ("inworld", "rime")
-    with pytest.raises(tt.ProtocolNotServed, match="Rime"):
-        tt.server_config_for("rime")
+    with pytest.raises(ValueError, match="unknown protocol 'cartesia'"):
+        tt.server_config_for("cartesia")
     with pytest.raises(ValueError, match="unknown protocol"):
         tt.server_config_for("elevenlabs")
 

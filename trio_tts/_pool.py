@@ -17,6 +17,7 @@ audio started, the failure reaches the caller as :class:`~trio_tts.ConnectionLos
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -457,13 +458,11 @@ class Pool(Generic[OptionsT]):
         ctx._conn = conn
         conn.routes[ctx.id] = ctx
         assert ctx._log is not None
-        try:
+        # If the connection is ending (its sender already left while it still reads "open"),
+        # ``ctx`` is in its routes: when it reports its end the pool moves or fails ``ctx``
+        # like every other context on it (bounded by move_attempts).
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await conn.send(ctx, list(ctx._log))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # The connection is ending: its sender already left while it still reads "open".
-            # ``ctx`` is in its routes, so when it reports its end the pool moves or fails
-            # ``ctx`` like every other context on it (bounded by move_attempts).
-            pass
 
     def _release(self, ctx: Context[Any]) -> None:
         if ctx._lease is not None:
