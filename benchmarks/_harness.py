@@ -81,7 +81,7 @@ SCENARIOS: dict[str, Scenario] = {
             pace=3.0,
             concurrencies=(200,),
             warmup=0.0,
-            duration=12.0,
+            duration=10.0,
             description="~4.8 s turns (14 s at 3x real time), 200 callers over 100 slots",
         ),
         Scenario(
@@ -89,7 +89,7 @@ SCENARIOS: dict[str, Scenario] = {
             14.0,
             200,
             close_after=50,
-            duration=6.0,
+            duration=5.0,
             description="spec, but each connection is closed with 1011 after its 50th context",
         ),
     )

@@ -37,8 +37,12 @@ def main() -> None:
     s = h.SCENARIOS[args.scenario]
     table = {t: expected_chunks(t, s.seconds, s.chunk_ms) for t in h.all_texts()}
     crcs = [c for chunks in table.values() for c, _ in chunks]
-    if len(set(crcs)) != len(crcs):
-        sys.exit("expected.py: two chunks share a CRC; the integrity check would be ambiguous")
+    if len(set(crcs)) != len(crcs):  # ~10 % odds among 28,000 random 960-byte chunks
+        print(
+            f"expected.py: {len(crcs) - len(set(crcs))} CRC collision(s) between chunks; "
+            "misrouted bytes may be counted as extra for those",
+            file=sys.stderr,
+        )
     with open(args.out, "w") as f:
         json.dump(table, f)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -279,12 +280,25 @@ def targets(summary: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]
             )
         )
     if t and lk and t["ttfa_p99"] and lk["ttfa_p99"]:
+        # A turn that failed never got audio: counted as infinitely late, LiveKit's p99 over
+        # all its turns is infinite as soon as more than 1 % of them failed.
+        lk_all = math.inf if lk["failed_count"] > 0.01 * lk["turns_total"] else lk["ttfa_p99"]
+        t_all = math.inf if t["failed_count"] > 0.01 * t["turns_total"] else t["ttfa_p99"]
         r = t["ttfa_p99"] / lk["ttfa_p99"]
+        r_all = t_all / lk_all if lk_all != math.inf else 0.0
         out.append(
             (
-                "starve C=200: TTFA p99 ≤ 0.35× LiveKit",
+                "starve C=200: TTFA p99 ≤ 0.35× LiveKit (successful turns only)",
                 r <= 0.35,
                 f"{t['ttfa_p99']:.0f} vs {lk['ttfa_p99']:.0f} ms = {r:.2f}×",
+            )
+        )
+        out.append(
+            (
+                "starve C=200: TTFA p99 ≤ 0.35× LiveKit (failed turns count as never)",
+                r_all <= 0.35,
+                f"{t_all:.0f} vs {lk_all:.0f} ms = {r_all:.2f}× ({lk['failed_count']} of "
+                f"{lk['turns_total']} LiveKit turns never got audio)",
             )
         )
     for c in (100, 200):
@@ -352,6 +366,11 @@ def main() -> None:
     p.add_argument("--concurrency", default="", help="e.g. 100 (default: each scenario's)")
     p.add_argument("--server", choices=("lean", "local"), default="lean")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the driver runs already in results.jsonl, run only the missing ones",
+    )
     args = p.parse_args()
     started = time.monotonic()
     drivers = [d for d in args.drivers.split(",") if d]
@@ -364,8 +383,23 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     rows: list[dict[str, Any]] = []
     jsonl = os.path.join(args.out, "results.jsonl")
+    if args.resume and os.path.exists(jsonl):
+        with open(jsonl) as f:
+            rows = [r for r in map(json.loads, f) if not r.get("summary")]
+    done = {(r["scenario"], r["concurrency"], r["rep"], r["driver"]) for r in rows}
     with tempfile.TemporaryDirectory() as tmp, open(jsonl, "w") as out:
+        for r in rows:
+            out.write(json.dumps(r) + "\n")
         for scenarios in groups.values():
+            todo = [
+                (s, c, rep)
+                for s in scenarios
+                for c in s.concurrencies
+                for rep in range(args.reps)
+                if any((s.name, c, rep, d) not in done for d in drivers)
+            ]
+            if not todo:
+                continue
             first = scenarios[0]
             expected = os.path.join(tmp, f"expected-{first.name}.json")
             subprocess.run(
@@ -392,6 +426,8 @@ def main() -> None:
                         for rep in range(args.reps):
                             k = rep % len(drivers)
                             for driver in drivers[k:] + drivers[:k]:
+                                if (s.name, conc, rep, driver) in done:
+                                    continue
                                 r = run_driver(server, driver, s, conc, rep, expected)
                                 rows.append(r)
                                 out.write(json.dumps(r) + "\n")

@@ -21,8 +21,8 @@ import asyncio
 import contextlib
 import os
 import weakref
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Literal, TypeVar
 
 import trio
 from livekit.agents import (
@@ -70,14 +70,16 @@ _GRPC_TO_HTTP = {
 }  # fmt: skip
 
 
-def to_api_error(exc: trio_tts.TTSError) -> APIError:
+def to_api_error(exc: trio_tts.TTSError, *, provider: str = "Inworld") -> APIError:
     """The LiveKit error for a ``trio_tts`` error; its ``retryable`` drives the retries.
+
+    ``provider`` names the service in the message of a failed context (``"Rime"`` ...).
 
     ===================== ==========================================================
     ``CapacityTimeout``   ``APITimeoutError`` (retryable)
     ``HandshakeRejected`` ``APIStatusError(status)``: 401/403 final, 429/5xx retried
     ``ConnectionLost``    ``APIConnectionError`` (retryable; includes ``ProtocolError``)
-    ``ContextFailed``     ``APIStatusError`` with the gRPC code mapped to HTTP
+    ``ContextFailed``     ``APIStatusError`` with the gRPC code mapped to HTTP (500 without)
     ``PoolClosed``        ``APIConnectionError(retryable=False)`` (shutting down)
     others                ``APIError(retryable=False)`` (``SlowConsumer``, options)
     ===================== ==========================================================
@@ -91,29 +93,64 @@ def to_api_error(exc: trio_tts.TTSError) -> APIError:
     if isinstance(exc, trio_tts.ContextFailed):
         status = _GRPC_TO_HTTP.get(exc.code, 500) if exc.code is not None else 500
         return APIStatusError(
-            f"Inworld error: {exc.message}", status_code=status, body={"code": exc.code}
+            f"{provider} error: {exc.message}", status_code=status, body={"code": exc.code}
         )
     if isinstance(exc, trio_tts.PoolClosed):
         return APIConnectionError(str(exc), retryable=False)
     return APIError(str(exc), retryable=False)
 
 
-class _SharedPool:
-    """One AsyncioPool per (loop, endpoint, key, settings), shared by the process's TTSes,
-    and the HTTP client of one-shot synthesis (``trio_tts.http``) in the same trio run."""
+H = TypeVar("H", bound=trio.abc.AsyncResource | None)
 
-    def __init__(self, key: tuple[Any, ...], pool: AsyncioPool, http: HTTPClient) -> None:
+
+class _SharedPool(Generic[H]):
+    """One AsyncioPool per (loop, endpoint, key, settings), shared by the process's TTSes,
+    and the HTTP client of one-shot synthesis (``trio_tts.http``; None: the provider has
+    none) in the same trio run.
+
+    ``users`` counts the holders (each TTS using it, and anything else that called
+    :meth:`acquire`); the last :meth:`release` closes the pool and the HTTP client."""
+
+    def __init__(self, key: tuple[Any, ...], pool: AsyncioPool, http: H) -> None:
         self.key = key
         self.pool = pool
         self.http = http
         self.users = 0
         self._opening: asyncio.Task[None] | None = None
 
+    @property
+    def is_open(self) -> bool:
+        """The pool has opened (and is not closed yet): its synchronous API may be used."""
+        opening = self._opening
+        return (
+            opening is not None
+            and opening.done()
+            and not opening.cancelled()
+            and opening.exception() is None
+        )
+
     async def get(self) -> AsyncioPool:
         if self._opening is None or (self._opening.done() and self._opening.exception()):
             self._opening = asyncio.create_task(self.pool.open(), name="trio_tts.open_pool")
         await asyncio.shield(self._opening)
         return self.pool
+
+    def acquire(self) -> _SharedPool[H]:
+        """One more holder; pair with :meth:`release`."""
+        self.users += 1
+        return self
+
+    def rekey(self, key: tuple[Any, ...]) -> bool:
+        """File this pool under ``key`` (its defaults changed); False if ``key`` is taken."""
+        if key == self.key:
+            return True
+        if key in _SHARED:
+            return False
+        if _SHARED.get(self.key) is self:
+            del _SHARED[self.key]
+        self.key = key
+        _SHARED[key] = self
+        return True
 
     async def release(self) -> None:
         self.users -= 1
@@ -125,30 +162,40 @@ class _SharedPool:
         if opening is not None:
             with contextlib.suppress(Exception):
                 await opening
-                await self.pool.run(self.http.aclose)
+                if self.http is not None:
+                    await self.pool.run(self.http.aclose)
             await self.pool.aclose()
 
 
-_SHARED: dict[tuple[Any, ...], _SharedPool] = {}
+_SHARED: dict[tuple[Any, ...], _SharedPool[Any]] = {}
 
 
-def _shared_pool(
-    url: str, base_url: str, api_key: str | None, settings: Mapping[str, Any], prefetch: int
-) -> _SharedPool:
-    loop = asyncio.get_running_loop()
-    key = (
-        id(loop),
-        url,
-        base_url,
-        api_key,
+def _pool_key(
+    endpoint: tuple[Any, ...], settings: Mapping[str, Any], prefetch: int
+) -> tuple[Any, ...]:
+    """The identity of a shared pool on the running loop: the provider's endpoint (URL,
+    credential ...), the read-ahead and the pool settings (compared by ``repr``)."""
+    return (
+        id(asyncio.get_running_loop()),
+        *endpoint,
         prefetch,
         tuple(sorted((k, repr(v)) for k, v in settings.items())),
     )
+
+
+def _shared_pool(
+    key: tuple[Any, ...],
+    provider: Callable[[], trio_tts.Provider[Any]],
+    http: Callable[[], H],
+    settings: Mapping[str, Any],
+    prefetch: int,
+) -> _SharedPool[H]:
+    """The shared pool filed under ``key`` (see :func:`_pool_key`), made on first use from
+    the ``provider`` and ``http`` factories, with one more user."""
     shared = _SHARED.get(key)
     if shared is None:
-        provider = trio_tts.InworldProvider(api_key, url=url)
-        pool = AsyncioPool(provider, prefetch=prefetch, **settings)
-        shared = _SHARED[key] = _SharedPool(key, pool, HTTPClient(api_key, base_url=base_url))
+        pool = AsyncioPool(provider(), prefetch=prefetch, **settings)
+        shared = _SHARED[key] = _SharedPool(key, pool, http())
     shared.users += 1
     return shared
 
@@ -245,7 +292,7 @@ class TTS(tts.TTS[None]):
         HTTPClient(None, base_url=self._base_url)  # validate now (InvalidOptions)
         self._pool_settings = {"max_connections": max_connections, **(pool_settings or {})}
         self._prefetch = prefetch
-        self._shared: _SharedPool | None = None
+        self._shared: _SharedPool[HTTPClient] | None = None
         self._prewarm_task: asyncio.Task[None] | None = None
         self._streams = weakref.WeakSet[SynthesizeStream]()
         self._sentence_tokenizer = (
@@ -272,8 +319,13 @@ class TTS(tts.TTS[None]):
     async def pool(self) -> AsyncioPool:
         """The process's shared pool for this endpoint, opened on first use."""
         if self._shared is None:
+            url, base_url, api_key = self._ws_url, self._base_url, self._api_key
             self._shared = _shared_pool(
-                self._ws_url, self._base_url, self._api_key, self._pool_settings, self._prefetch
+                _pool_key((url, base_url, api_key), self._pool_settings, self._prefetch),
+                lambda: trio_tts.InworldProvider(api_key, url=url),
+                lambda: HTTPClient(api_key, base_url=base_url),
+                self._pool_settings,
+                self._prefetch,
             )
         return await self._shared.get()
 

@@ -58,6 +58,9 @@ class _ClosesAt:
     async def send(self, message: str) -> None:
         await trio.lowlevel.checkpoint()
 
+    async def send_many(self, messages: object) -> None:
+        await trio.lowlevel.checkpoint()
+
     async def receive(self) -> str | bytes:
         await trio.sleep_until(self.at)
         raise trio_tts.ConnectionLost("closed by the server (code 1000)", code=1000)

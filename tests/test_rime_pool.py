@@ -45,6 +45,11 @@ class _Recording:
         self._rec.sent.append((trio.current_time(), self._n, json.loads(message)))
         await self._inner.send(message)
 
+    async def send_many(self, messages: Sequence[str]) -> None:
+        for message in messages:
+            self._rec.sent.append((trio.current_time(), self._n, json.loads(message)))
+        await self._inner.send_many(messages)
+
     async def receive(self) -> str | bytes:
         frame: str | bytes = await self._inner.receive()
         return frame

@@ -297,16 +297,28 @@ class ConnectionActor:
 
     async def _sender(self, transport: _transport.Transport) -> None:
         codec = self._codec
-        async with self._outbound_out:
-            async for ctx, commands in self._outbound_out:
-                if self.routes.get(ctx.id) is not ctx:
-                    continue  # the context left this connection (moved or released)
-                for command in commands:
-                    for frame in _encode(codec, ctx.id, command):
-                        await transport.send(frame)
-                        self._frames_sent += 1
-                    for event in codec.take_events():
-                        self._route(event)
+        outbound = self._outbound_out
+        async with outbound:
+            async for first in outbound:
+                # Drain whatever else is queued and write it all with one flush: one lock
+                # and one send_all per batch instead of per frame.
+                batch = [first]
+                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                    while len(batch) < 64:
+                        batch.append(outbound.receive_nowait())
+                frames: list[str] = []
+                events: list[Event] = []
+                for ctx, commands in batch:
+                    if self.routes.get(ctx.id) is not ctx:
+                        continue  # the context left this connection (moved or released)
+                    for command in commands:
+                        frames += _encode(codec, ctx.id, command)
+                        events += codec.take_events()
+                if frames:
+                    await transport.send_many(frames)
+                    self._frames_sent += len(frames)
+                for event in events:
+                    self._route(event)
         # The outbound channel was closed (close_soon): a graceful close; _guard ends the rest.
         goodbye = codec.goodbye()
         if goodbye:

@@ -98,6 +98,7 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         self._last_word_end = 0.0
         self._bytes_per_second = 2 * options.sample_rate if options.encoding.is_pcm else 0
         self.usage_characters = 0
+        self._unchecked = 0  # events taken without a checkpoint (see __anext__)
         self.audio_bytes = 0
         self.dropped_events = 0
 
@@ -173,6 +174,25 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         return self
 
     async def __anext__(self) -> Audio | FlushCompleted:
+        # Fast path: take a buffered event without a trip through the scheduler, yielding
+        # (a checkpoint: cancellation, fairness) once every 16 events.
+        try:
+            event = self._events_out.receive_nowait()
+        except trio.WouldBlock:
+            event = None
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            await trio.lowlevel.checkpoint()
+            if self._error is not None:
+                raise self._error from None
+            raise StopAsyncIteration from None
+        if event is not None:
+            self._unchecked += 1
+            if self._unchecked >= 16:
+                self._unchecked = 0
+                await trio.lowlevel.checkpoint()
+            assert isinstance(event, Audio | FlushCompleted)
+            return event
+        self._unchecked = 0
         try:
             event = await self._events_out.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -245,6 +265,9 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         if not event.words:
             return event
         offset = self._offset
+        if offset == 0.0:
+            self._last_word_end = max(self._last_word_end, event.words[-1].end)
+            return event
         words = tuple(WordTiming(w.word, w.start + offset, w.end + offset) for w in event.words)
         self._last_word_end = max(self._last_word_end, words[-1].end)
         return attrs.evolve(event, words=words)

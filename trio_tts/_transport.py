@@ -65,6 +65,10 @@ class Transport(Protocol):
         """Send one text message. Raises :class:`ConnectionLost` if closed or failed."""
         ...
 
+    async def send_many(self, messages: Sequence[str]) -> None:
+        """Send text messages in order (one write where possible). Raises as ``send``."""
+        ...
+
     async def receive(self) -> str | bytes:
         """Return the next data message; raise :class:`ConnectionLost` once the connection ends."""
         ...
@@ -135,6 +139,17 @@ class WebSocketTransport:
         """
         self._check_open()
         self._protocol.send_text(message.encode())
+        await self._flush()
+
+    async def send_many(self, messages: Sequence[str]) -> None:
+        """Send each of ``messages`` as a text frame, in order, with one write.
+
+        Raises:
+            ConnectionLost: as :meth:`send`.
+        """
+        self._check_open()
+        for message in messages:
+            self._protocol.send_text(message.encode())
         await self._flush()
 
     async def ping(self) -> None:

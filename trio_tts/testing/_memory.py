@@ -185,6 +185,15 @@ class MemoryTransport:
         if not self._link.server_gone:
             self._link.to_app_send.send_nowait({"type": "websocket.receive", "text": message})
 
+    async def send_many(self, messages: Sequence[str]) -> None:
+        """Send text messages in order (the app reads each as ``websocket.receive``)."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        for message in messages:
+            self._check_open()
+            if not self._link.server_gone:
+                self._link.to_app_send.send_nowait({"type": "websocket.receive", "text": message})
+
     async def receive(self) -> str | bytes:
         """The next message; raises :class:`ConnectionLost` (with the close code) once the
         connection ended, after the messages that came before the end."""
