@@ -182,9 +182,9 @@ async def test_errors_for_bad_commands_keep_the_connection() -> None:
                 "message": "Context ghost not found during sendText",
                 "details": [],
             }
-            await send(ws, create("mp3", encoding="MP3"))
+            await send(ws, create("mp3", encoding="MULAW"))
             status = (await recv(ws))["result"]["status"]
-            assert status["code"] == 12 and "MP3" in status["message"]
+            assert status["code"] == 12 and "MULAW" in status["message"]
             await send(ws, {"create": {"voiceId": "Nobody"}, "contextId": "v"})
             assert (await recv(ws))["result"]["status"]["message"] == "Unknown voice: Nobody"
             await send(ws, {"create": {"voiceId": 3}, "contextId": "t"})

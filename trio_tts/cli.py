@@ -51,6 +51,7 @@ from ._errors import HandshakeRejected, InvalidOptions, TTSError
 from ._events import Audio
 from ._options import VoiceOptions
 from ._pool import Pool, open_pool
+from ._speak_compressed import output_encoding, write_compressed
 from ._text import split_text
 from .http import HTTPClient, RimeHTTPClient
 from .protocols.inworld import DEFAULT_URL, InworldProvider
@@ -246,10 +247,14 @@ async def speak(
     progress: TextIO | None = None,
     provider: str = "inworld",
 ) -> SpeakResult:
-    """Synthesise ``text`` into the WAV file ``output`` (see the module docstring).
+    """Synthesise ``text`` into the audio file ``output`` (see the module docstring).
+
+    The file name picks the encoding: WAV (16-bit PCM) unless it ends in ``.ogg``/``.opus``
+    (OGG_OPUS), ``.mp3`` or ``.flac``, which come from one context as one stream
+    (:mod:`trio_tts._speak_compressed`).
 
     Args:
-        options: voice, model, sample rate ... (the encoding is always 16-bit PCM).
+        options: voice, model, sample rate ... (the encoding comes from the file name).
         url: the service (``None``: an embedded local server with ``synthesizer``).
         api_key: the service's key (``None``: no credential).
         jobs: sentences synthesised at once.
@@ -269,10 +274,17 @@ async def speak(
         if options is not None and not isinstance(options, RimeOptions):
             raise InvalidOptions("options: --provider rime takes RimeOptions")
         opts = options or RimeOptions()
+        if not output_encoding(output).is_pcm:
+            raise InvalidOptions("output: --provider rime writes WAV files only (.wav)")
     else:
         if options is not None and not isinstance(options, VoiceOptions):
             raise InvalidOptions("options: --provider inworld takes VoiceOptions")
-        opts = (options or VoiceOptions()).replace(encoding="LINEAR16")
+        opts = (options or VoiceOptions()).replace(encoding=output_encoding(output))
+    if isinstance(opts, VoiceOptions) and not opts.encoding.is_pcm:
+        return await _speak_compressed(
+            text, Path(output), opts, _Target(url, api_key, synthesizer, provider), use_http,
+            progress,
+        )  # fmt: skip
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 100:
         raise InvalidOptions(f"jobs: {jobs!r} must be an integer in 1..100")
     sentences = split_sentences(text)
@@ -306,6 +318,39 @@ async def speak(
         source=target.describe(),
         server_peak_contexts=stats.server_peak,
     )
+
+
+async def _speak_compressed(
+    text: str, path: Path, opts: VoiceOptions, target: _Target, use_http: bool,
+    progress_stream: TextIO | None,
+) -> SpeakResult:  # fmt: skip
+    sentences = split_sentences(text)
+    if not sentences:
+        raise InvalidOptions("text: nothing to speak (the text is empty)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    progress = _Progress(len(sentences), progress_stream if len(sentences) > 1 else None)
+    try:
+        async with _endpoints(target) as (ws_url, http_base, server):
+            with part.open("wb") as out:
+                stats = await write_compressed(
+                    sentences, out, opts, ws_url=ws_url, http_base=http_base,
+                    api_key=target.api_key, use_http=use_http, on_sentence=progress.update,
+                )  # fmt: skip
+            peak = server.statistics().peak_contexts_per_connection if server else None
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+    duration = sum(stats.durations)
+    progress.update(len(sentences), duration, final=True)
+    return SpeakResult(
+        path=str(path), sample_rate=opts.sample_rate, duration=duration,
+        sentences=len(sentences), words=sum(len(s.split()) for s in sentences),
+        time_to_first_audio=stats.time_to_first_audio, elapsed=stats.elapsed,
+        real_time_factor=stats.elapsed / duration if duration else math.inf,
+        peak_concurrency=1, sentence_durations=tuple(stats.durations),
+        source=target.describe(), server_peak_contexts=peak,
+    )  # fmt: skip
 
 
 async def _synthesize_all(
@@ -588,7 +633,11 @@ def _parser() -> argparse.ArgumentParser:
     speak_p = sub.add_parser("speak", help="synthesise text into a WAV file")
     speak_p.add_argument("text", nargs="?", help="the text, or - to read stdin")
     speak_p.add_argument("-f", "--file", help="read the text from FILE (- for stdin)")
-    speak_p.add_argument("-o", "--output", default="out.wav", help="WAV file (default out.wav)")
+    speak_p.add_argument(
+        "-o", "--output", default="out.wav",
+        help="audio file (default out.wav); .ogg/.opus, .mp3 or .flac ask for OGG_OPUS, MP3"
+        " or FLAC, synthesised as one stream in one context",
+    )  # fmt: skip
     speak_p.add_argument(
         "--provider",
         choices=("inworld", "rime"),

@@ -27,7 +27,9 @@ from typing import Any
 import trio
 
 from . import _inworld_proto as proto
-from ._chunks import audio_frames
+from ._chunks import audio_frames, closing_frame, timestamp_info
+from ._codecs import COMPRESSED, StreamEncoder, synthesis_rate
+from ._config_rules import ConfigError, validated
 from ._core import Core
 from ._rime import RIME_HTTP_PATH, RIME_WS_PATH, RimeSession, parse_rime_query, rime_http
 from ._session import ASGIReceive, ASGISend, Session
@@ -216,15 +218,12 @@ class App:
         except proto.DecodeError as exc:
             await _respond(send, 400, {"code": 3, "message": str(exc)})
             return None
-        config = request.config
         problem = None
-        if config.encoding not in ("LINEAR16", "PCM"):
-            problem = (12, f"audioEncoding {config.encoding} is not supported by the local server")
-        elif config.voice_id not in VOICES:
-            problem = (3, f"Unknown voice: {config.voice_id}")
-        elif not 8000 <= config.sample_rate_hertz <= 48000:
-            problem = (3, f"sampleRateHertz {config.sample_rate_hertz} is outside 8000..48000")
-        elif len(request.text) > self.core.config.max_http_text_chars:
+        try:
+            validated(request.config)
+        except ConfigError as exc:
+            problem = (exc.code, str(exc))
+        if problem is None and len(request.text) > self.core.config.max_http_text_chars:
             limit = self.core.config.max_http_text_chars
             self.core.violation(f"HTTP request of {len(request.text)} characters (limit {limit})")
             problem = (3, f"Text exceeds the maximum of {limit} characters")
@@ -238,9 +237,15 @@ class App:
         return await self.core.synthesizer.synthesize(
             request.text,
             voice=c.voice_id,
-            sample_rate=c.sample_rate_hertz,
+            sample_rate=synthesis_rate(c.encoding, c.sample_rate_hertz),
             speaking_rate=c.speaking_rate,
         )
+
+    @staticmethod
+    def _encoder(config: proto.Create) -> StreamEncoder | None:
+        if config.encoding not in COMPRESSED:
+            return None
+        return StreamEncoder(config.encoding, config.sample_rate_hertz, config.bit_rate)
 
     async def _voice_stream(
         self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend
@@ -256,9 +261,13 @@ class App:
             line = proto.encode_error(13, f"synthesis failed: {exc}") + "\n"
             await send({"type": "http.response.body", "body": line.encode()})
             return
-        frames = audio_frames(None, request.text, speech.pcm, speech.words, request.config,
-                              self.core.config.chunk_ms)  # fmt: skip
-        for line in frames:
+        encoder = self._encoder(request.config)
+        frames = await trio.to_thread.run_sync(
+            lambda: audio_frames(None, request.text, speech.pcm, speech.words, request.config,
+                                 self.core.config.chunk_ms, encoder, drain=False)
+        )
+        end = closing_frame(None, encoder, request.config.model_id)
+        for line in [*frames, *([end] if end is not None else [])]:
             await send(
                 {"type": "http.response.body", "body": (line + "\n").encode(), "more_body": True}
             )
@@ -270,7 +279,10 @@ class App:
             return
         speech = await self._synthesize(request)
         audio = speech.pcm
-        if request.config.encoding == "LINEAR16":
+        encoder = self._encoder(request.config)
+        if encoder is not None:
+            audio = encoder.encode(audio) + encoder.close()
+        elif request.config.encoding == "LINEAR16":
             audio = proto.wav_header(len(audio), speech.sample_rate) + audio
         body: dict[str, Any] = {
             "audioContent": base64.b64encode(audio).decode(),
@@ -279,12 +291,9 @@ class App:
                 "modelId": request.config.model_id,
             },
         }
-        if request.config.word_timestamps:
-            body["timestampInfo"] = {"wordAlignment": {
-                "words": [w for w, _, _ in speech.words],
-                "wordStartTimeSeconds": [s for _, s, _ in speech.words],
-                "wordEndTimeSeconds": [e for _, _, e in speech.words],
-            }}  # fmt: skip
+        kind = request.config.timestamps
+        if kind is not None:
+            body["timestampInfo"] = timestamp_info(speech.words, kind)
         await _respond(send, 200, body)
 
 

@@ -50,6 +50,7 @@ AUDIO_ENCODINGS = frozenset(
     {"AUDIO_ENCODING_UNSPECIFIED", "LINEAR16", "PCM", "MP3", "OGG_OPUS", "FLAC", "ALAW", "MULAW"}
 )
 _TIMESTAMP_TYPES = frozenset({"TIMESTAMP_TYPE_UNSPECIFIED", "WORD", "CHARACTER"})
+_TRANSPORTS = frozenset({"TIMESTAMP_TRANSPORT_STRATEGY_UNSPECIFIED", "SYNC", "ASYNC"})
 
 
 class DecodeError(ValueError):
@@ -100,6 +101,17 @@ class Create:
     @property
     def word_timestamps(self) -> bool:
         return self.timestamp_type == "WORD"
+
+    @property
+    def timestamps(self) -> str | None:
+        """``"WORD"``, ``"CHARACTER"`` or ``None`` (no timestamps asked for)."""
+        kind = self.timestamp_type
+        return kind if kind in ("WORD", "CHARACTER") else None
+
+    @property
+    def async_timestamps(self) -> bool:
+        """``timestampTransportStrategy: ASYNC``: timestamps follow the audio separately."""
+        return self.timestamp_transport_strategy == "ASYNC"
 
 
 @attrs.frozen
@@ -160,7 +172,7 @@ _TOP: tuple[_Spec, ...] = (
      (bool, str), None),
     ("delivery_mode", ("deliveryMode", "delivery_mode"), str, None),
     ("timestamp_transport_strategy",
-     ("timestampTransportStrategy", "timestamp_transport_strategy"), str, None),
+     ("timestampTransportStrategy", "timestamp_transport_strategy"), str, _TRANSPORTS),
     ("auto_mode_strategy", ("autoModeStrategy", "auto_mode_strategy"), str, None),
 )  # fmt: skip
 _AUDIO: tuple[_Spec, ...] = (
@@ -341,18 +353,33 @@ def _timestamp_info(words: Sequence[tuple[str, float, float]]) -> dict[str, Any]
     }
 
 
+def _audio_body(
+    audio: bytes | None,
+    words: Sequence[tuple[str, float, float]] | None,
+    info: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if audio is not None:
+        body["audioContent"] = base64.b64encode(audio).decode("ascii")
+    if info is not None:
+        body["timestampInfo"] = info
+    elif words is not None:
+        body["timestampInfo"] = _timestamp_info(words)
+    return body
+
+
 def encode_audio_chunk(
     context_id: str,
-    audio: bytes,
+    audio: bytes | None,
     words: Sequence[tuple[str, float, float]] | None = None,
     *,
+    info: Mapping[str, Any] | None = None,
     processed_characters: int | None = None,
     model_id: str | None = None,
 ) -> str:
-    """An ``audioChunk``: base64 audio, word alignment when ``words`` is not None, and usage."""
-    chunk: dict[str, Any] = {"audioContent": base64.b64encode(audio).decode("ascii")}
-    if words is not None:
-        chunk["timestampInfo"] = _timestamp_info(words)
+    """An ``audioChunk``: base64 audio (none: a timestamps-only chunk), the word alignment of
+    ``words`` or a prebuilt ``timestampInfo`` (``info``), and usage."""
+    chunk = _audio_body(audio, words, info)
     if processed_characters is not None:
         chunk["usage"] = {
             "processedCharactersCount": processed_characters,
@@ -381,16 +408,15 @@ def encode_error(code: int, message: str) -> str:
 
 
 def encode_http_audio(
-    audio: bytes,
+    audio: bytes | None,
     words: Sequence[tuple[str, float, float]] | None = None,
     *,
+    info: Mapping[str, Any] | None = None,
     processed_characters: int | None = None,
     model_id: str | None = None,
 ) -> str:
     """One NDJSON line of ``voice:stream``: ``{"result": {"audioContent", "timestampInfo"?}}``."""
-    result: dict[str, Any] = {"audioContent": base64.b64encode(audio).decode("ascii")}
-    if words is not None:
-        result["timestampInfo"] = _timestamp_info(words)
+    result = _audio_body(audio, words, info)
     if processed_characters is not None:
         result["usage"] = {
             "processedCharactersCount": processed_characters,

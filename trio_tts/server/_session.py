@@ -26,22 +26,20 @@ import attrs
 import trio
 
 from . import _inworld_proto as proto
-from ._chunks import audio_frames
+from ._chunks import audio_frames, closing_frame
+from ._codecs import COMPRESSED, StreamEncoder, synthesis_rate
+from ._config_rules import ConfigError, updated, validated
 from ._core import Core
-from ._faults import BadFrame
-from ._speech import VOICES
-from ._tcp import drop_tcp, write_raw
+from ._session_faults import SenderFaults
+from ._speech import Speech
 
 ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
 ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
 
-_SUPPORTED_ENCODINGS = ("LINEAR16", "PCM")
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"')\]]*(\s+|$)")
 _DEFAULT_AUTO_THRESHOLD = 250
 #: A stray audio chunk: 10 ms of a constant sample, recognisable in any stream it lands in.
 _STRAY_PCM = b"\x11\x11" * 160
-#: An unmasked server text frame whose payload is not UTF-8 (for the TCP "utf8" fault).
-_RAW_BAD_UTF8 = b"\x81\x04\xff\xfe\xfd\xfc"
 
 
 class _ContextEnded(Exception):
@@ -70,9 +68,11 @@ class _Context:
     buffer: str = ""
     deadline: float = math.inf
     audio_frames: int = 0
+    #: The context's one compressed stream (MP3, OGG_OPUS, FLAC), from its first audio on.
+    encoder: StreamEncoder | None = None
 
 
-class Session:
+class Session(SenderFaults):
     """Serves one accepted WebSocket until the client leaves or a fault ends it."""
 
     def __init__(
@@ -186,23 +186,14 @@ class Session:
             ctx.send.send_nowait(("close", None))
         else:
             try:
-                ctx.config = self._validated(attrs.evolve(ctx.config, **command.changes))
-            except ValueError as exc:
-                self._control(proto.encode_status(cid, 3, str(exc)))
+                ctx.config = updated(
+                    ctx.config, command.changes, audio_started=ctx.encoder is not None
+                    or ctx.audio_frames > 0,
+                )  # fmt: skip
+            except ConfigError as exc:
+                self._control(proto.encode_status(cid, exc.code, str(exc)))
                 return
             self._control(proto.encode_context_updated(cid), ctx)
-
-    @staticmethod
-    def _validated(config: proto.Create) -> proto.Create:
-        if config.voice_id not in VOICES:
-            raise ValueError(f"Unknown voice: {config.voice_id}")
-        if not 8000 <= config.sample_rate_hertz <= 48000:
-            raise ValueError(f"sampleRateHertz {config.sample_rate_hertz} is outside 8000..48000")
-        if not 0.5 <= config.speaking_rate <= 1.5:
-            raise ValueError(f"speakingRate {config.speaking_rate} is outside 0.5..1.5")
-        if config.buffer_char_threshold is not None and config.buffer_char_threshold < 1:
-            raise ValueError("bufferCharThreshold must be positive")
-        return config
 
     def _create(self, command: proto.Create) -> None:
         index = self.creates
@@ -218,16 +209,10 @@ class Session:
             )
             self._control(proto.encode_status(cid, 8, "Max contexts limit reached"))
             return
-        if command.encoding not in _SUPPORTED_ENCODINGS:
-            self._control(proto.encode_status(
-                cid, 12, f"audioEncoding {command.encoding} is not supported by the local server "
-                f"(use LINEAR16 or PCM)"
-            ))  # fmt: skip
-            return
         try:
-            config = self._validated(command)
-        except ValueError as exc:
-            self._control(proto.encode_status(cid, 3, str(exc)))
+            config = validated(command)
+        except ConfigError as exc:
+            self._control(proto.encode_status(cid, exc.code, str(exc)))
             return
         fault = self.core.faults.context_error
         if (
@@ -274,6 +259,13 @@ class Session:
     # -- a context's worker --------------------------------------------------------------------
 
     async def _worker(self, ctx: _Context) -> None:
+        try:
+            await self._work(ctx)
+        finally:
+            if ctx.encoder is not None:
+                ctx.encoder.close()  # idempotent; after a cancel its bytes are dropped
+
+    async def _work(self, ctx: _Context) -> None:
         with ctx.cancel_scope, contextlib.suppress(_ContextEnded):
             while True:
                 with trio.move_on_at(ctx.deadline):
@@ -292,6 +284,10 @@ class Session:
                             await self._generate(
                                 ctx, self._take(ctx, len(ctx.buffer)), flushed=False
                             )
+                        end = closing_frame(ctx.id, ctx.encoder, ctx.config.model_id)
+                        if end is not None:
+                            await self._budget.acquire()
+                            self._out_send.send_nowait(_Out(end, ctx, audio=True))
                         self._release(ctx)
                         self._control(proto.encode_context_closed(ctx.id), ctx)
                         stray = self.core.faults.stray_audio
@@ -350,16 +346,15 @@ class Session:
                 self._fail(ctx, fault.code, fault.message)
             try:
                 speech = await self.core.synthesizer.synthesize(
-                    text, voice=config.voice_id, sample_rate=config.sample_rate_hertz,
+                    text, voice=config.voice_id,
+                    sample_rate=synthesis_rate(config.encoding, config.sample_rate_hertz),
                     speaking_rate=config.speaking_rate,
                 )  # fmt: skip
             except Exception as exc:  # a synthesiser failure fails this context only
                 self._fail(ctx, 13, f"synthesis failed: {exc}")
             if ctx.generations == 1:
                 await self._delay_first_audio(ctx)
-            for frame in audio_frames(
-                ctx.id, text, speech.pcm, speech.words, config, self.config.chunk_ms
-            ):
+            for frame in await self._frames(ctx, text, speech, drain=flushed):
                 await self._stall_context_if_faulted(ctx)
                 await self._budget.acquire()
                 ctx.audio_frames += 1
@@ -367,24 +362,28 @@ class Session:
         if flushed:
             self._control(proto.encode_flush_completed(ctx.id), ctx)
 
-    async def _delay_first_audio(self, ctx: _Context) -> None:
-        faults = self.core.faults
-        delay = faults.first_audio_delay
-        rule = faults.delay_first_audio
-        if rule is not None and rule.connections(self.index) and rule.when(ctx.index, ctx.id):
-            delay = max(delay, rule.seconds)
-        if delay > 0:
-            await trio.sleep(delay)
-
-    async def _stall_context_if_faulted(self, ctx: _Context) -> None:
-        while True:
-            rule = self.core.faults.stall_context
-            if (
-                rule is None or ctx.audio_frames < rule.after_frames
-                or not rule.connections(self.index) or not rule.when(ctx.index, ctx.id)
-            ):  # fmt: skip
-                return
-            await self.core.wait_faults_changed(at_most=0.05)
+    async def _frames(
+        self, ctx: _Context, text: str, speech: Speech, *, drain: bool
+    ) -> list[str]:
+        """The generation's frames; compressed audio is encoded in a worker thread (about
+        1-35 ms of CPU per second of audio, see :mod:`._codecs`) so other contexts go on."""
+        config = ctx.config
+        if config.encoding not in COMPRESSED:
+            return audio_frames(
+                ctx.id, text, speech.pcm, speech.words, config, self.config.chunk_ms
+            )
+        try:
+            if ctx.encoder is None:
+                ctx.encoder = StreamEncoder(
+                    config.encoding, config.sample_rate_hertz, config.bit_rate
+                )
+            encoder = ctx.encoder
+            return await trio.to_thread.run_sync(
+                lambda: audio_frames(ctx.id, text, speech.pcm, speech.words, config,
+                                     self.config.chunk_ms, encoder, drain=drain)
+            )
+        except Exception as exc:  # an encoder failure fails this context only
+            self._fail(ctx, 13, f"audio encoding failed: {exc}")
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -406,75 +405,6 @@ class Session:
             self.frames_sent += 1
             self.core.frames_sent += 1
             await self._after_send_faults()
-
-    async def _close_if_faulted(self) -> bool:
-        """CloseConnection: a close frame instead of the next frame. True if it closed."""
-        rule = self.core.faults.close_connection
-        if (
-            rule is None or not rule.connections(self.index)
-            or self.frames_sent < rule.after_frames
-        ):  # fmt: skip
-            return False
-        await self._send({"type": "websocket.close", "code": rule.code, "reason": rule.reason})
-        self._nursery.cancel_scope.cancel()
-        return True
-
-    async def _stall_if_faulted(self) -> None:
-        while True:
-            hole = self.core.faults.blackhole
-            if (
-                self._blackholed or (hole is not None and hole.connections(self.index)
-                and self.frames_sent >= hole.after_frames)
-            ):  # fmt: skip
-                # For good: the sender sleeps until the client's close ends the session.
-                self._blackholed = True
-                if self._link is not None:
-                    self._link.blackhole()
-                await trio.sleep_forever()
-            stall = self.core.faults.stall
-            if (
-                stall is None
-                or not stall.connections(self.index)
-                or self.frames_sent < stall.after_frames
-            ):
-                return
-            await self.core.wait_faults_changed(at_most=0.05)
-
-    async def _after_send_faults(self) -> None:
-        faults = self.core.faults
-        bad = faults.bad_frame
-        if (
-            bad is not None and not self._bad_frame_sent and bad.connections(self.index)
-            and self.frames_sent >= bad.after_frames
-        ):  # fmt: skip
-            self._bad_frame_sent = True
-            await self._send_bad_frame(bad)
-        drop = faults.drop
-        if drop is not None and drop.connections(self.index):
-            if self._drop_at is None or self._drop_at[0] is not drop:
-                after = drop.after_frames
-                self._drop_at = (drop, after(self.index) if callable(after) else after)
-            if self.frames_sent >= self._drop_at[1]:
-                if self._link is not None:
-                    self._link.abort()
-                else:
-                    drop_tcp(self.scope)
-                self._nursery.cancel_scope.cancel()
-                await trio.lowlevel.checkpoint()
-
-    async def _send_bad_frame(self, bad: BadFrame) -> None:
-        if bad.kind == "binary":
-            await self._send({"type": "websocket.send", "bytes": b"\x00\x01binary"})
-        elif bad.kind == "oversize":
-            await self._send({"type": "websocket.send", "text": "x" * bad.size})
-        elif bad.kind == "utf8":
-            if self._link is not None:
-                # The in-memory link checks UTF-8 like the wire: lone surrogates cannot encode.
-                await self._send({"type": "websocket.send", "text": "\udcff\udcfe"})
-            else:
-                write_raw(self.scope, _RAW_BAD_UTF8)
-        else:
-            await self._send({"type": "websocket.send", "text": '{"result": {"contextId": '})
 
     async def _watchdog(self) -> None:
         timeout = self.config.inactivity_timeout
