@@ -58,7 +58,14 @@ from livekit.agents.utils import is_given
 
 import trio_tts
 from trio_tts.http import RimeHTTPClient
-from trio_tts.protocols.rime import DEFAULT_HTTP_URL, RimeOptions, RimeProvider
+from trio_tts.protocols.rime import (
+    _ARCANA_FIELDS,
+    _MIST_FIELDS,
+    DEFAULT_HTTP_URL,
+    RimeOptions,
+    RimeProvider,
+    _is_mist,
+)
 
 from .asyncio_adapter import AsyncioContext, AsyncioPool
 from .livekit import _pool_key, _shared_pool, _SharedPool, to_api_error
@@ -80,19 +87,6 @@ DEFAULT_MIST_VOICE = "cove"
 DEFAULT_CODA_VOICE = "lyra"
 CODA_MODEL_TIMEOUT = 60 * 4
 MIST_MODEL_TIMEOUT = 30
-
-_ARCANA_FIELDS: Final = ("repetition_penalty", "temperature", "top_p", "max_tokens")
-_MIST_FIELDS: Final = (
-    "speed_alpha",
-    "reduce_latency",
-    "pause_between_brackets",
-    "phonemize_between_brackets",
-)
-
-
-def _is_mist(model: str) -> bool:
-    return model.startswith("mist")
-
 
 def _default_sample_rate(model: str) -> int:
     # As livekit-plugins-rime 1.8.9: coda and mistv3 24 kHz, everything else 22.05 kHz.

@@ -54,17 +54,17 @@ __version__ = "0.1.0"
 _REDIS_NAMES = ("QuotaUnavailable", "RedisQuota", "RedisQuotaStatistics", "open_redis_quota")
 
 if _TYPE_CHECKING:
+    from ._redis_open import open_redis_quota as open_redis_quota
     from ._redis_quota import QuotaUnavailable as QuotaUnavailable
     from ._redis_quota import RedisQuota as RedisQuota
     from ._redis_quota import RedisQuotaStatistics as RedisQuotaStatistics
-    from ._redis_quota import open_redis_quota as open_redis_quota
 
 
 def __getattr__(name: str) -> object:
     if name in _REDIS_NAMES:
-        from . import _redis_quota
+        from . import _redis_open, _redis_quota
 
-        return getattr(_redis_quota, name)
+        return getattr(_redis_open if name == "open_redis_quota" else _redis_quota, name)
     raise AttributeError(f"module 'trio_tts' has no attribute {name!r}")
 
 

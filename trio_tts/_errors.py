@@ -120,6 +120,18 @@ def register_secret(secret: str) -> None:
     _SECRET_PATTERN = re.compile("|".join(re.escape(s) for s in sorted(_SECRETS, key=len)[::-1]))
 
 
+def register_api_key(api_key: str | None) -> None:
+    """Check a client's ``api_key`` argument and, when there is one, :func:`register_secret` it.
+
+    Raises:
+        InvalidOptions: ``api_key`` is neither ``None`` nor a non-empty string.
+    """
+    if api_key is not None:
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise InvalidOptions("api_key: must be a non-empty string or None")
+        register_secret(api_key)
+
+
 def redact(text: str) -> str:
     """Return ``text`` with every registered secret (raw, base64, URL-encoded) replaced."""
     if _SECRET_PATTERN is None:

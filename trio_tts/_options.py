@@ -47,6 +47,21 @@ def _check(cond: bool, field: str, message: str) -> None:
         raise InvalidOptions(f"{field}: {message}")
 
 
+def _check_names(options: object, *fields: str) -> None:
+    """Each of ``fields`` (voice, model ...) of ``options`` is a non-empty string."""
+    for name in fields:
+        value = getattr(options, name)
+        _check(isinstance(value, str) and bool(value.strip()), name, "must be a non-empty string")
+
+
+def _check_sample_rate(sample_rate: object, allowed: tuple[int, ...]) -> None:
+    _check(
+        isinstance(sample_rate, int) and sample_rate in allowed,
+        "sample_rate",
+        f"{sample_rate!r} is not one of {', '.join(map(str, allowed))}",
+    )
+
+
 def _to_enum(kind: type[_E], value: object) -> _E:
     if isinstance(value, kind):
         return value
@@ -103,16 +118,8 @@ class VoiceOptions:
     max_buffer_delay_ms: int | None = None
 
     def __attrs_post_init__(self) -> None:
-        for name in ("voice", "model"):
-            value = getattr(self, name)
-            _check(
-                isinstance(value, str) and bool(value.strip()), name, "must be a non-empty string"
-            )
-        _check(
-            isinstance(self.sample_rate, int) and self.sample_rate in _SAMPLE_RATES,
-            "sample_rate",
-            f"{self.sample_rate!r} is not one of {', '.join(map(str, _SAMPLE_RATES))}",
-        )
+        _check_names(self, "voice", "model")
+        _check_sample_rate(self.sample_rate, _SAMPLE_RATES)
         _check(
             isinstance(self.bit_rate, int) and 8000 <= self.bit_rate <= 320000,
             "bit_rate",

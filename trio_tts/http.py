@@ -52,7 +52,7 @@ from ._errors import (
     InvalidOptions,
     ProtocolError,
     redact,
-    register_secret,
+    register_api_key,
 )
 from ._events import Audio, WordTiming
 from ._options import AudioEncoding, VoiceOptions
@@ -161,6 +161,24 @@ def request_body(text: str, options: VoiceOptions) -> dict[str, Any]:
     if options.apply_text_normalization is not None:
         body["applyTextNormalization"] = "ON" if options.apply_text_normalization else "OFF"
     return body
+
+
+def _check_client_args(
+    api_key: str | None, url: object, field: str, timeout: object
+) -> urllib.parse.SplitResult:
+    """Check (and register) the key, the http(s) ``url`` (named ``field`` in errors) and the
+    timeout of a client; return the URL's parts.
+
+    Raises:
+        InvalidOptions: a URL that is not http(s), an empty key, a non-positive timeout.
+    """
+    register_api_key(api_key)
+    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidOptions(f"{field}: must be an http:// or https:// URL with a host")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise InvalidOptions(f"timeout: {timeout!r} must be a positive number")
+    return parts
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -302,15 +320,7 @@ class HTTPClient(trio.abc.AsyncResource):
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if api_key is not None:
-            if not isinstance(api_key, str) or not api_key.strip():
-                raise InvalidOptions("api_key: must be a non-empty string or None")
-            register_secret(api_key)
-        parts = urllib.parse.urlsplit(base_url) if isinstance(base_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidOptions("base_url: must be an http:// or https:// URL with a host")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise InvalidOptions(f"timeout: {timeout!r} must be a positive number")
+        parts = _check_client_args(api_key, base_url, "base_url", timeout)
         self.base_url = f"{parts.scheme}://{parts.netloc}"
         self.defaults = defaults if defaults is not None else VoiceOptions()
         headers = {"Authorization": f"Basic {api_key}"} if api_key is not None else {}
@@ -480,15 +490,7 @@ class RimeHTTPClient(trio.abc.AsyncResource):
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if api_key is not None:
-            if not isinstance(api_key, str) or not api_key.strip():
-                raise InvalidOptions("api_key: must be a non-empty string or None")
-            register_secret(api_key)
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidOptions("url: must be an http:// or https:// URL with a host")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise InvalidOptions(f"timeout: {timeout!r} must be a positive number")
+        _check_client_args(api_key, url, "url", timeout)
         self.url = url
         self.defaults = defaults if defaults is not None else RimeOptions()
         headers = {"Accept": "audio/pcm"}

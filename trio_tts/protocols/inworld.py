@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import msgspec
 
-from .._errors import InvalidOptions, ProtocolError, redact, register_secret
+from .._errors import InvalidOptions, ProtocolError, redact, register_api_key
 from .._events import (
     Audio,
     ConnectionErrorEvent,
@@ -337,10 +337,7 @@ class InworldProvider:
         contexts_per_connection: int = 5,
         max_text_chars: int = 1000,
     ) -> None:
-        if api_key is not None:
-            if not isinstance(api_key, str) or not api_key.strip():
-                raise InvalidOptions("api_key: must be a non-empty string or None")
-            register_secret(api_key)
+        register_api_key(api_key)
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             raise InvalidOptions("url: must start with ws:// or wss://")
         if len(url.split("://", 1)[1]) == 0 or url.split("://", 1)[1].startswith("/"):

@@ -53,7 +53,7 @@ from typing import Any, Final, Literal
 import attrs
 import msgspec
 
-from .._errors import InvalidOptions, ProtocolError, redact, register_secret
+from .._errors import InvalidOptions, ProtocolError, redact, register_api_key
 from .._events import (
     Audio,
     ConnectionErrorEvent,
@@ -63,7 +63,7 @@ from .._events import (
     FlushCompleted,
     WordTiming,
 )
-from .._options import AudioEncoding
+from .._options import AudioEncoding, _check, _check_names, _check_sample_rate
 
 __all__ = [
     "DEFAULT_HTTP_URL",
@@ -93,11 +93,6 @@ _MIST_FIELDS: Final = (
 
 def _is_mist(model: str) -> bool:
     return model.startswith("mist")
-
-
-def _check(cond: bool, field: str, message: str) -> None:
-    if not cond:
-        raise InvalidOptions(f"{field}: {message}")
 
 
 def _number(value: object) -> bool:
@@ -146,16 +141,8 @@ class RimeOptions:
     phonemize_between_brackets: bool | None = None
 
     def __attrs_post_init__(self) -> None:
-        for name in ("speaker", "model"):
-            value = getattr(self, name)
-            _check(
-                isinstance(value, str) and bool(value.strip()), name, "must be a non-empty string"
-            )
-        _check(
-            isinstance(self.sample_rate, int) and self.sample_rate in _SAMPLE_RATES,
-            "sample_rate",
-            f"{self.sample_rate!r} is not one of {', '.join(map(str, _SAMPLE_RATES))}",
-        )
+        _check_names(self, "speaker", "model")
+        _check_sample_rate(self.sample_rate, _SAMPLE_RATES)
         if self.language is not None:
             _check(
                 isinstance(self.language, str) and bool(self.language.strip()),
@@ -563,10 +550,7 @@ class RimeProvider:
         max_text_chars: int = 500,
         max_session_duration: float | None = 300.0,
     ) -> None:
-        if api_key is not None:
-            if not isinstance(api_key, str) or not api_key.strip():
-                raise InvalidOptions("api_key: must be a non-empty string or None")
-            register_secret(api_key)
+        register_api_key(api_key)
         parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("ws", "wss") or not parts.netloc:
             raise InvalidOptions("url: must be a ws:// or wss:// URL with a host")
