@@ -44,7 +44,6 @@ from ._predicates import nth as nth
 from ._quiescent import assert_quiescent as assert_quiescent
 from ._quiescent import check_quiescent as check_quiescent
 from ._targets import PROTOCOLS as PROTOCOLS
-from ._targets import ProtocolNotServed as ProtocolNotServed
 from ._targets import provider_for as provider_for
 from ._targets import server_config_for as server_config_for
 
@@ -117,7 +116,6 @@ __all__ = [
     "MemoryServer",
     "MemoryTransport",
     "NoHandshakeAnswer",
-    "ProtocolNotServed",
     "RejectHandshake",
     "ServerConfig",
     "Stall",

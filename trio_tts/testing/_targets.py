@@ -13,14 +13,10 @@ from .. import InworldProvider, Provider, RimeProvider
 if TYPE_CHECKING:
     from ..server import LocalServer, ServerConfig
 
-__all__ = ["PROTOCOLS", "ProtocolNotServed", "provider_for", "server_config_for"]
+__all__ = ["PROTOCOLS", "provider_for", "server_config_for"]
 
 #: Protocols a test may ask for (``tts_protocol``); the local server speaks both.
 PROTOCOLS = ("inworld", "rime")
-
-
-class ProtocolNotServed(NotImplementedError):
-    """The local server does not speak this protocol (the fixtures skip the test)."""
 
 
 def _check(protocol: str) -> None:
