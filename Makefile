@@ -18,12 +18,12 @@ demo: $(STAMP)
 	$(BIN)/python -m trio_tts.demo
 
 test: $(STAMP) redis
-	$(BIN)/ruff check trio_tts bridges tests benchmarks
+	$(BIN)/ruff check trio_tts bridges tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check trio_tts bridges tests benchmarks
+	$(BIN)/ruff check trio_tts bridges tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
