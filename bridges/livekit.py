@@ -18,11 +18,9 @@ never imports LiveKit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import weakref
-from collections.abc import Callable, Mapping
-from typing import Any, Generic, Literal, TypeVar
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import trio
 from livekit.agents import (
@@ -47,7 +45,19 @@ import trio_tts
 from trio_tts.http import HTTPClient
 from trio_tts.protocols.inworld import DEFAULT_URL as DEFAULT_WS_URL
 
-from .asyncio_adapter import AsyncioContext, AsyncioPool
+from ._livekit_common import _SHARED as _SHARED  # the registry of shared pools
+from ._livekit_common import (
+    NUM_CHANNELS,
+    _api_errors,
+    _initialize,
+    _pool_key,
+    _PooledTTS,
+    _raise_failed,
+    _read_input,
+    _shared_pool,
+    _SharedPool,
+)
+from .asyncio_adapter import AsyncioContext
 
 __all__ = ["DEFAULT_WS_URL", "TTS", "ChunkedStream", "SynthesizeStream", "to_api_error"]
 
@@ -56,7 +66,6 @@ DEFAULT_VOICE = "Ashley"
 DEFAULT_SAMPLE_RATE = 24000
 DEFAULT_BUFFER_CHAR_THRESHOLD = 250
 DEFAULT_MAX_BUFFER_DELAY_MS = 3000
-NUM_CHANNELS = 1
 
 Encoding = Literal["LINEAR16", "PCM", "MP3", "OGG_OPUS", "FLAC"]
 TimestampType = Literal["TIMESTAMP_TYPE_UNSPECIFIED", "WORD", "CHARACTER"]
@@ -100,106 +109,6 @@ def to_api_error(exc: trio_tts.TTSError, *, provider: str = "Inworld") -> APIErr
     return APIError(str(exc), retryable=False)
 
 
-H = TypeVar("H", bound=trio.abc.AsyncResource | None)
-
-
-class _SharedPool(Generic[H]):
-    """One AsyncioPool per (loop, endpoint, key, settings), shared by the process's TTSes,
-    and the HTTP client of one-shot synthesis (``trio_tts.http``; None: the provider has
-    none) in the same trio run.
-
-    ``users`` counts the holders (each TTS using it, and anything else that called
-    :meth:`acquire`); the last :meth:`release` closes the pool and the HTTP client."""
-
-    def __init__(self, key: tuple[Any, ...], pool: AsyncioPool, http: H) -> None:
-        self.key = key
-        self.pool = pool
-        self.http = http
-        self.users = 0
-        self._opening: asyncio.Task[None] | None = None
-
-    @property
-    def is_open(self) -> bool:
-        """The pool has opened (and is not closed yet): its synchronous API may be used."""
-        opening = self._opening
-        return (
-            opening is not None
-            and opening.done()
-            and not opening.cancelled()
-            and opening.exception() is None
-        )
-
-    async def get(self) -> AsyncioPool:
-        if self._opening is None or (self._opening.done() and self._opening.exception()):
-            self._opening = asyncio.create_task(self.pool.open(), name="trio_tts.open_pool")
-        await asyncio.shield(self._opening)
-        return self.pool
-
-    def acquire(self) -> _SharedPool[H]:
-        """One more holder; pair with :meth:`release`."""
-        self.users += 1
-        return self
-
-    def rekey(self, key: tuple[Any, ...]) -> bool:
-        """File this pool under ``key`` (its defaults changed); False if ``key`` is taken."""
-        if key == self.key:
-            return True
-        if key in _SHARED:
-            return False
-        if _SHARED.get(self.key) is self:
-            del _SHARED[self.key]
-        self.key = key
-        _SHARED[key] = self
-        return True
-
-    async def release(self) -> None:
-        self.users -= 1
-        if self.users > 0:
-            return
-        if _SHARED.get(self.key) is self:
-            del _SHARED[self.key]
-        opening, self._opening = self._opening, None
-        if opening is not None:
-            with contextlib.suppress(Exception):
-                await opening
-                if self.http is not None:
-                    await self.pool.run(self.http.aclose)
-            await self.pool.aclose()
-
-
-_SHARED: dict[tuple[Any, ...], _SharedPool[Any]] = {}
-
-
-def _pool_key(
-    endpoint: tuple[Any, ...], settings: Mapping[str, Any], prefetch: int
-) -> tuple[Any, ...]:
-    """The identity of a shared pool on the running loop: the provider's endpoint (URL,
-    credential ...), the read-ahead and the pool settings (compared by ``repr``)."""
-    return (
-        id(asyncio.get_running_loop()),
-        *endpoint,
-        prefetch,
-        tuple(sorted((k, repr(v)) for k, v in settings.items())),
-    )
-
-
-def _shared_pool(
-    key: tuple[Any, ...],
-    provider: Callable[[], trio_tts.Provider[Any]],
-    http: Callable[[], H],
-    settings: Mapping[str, Any],
-    prefetch: int,
-) -> _SharedPool[H]:
-    """The shared pool filed under ``key`` (see :func:`_pool_key`), made on first use from
-    the ``provider`` and ``http`` factories, with one more user."""
-    shared = _SHARED.get(key)
-    if shared is None:
-        pool = AsyncioPool(provider(), prefetch=prefetch, **settings)
-        shared = _SHARED[key] = _SharedPool(key, pool, http())
-    shared.users += 1
-    return shared
-
-
 def _mime_type(encoding: trio_tts.AudioEncoding) -> str:
     # LINEAR16 chunks arrive with their WAV header stripped: both PCM encodings are raw.
     return "audio/pcm" if encoding.is_pcm else _MIME[encoding.value]
@@ -209,7 +118,7 @@ def _timed(words: tuple[trio_tts.WordTiming, ...]) -> list[TimedString]:
     return [TimedString(w.word, start_time=w.start, end_time=w.end) for w in words]
 
 
-class TTS(tts.TTS[None]):
+class TTS(_PooledTTS[HTTPClient]):
     """Inworld text-to-speech for LiveKit Agents, served by a shared trio_tts pool.
 
     Arguments mirror ``livekit.plugins.inworld.TTS``; ``ws_url`` is the full WebSocket URL
@@ -290,17 +199,15 @@ class TTS(tts.TTS[None]):
         # One-shot synthesis goes over HTTP to the same host unless told otherwise.
         self._base_url = base_url if is_given(base_url) else _http_url(ws_url)
         HTTPClient(None, base_url=self._base_url)  # validate now (InvalidOptions)
-        self._pool_settings = {"max_connections": max_connections, **(pool_settings or {})}
-        self._prefetch = prefetch
-        self._shared: _SharedPool[HTTPClient] | None = None
-        self._prewarm_task: asyncio.Task[None] | None = None
-        self._streams = weakref.WeakSet[SynthesizeStream]()
-        self._sentence_tokenizer = (
+        self._init_pool(
+            max_connections,
+            pool_settings,
+            prefetch,
             tokenizer
             if is_given(tokenizer)
             else tokenize.blingfire.SentenceTokenizer(
                 retain_format=retain_format if is_given(retain_format) else True
-            )
+            ),
         )
 
     @property
@@ -316,8 +223,7 @@ class TTS(tts.TTS[None]):
         """The options new utterances of this TTS use."""
         return self._opts
 
-    async def pool(self) -> AsyncioPool:
-        """The process's shared pool for this endpoint, opened on first use."""
+    def _acquire(self) -> _SharedPool[HTTPClient]:
         if self._shared is None:
             url, base_url, api_key = self._ws_url, self._base_url, self._api_key
             self._shared = _shared_pool(
@@ -327,7 +233,7 @@ class TTS(tts.TTS[None]):
                 self._pool_settings,
                 self._prefetch,
             )
-        return await self._shared.get()
+        return self._shared
 
     def update_options(
         self,
@@ -369,16 +275,6 @@ class TTS(tts.TTS[None]):
         # The framework reads tts.sample_rate to build its audio pipeline.
         self._sample_rate = self._opts.sample_rate
 
-    def prewarm(self) -> None:
-        """Open the shared pool and its first connection in the background."""
-        if self._prewarm_task is None or self._prewarm_task.done():
-            self._prewarm_task = asyncio.create_task(self._prewarm(), name="trio_tts.prewarm")
-
-    async def _prewarm(self) -> None:
-        with contextlib.suppress(trio_tts.TTSError):
-            pool = await self.pool()
-            await pool.prewarm()
-
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> ChunkedStream:
@@ -387,21 +283,7 @@ class TTS(tts.TTS[None]):
     def stream(
         self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> SynthesizeStream:
-        stream = SynthesizeStream(tts=self, conn_options=conn_options)
-        self._streams.add(stream)
-        return stream
-
-    async def aclose(self) -> None:
-        """Close this TTS's streams; the last TTS using the shared pool closes it."""
-        if self._prewarm_task is not None:
-            await utils.aio.cancel_and_wait(self._prewarm_task)
-            self._prewarm_task = None
-        for stream in list(self._streams):
-            await stream.aclose()
-        self._streams.clear()
-        shared, self._shared = self._shared, None
-        if shared is not None:
-            await shared.release()
+        return self._track(SynthesizeStream(tts=self, conn_options=conn_options))
 
 
 def _http_url(ws_url: str) -> str:
@@ -448,12 +330,7 @@ class ChunkedStream(tts.ChunkedStream):
         self._opts = tts.options
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=self._opts.sample_rate,
-            num_channels=NUM_CHANNELS,
-            mime_type=_mime_type(self._opts.encoding),
-        )
+        _initialize(output_emitter, self._opts.sample_rate, _mime_type(self._opts.encoding))
         pcm = self._opts.encoding.is_pcm
 
         async def fetch() -> None:  # runs in trio; the emitter's push is synchronous
@@ -467,20 +344,10 @@ class ChunkedStream(tts.ChunkedStream):
                         if pcm:
                             output_emitter.flush()
 
-        try:
+        with _api_errors(to_api_error, "Inworld stream failed", too_slow=True):
             pool = await self._tts.pool()
             shared = self._tts._shared
             await pool.run(fetch)
-        except trio.TooSlowError:
-            raise APITimeoutError() from None
-        except trio_tts.TTSError as exc:
-            raise to_api_error(exc) from exc
-        except TimeoutError:
-            raise APITimeoutError() from None
-        except APIError:
-            raise
-        except Exception as exc:
-            raise APIConnectionError(f"Inworld stream failed: {exc!r}") from exc
 
 
 class SynthesizeStream(tts.SynthesizeStream):
@@ -492,22 +359,9 @@ class SynthesizeStream(tts.SynthesizeStream):
         self._opts = tts.options
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=self._opts.sample_rate,
-            num_channels=NUM_CHANNELS,
-            mime_type=_mime_type(self._opts.encoding),
-            stream=True,
-        )
+        mime_type = _mime_type(self._opts.encoding)
+        _initialize(output_emitter, self._opts.sample_rate, mime_type, stream=True)
         sentences = self._tts._sentence_tokenizer.stream()
-
-        async def read_input() -> None:
-            async for data in self._input_ch:
-                if isinstance(data, self._FlushSentinel):
-                    sentences.flush()
-                else:
-                    sentences.push_text(data)
-            sentences.end_input()
 
         async def send(ctx: AsyncioContext) -> None:
             async for sentence in sentences:
@@ -518,28 +372,21 @@ class SynthesizeStream(tts.SynthesizeStream):
 
         tasks: list[asyncio.Task[None]] = []
         try:
-            pool = await self._tts.pool()
-            ctx = await pool.open_context(options=self._opts, timeout=self._conn_options.timeout)
-            async with ctx:
-                tasks = [
-                    asyncio.create_task(read_input()),
-                    asyncio.create_task(send(ctx)),
-                    asyncio.create_task(_speak(ctx, output_emitter, segment=True)),
-                ]
-                # The speaker ends when the server confirmed the close; any failure ends all.
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in (tasks[2], *tasks[:2]):
-                    if task.done() and not task.cancelled() and task.exception() is not None:
-                        task.result()
-                await tasks[2]
-        except trio_tts.TTSError as exc:
-            raise to_api_error(exc) from exc
-        except TimeoutError:
-            raise APITimeoutError() from None
-        except APIError:
-            raise
-        except Exception as exc:
-            raise APIConnectionError(f"Inworld stream failed: {exc!r}") from exc
+            with _api_errors(to_api_error, "Inworld stream failed"):
+                pool = await self._tts.pool()
+                timeout = self._conn_options.timeout
+                ctx = await pool.open_context(options=self._opts, timeout=timeout)
+                async with ctx:
+                    tasks = [
+                        asyncio.create_task(_read_input(self, sentences)),
+                        asyncio.create_task(send(ctx)),
+                        asyncio.create_task(_speak(ctx, output_emitter, segment=True)),
+                    ]
+                    # The speaker ends when the server confirmed the close; any failure ends
+                    # all.
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                    _raise_failed(tasks[2], *tasks[:2])
+                    await tasks[2]
         finally:
             await utils.aio.gracefully_cancel(*tasks)
             await sentences.aclose()

@@ -9,9 +9,10 @@ with aligned transcripts (``TimedString``) from Rime's word timestamps. Otherwis
 As in the official plugin, each TTS does one of the two: ``synthesize()`` of a streaming TTS
 and ``stream()`` of an HTTP one raise ``RuntimeError`` at once.
 
-The machinery is :mod:`bridges.livekit`'s: every TTS of the process with the same endpoint,
-key, options and settings shares one :class:`~bridges.asyncio_adapter.AsyncioPool` (the trio
-engine of the loop is shared by all of them); errors map through
+The machinery is :mod:`bridges.livekit`'s (in ``bridges._livekit_common``): every TTS of the
+process with the same endpoint, key, options and settings shares one
+:class:`~bridges.asyncio_adapter.AsyncioPool` (the trio engine of the loop is shared by all of
+them); errors map through
 :func:`bridges.livekit.to_api_error`. Rime fixes the voice per connection (the options are in
 the URL), so :meth:`TTS.update_options` that changes the URL moves later utterances to
 connections of the new URL and retires the old ones after their utterances
@@ -33,16 +34,13 @@ import contextlib
 import ipaddress
 import os
 import urllib.parse
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any, Final, cast
 
 import trio
 from livekit.agents import (
-    APIConnectionError,
     APIError,
-    APITimeoutError,
     tokenize,
     tts,
     utils,
@@ -67,8 +65,19 @@ from trio_tts.protocols.rime import (
     _is_mist,
 )
 
+from ._livekit_common import (
+    NUM_CHANNELS,
+    _api_errors,
+    _initialize,
+    _pool_key,
+    _PooledTTS,
+    _raise_failed,
+    _read_input,
+    _shared_pool,
+    _SharedPool,
+)
 from .asyncio_adapter import AsyncioContext, AsyncioPool
-from .livekit import _pool_key, _shared_pool, _SharedPool, to_api_error
+from .livekit import to_api_error
 
 __all__ = [
     "RIME_BASE_URL",
@@ -80,7 +89,6 @@ __all__ = [
 
 RIME_BASE_URL: Final = DEFAULT_HTTP_URL
 RIME_WS_BASE_URL: Final = "wss://users-ws.rime.ai"
-NUM_CHANNELS = 1
 MODEL_CODA = "coda"
 MODEL_MIST_V3 = "mistv3"
 DEFAULT_MIST_VOICE = "cove"
@@ -143,12 +151,16 @@ def _changes(**given: Any) -> dict[str, Any]:
     return out
 
 
+def _to_api_error(exc: trio_tts.TTSError) -> APIError:
+    return to_api_error(exc, provider="Rime")
+
+
 def _timed(words: tuple[trio_tts.WordTiming, ...]) -> list[TimedString]:
     # A space after each word, as the official plugin: the transcript concatenates.
     return [TimedString(f"{w.word} ", start_time=w.start, end_time=w.end) for w in words]
 
 
-class TTS(tts.TTS[None]):
+class TTS(_PooledTTS[RimeHTTPClient | None]):
     """Rime text-to-speech for LiveKit Agents, served by a shared trio_tts pool.
 
     Arguments mirror ``livekit.plugins.rime.TTS`` (the ``/ws3`` and HTTP interfaces):
@@ -241,17 +253,15 @@ class TTS(tts.TTS[None]):
         self._allow_custom_endpoint = allow_custom_endpoint
         self._base_url = url
         self._check_url(url, self._opts)  # validate endpoint, key and options now
-        self._pool_settings = {"max_connections": max_connections, **(pool_settings or {})}
-        self._prefetch = prefetch
-        self._shared: _SharedPool[RimeHTTPClient | None] | None = None
+        self._init_pool(
+            max_connections,
+            pool_settings,
+            prefetch,
+            tokenizer if is_given(tokenizer) else tokenize.blingfire.SentenceTokenizer(),
+        )
         # Streams in flight per shared pool: they hold it open after update_options moved on.
         self._leases: dict[_SharedPool[RimeHTTPClient | None], int] = {}
         self._releasing: set[asyncio.Task[None]] = set()
-        self._prewarm_task: asyncio.Task[None] | None = None
-        self._streams = weakref.WeakSet[SynthesizeStream]()
-        self._sentence_tokenizer = (
-            tokenizer if is_given(tokenizer) else tokenize.blingfire.SentenceTokenizer()
-        )
 
     # -- endpoint and pool -------------------------------------------------------------------
 
@@ -415,15 +425,8 @@ class TTS(tts.TTS[None]):
     def prewarm(self) -> None:
         """Open the shared pool and a connection of this TTS's URL in the background
         (nothing for HTTP synthesis, as the official plugin)."""
-        if not self._streaming:
-            return
-        if self._prewarm_task is None or self._prewarm_task.done():
-            self._prewarm_task = asyncio.create_task(self._prewarm(), name="trio_tts.prewarm")
-
-    async def _prewarm(self) -> None:
-        with contextlib.suppress(trio_tts.TTSError):
-            pool = await self.pool()
-            await pool.prewarm()
+        if self._streaming:
+            super().prewarm()
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
@@ -455,21 +458,14 @@ class TTS(tts.TTS[None]):
                 "Rime TTS streaming requires use_websocket=True (or a ws:// or wss:// base_url)"
                 " at construction time"
             )
-        stream = SynthesizeStream(tts=self, conn_options=conn_options)
-        self._streams.add(stream)
-        return stream
+        return self._track(SynthesizeStream(tts=self, conn_options=conn_options))
+
+    async def _let_go(self, shared: _SharedPool[RimeHTTPClient | None]) -> None:
+        self._release(shared)  # streams may still hold it: aclose waits for the release
 
     async def aclose(self) -> None:
         """Close this TTS's streams; the last user of a shared pool closes it."""
-        if self._prewarm_task is not None:
-            await utils.aio.cancel_and_wait(self._prewarm_task)
-            self._prewarm_task = None
-        for stream in list(self._streams):
-            await stream.aclose()
-        self._streams.clear()
-        shared, self._shared = self._shared, None
-        if shared is not None:
-            self._release(shared)
+        await super().aclose()
         while self._releasing:
             await asyncio.gather(*self._releasing, return_exceptions=True)
 
@@ -492,12 +488,7 @@ class ChunkedStream(tts.ChunkedStream):
         self._opts = tts.options
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=self._opts.sample_rate,
-            num_channels=NUM_CHANNELS,
-            mime_type="audio/pcm",
-        )
+        _initialize(output_emitter, self._opts.sample_rate, "audio/pcm")
         if not self._input_text.strip():
             return  # nothing to say: no request, no audio
 
@@ -507,21 +498,11 @@ class ChunkedStream(tts.ChunkedStream):
                     async for audio in chunks:
                         output_emitter.push(audio.data)
 
-        try:
+        with _api_errors(_to_api_error, "Rime HTTP request failed", too_slow=True):
             async with self._tts._lease() as shared:
                 pool = await shared.get()
                 assert shared.http is not None  # an HTTP TTS (synthesize() checked)
                 await pool.run(partial(fetch, shared.http))
-        except trio.TooSlowError:
-            raise APITimeoutError() from None
-        except trio_tts.TTSError as exc:
-            raise to_api_error(exc, provider="Rime") from exc
-        except TimeoutError:
-            raise APITimeoutError() from None
-        except APIError:
-            raise
-        except Exception as exc:
-            raise APIConnectionError(f"Rime HTTP request failed: {exc!r}") from exc
 
 
 class SynthesizeStream(tts.SynthesizeStream):
@@ -534,22 +515,8 @@ class SynthesizeStream(tts.SynthesizeStream):
         self._opts = tts.options
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=self._opts.sample_rate,
-            num_channels=NUM_CHANNELS,
-            mime_type="audio/pcm",
-            stream=True,
-        )
+        _initialize(output_emitter, self._opts.sample_rate, "audio/pcm", stream=True)
         sentences = self._tts._sentence_tokenizer.stream()
-
-        async def read_input() -> None:
-            async for data in self._input_ch:
-                if isinstance(data, self._FlushSentinel):
-                    sentences.flush()
-                else:
-                    sentences.push_text(data)
-            sentences.end_input()
 
         async def send(ctx: AsyncioContext, first: str) -> None:
             await ctx.send_text(first + " ")  # a space between sentences, as the official
@@ -574,52 +541,43 @@ class SynthesizeStream(tts.SynthesizeStream):
         tasks: list[asyncio.Task[Any]] = []
         opening: asyncio.Task[AsyncioContext] | None = None
         try:
-            async with self._tts._lease() as shared:
-                try:
-                    pool = await shared.get()
-                    # Take a connection while the first sentence forms (a cold one connects).
-                    # (AsyncioPool is annotated with Inworld's options; it forwards any.)
-                    options = cast(trio_tts.VoiceOptions, self._opts)
-                    opening = asyncio.create_task(
-                        pool.open_context(options=options, timeout=self._conn_options.timeout)
-                    )
-                    tasks.append(asyncio.create_task(read_input()))
-                    waiting = asyncio.create_task(anext(aiter(sentences), None))
-                    tasks.append(waiting)  # cancelled with the rest on the way out
-                    # A failure to get a connection (a rejected key ...) surfaces at once, not
-                    # when the first sentence is complete.
-                    await asyncio.wait([waiting, opening], return_when=asyncio.FIRST_COMPLETED)
-                    if opening.done() and not opening.cancelled() and opening.exception():
-                        opening.result()
-                    first = await waiting
-                    if first is None:  # no text at all: finish now, no audio, nothing sent
-                        await tasks[0]
-                        return
-                    ctx = await opening
-                    opening = None
-                    async with ctx:
-                        speaker = asyncio.create_task(speak(ctx))
-                        work = [tasks[0], asyncio.create_task(send(ctx, first.token)), speaker]
-                        tasks += work[1:]
-                        # The speaker ends when the server confirmed the close; any failure
-                        # ends all.
-                        await asyncio.wait(work, return_when=asyncio.FIRST_EXCEPTION)
-                        for task in (speaker, *work[:2]):
-                            if task.done() and not task.cancelled() and task.exception():
-                                task.result()
-                        await speaker
-                finally:
-                    # Before the lease ends: the pool may close with it.
-                    if opening is not None:
-                        await _discard(opening)
-                    await utils.aio.gracefully_cancel(*tasks)
-        except trio_tts.TTSError as exc:
-            raise to_api_error(exc, provider="Rime") from exc
-        except TimeoutError:
-            raise APITimeoutError() from None
-        except APIError:
-            raise
-        except Exception as exc:
-            raise APIConnectionError(f"Rime stream failed: {exc!r}") from exc
+            with _api_errors(_to_api_error, "Rime stream failed"):
+                async with self._tts._lease() as shared:
+                    try:
+                        pool = await shared.get()
+                        # Take a connection while the first sentence forms (a cold one connects).
+                        # (AsyncioPool is annotated with Inworld's options; it forwards any.)
+                        options = cast(trio_tts.VoiceOptions, self._opts)
+                        opening = asyncio.create_task(
+                            pool.open_context(options=options, timeout=self._conn_options.timeout)
+                        )
+                        tasks.append(asyncio.create_task(_read_input(self, sentences)))
+                        waiting = asyncio.create_task(anext(aiter(sentences), None))
+                        tasks.append(waiting)  # cancelled with the rest on the way out
+                        # A failure to get a connection (a rejected key ...) surfaces at once, not
+                        # when the first sentence is complete.
+                        await asyncio.wait([waiting, opening], return_when=asyncio.FIRST_COMPLETED)
+                        if opening.done() and not opening.cancelled() and opening.exception():
+                            opening.result()
+                        first = await waiting
+                        if first is None:  # no text at all: finish now, no audio, nothing sent
+                            await tasks[0]
+                            return
+                        ctx = await opening
+                        opening = None
+                        async with ctx:
+                            speaker = asyncio.create_task(speak(ctx))
+                            work = [tasks[0], asyncio.create_task(send(ctx, first.token)), speaker]
+                            tasks += work[1:]
+                            # The speaker ends when the server confirmed the close; any failure
+                            # ends all.
+                            await asyncio.wait(work, return_when=asyncio.FIRST_EXCEPTION)
+                            _raise_failed(speaker, *work[:2])
+                            await speaker
+                    finally:
+                        # Before the lease ends: the pool may close with it.
+                        if opening is not None:
+                            await _discard(opening)
+                        await utils.aio.gracefully_cancel(*tasks)
         finally:
             await sentences.aclose()

@@ -326,7 +326,17 @@ def test_wrong_key_is_api_status_error_401() -> None:
 
 def test_error_frame_is_retryable_and_the_framework_retry_recovers(srv: ServerThread) -> None:
     """Rime's ``error`` frame fails the utterance (500, retryable); LiveKit retries it."""
-    srv.set_faults(context_error=ContextErrorFault(lambda index, cid: index == 0, 13, "busy"))
+    failed: list[str] = []
+
+    def first_utterance_only(index: int, cid: str) -> bool:
+        # Once for the whole server: the retry may land on a new connection, whose own
+        # create index starts at 0 again.
+        if failed:
+            return False
+        failed.append(cid)
+        return True
+
+    srv.set_faults(context_error=ContextErrorFault(first_utterance_only, 13, "busy"))
 
     async def main() -> None:
         async with ws_tts(srv) as t:

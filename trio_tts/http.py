@@ -37,8 +37,8 @@ import json
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, Final, NoReturn
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final, Generic, NoReturn, TypeVar
 
 import attrs
 import httpx
@@ -226,6 +226,85 @@ def _raise_for_status(response: httpx.Response, request: str) -> NoReturn:
     )
 
 
+async def _collect(
+    chunks: AbstractAsyncContextManager[AsyncIterator[Audio]],
+) -> tuple[bytes, tuple[WordTiming, ...], float | None]:
+    """All the audio and word timings of a request's ``stream()``, and the seconds to its
+    first chunk."""
+    start = trio.current_time()
+    first: float | None = None
+    pieces: list[bytes] = []
+    words: list[WordTiming] = []
+    async with chunks as audios:
+        async for audio in audios:
+            if first is None:
+                first = trio.current_time() - start
+            pieces.append(audio.data)
+            words.extend(audio.words)
+    return b"".join(pieces), tuple(words), first
+
+
+OptionsT = TypeVar("OptionsT", VoiceOptions, RimeOptions)
+
+
+class _HTTPClientBase(trio.abc.AsyncResource, Generic[OptionsT]):
+    """What the HTTP clients share: the httpx client, default options, ``repr`` and close."""
+
+    _options_type: type[OptionsT]
+    #: The name and the endpoint attribute shown by ``repr``.
+    _repr_name: str
+    _endpoint_attr: str
+    defaults: OptionsT
+
+    def _setup(
+        self,
+        api_key: str | None,
+        headers: dict[str, str],
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None,
+        **client: Any,
+    ) -> None:
+        self._has_key = api_key is not None
+        self._client = httpx.AsyncClient(
+            headers=headers, timeout=timeout, transport=transport, **client
+        )
+
+    def __repr__(self) -> str:
+        key = "***" if self._has_key else "None"
+        endpoint = getattr(self, self._endpoint_attr)
+        return f"{self._repr_name}(api_key={key}, {self._endpoint_attr}={endpoint!r})"
+
+    async def aclose(self) -> None:
+        """Close the connection pool; idempotent."""
+        with trio.CancelScope(shield=True):
+            await self._client.aclose()
+
+    def _options(self, options: OptionsT | None, overrides: dict[str, Any]) -> OptionsT:
+        base = options if options is not None else self.defaults
+        if not isinstance(base, self._options_type):
+            name = self._options_type.__name__
+            raise InvalidOptions(f"options: expected {name}, got {type(base).__name__}")
+        return base.replace(**overrides) if overrides else base
+
+    @asynccontextmanager
+    async def _post(self, request: str, url: str, **kw: Any) -> AsyncIterator[httpx.Response]:
+        """``POST`` to ``url``: the response, its error status and transport failures
+        raised as the engine's errors (``request`` names it in their messages)."""
+        try:
+            async with self._client.stream("POST", url, **kw) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    _raise_for_status(response, request)
+                yield response
+        except httpx.TransportError as exc:
+            raise _lost(request, exc) from None
+
+
+def _check_text(text: object) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidOptions("text: must be a non-empty string")
+
+
 class AudioStream:
     """The audio of one ``voice:stream`` request, as it arrives (``async for audio in s``).
 
@@ -296,7 +375,7 @@ class AudioStream:
         return Audio(self.request_id, data, words)
 
 
-class HTTPClient(trio.abc.AsyncResource):
+class HTTPClient(_HTTPClientBase[VoiceOptions]):
     """A client of Inworld's HTTP TTS API (or the local speech server's).
 
     Args:
@@ -311,6 +390,10 @@ class HTTPClient(trio.abc.AsyncResource):
         InvalidOptions: a URL that is not http(s), an empty key, a non-positive timeout.
     """
 
+    _options_type = VoiceOptions
+    _repr_name = "HTTPClient"
+    _endpoint_attr = "base_url"
+
     def __init__(
         self,
         api_key: str | None = None,
@@ -324,10 +407,7 @@ class HTTPClient(trio.abc.AsyncResource):
         self.base_url = f"{parts.scheme}://{parts.netloc}"
         self.defaults = defaults if defaults is not None else VoiceOptions()
         headers = {"Authorization": f"Basic {api_key}"} if api_key is not None else {}
-        self._has_key = api_key is not None
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
-        )
+        self._setup(api_key, headers, timeout, transport, base_url=self.base_url)
 
     @classmethod
     def from_env(
@@ -337,21 +417,6 @@ class HTTPClient(trio.abc.AsyncResource):
         import os
 
         return cls(os.environ.get(variable) or None, base_url=base_url, **kw)
-
-    def __repr__(self) -> str:
-        key = "***" if self._has_key else "None"
-        return f"HTTPClient(api_key={key}, base_url={self.base_url!r})"
-
-    async def aclose(self) -> None:
-        """Close the connection pool; idempotent."""
-        with trio.CancelScope(shield=True):
-            await self._client.aclose()
-
-    def _options(self, options: VoiceOptions | None, overrides: dict[str, Any]) -> VoiceOptions:
-        base = options if options is not None else self.defaults
-        if not isinstance(base, VoiceOptions):
-            raise InvalidOptions(f"options: expected VoiceOptions, got {type(base).__name__}")
-        return base.replace(**overrides) if overrides else base
 
     @asynccontextmanager
     async def stream(
@@ -371,40 +436,24 @@ class HTTPClient(trio.abc.AsyncResource):
             ConnectionLost: the request could not be sent or the body was cut short.
         """
         opts = self._options(options, overrides)
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidOptions("text: must be a non-empty string")
+        _check_text(text)
         request_id = uuid.uuid4().hex
         request = f"POST {STREAM_PATH}"
-        try:
-            async with self._client.stream(
-                "POST",
-                STREAM_PATH,
-                json=request_body(text, opts),
-                headers={"X-Request-Id": request_id},
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    _raise_for_status(response, request)
-                yield AudioStream(response, request_id, opts, request)
-        except httpx.TransportError as exc:
-            raise _lost(request, exc) from None
+        async with self._post(
+            request,
+            STREAM_PATH,
+            json=request_body(text, opts),
+            headers={"X-Request-Id": request_id},
+        ) as response:
+            yield AudioStream(response, request_id, opts, request)
 
     async def synthesize(
         self, text: str, *, options: VoiceOptions | None = None, **overrides: Any
     ) -> Synthesis:
         """Synthesise ``text`` and return all of its audio (see :meth:`stream`)."""
         opts = self._options(options, overrides)
-        start = trio.current_time()
-        first: float | None = None
-        pieces: list[bytes] = []
-        words: list[WordTiming] = []
-        async with self.stream(text, options=opts) as chunks:
-            async for audio in chunks:
-                if first is None:
-                    first = trio.current_time() - start
-                pieces.append(audio.data)
-                words.extend(audio.words)
-        return Synthesis(b"".join(pieces), opts.sample_rate, opts.encoding, tuple(words), first)
+        audio, words, first = await _collect(self.stream(text, options=opts))
+        return Synthesis(audio, opts.sample_rate, opts.encoding, words, first)
 
     async def voices(self, language: str | None = None) -> list[Voice]:
         """The voices the service offers (``GET /tts/v1/voices``), optionally one language's.
@@ -452,7 +501,7 @@ def _voice(row: Any) -> Voice:
 # ------------------------------------------------------------------------------------- Rime
 
 
-class RimeHTTPClient(trio.abc.AsyncResource):
+class RimeHTTPClient(_HTTPClientBase[RimeOptions]):
     """A client of Rime's one-shot HTTP synthesis (``POST /v1/rime-tts``), or the local
     server's: the path livekit-plugins-rime keeps for ``use_websocket=False``.
 
@@ -481,6 +530,10 @@ class RimeHTTPClient(trio.abc.AsyncResource):
         InvalidOptions: a URL that is not http(s), an empty key, a non-positive timeout.
     """
 
+    _options_type = RimeOptions
+    _repr_name = "RimeHTTPClient"
+    _endpoint_attr = "url"
+
     def __init__(
         self,
         api_key: str | None = None,
@@ -496,23 +549,7 @@ class RimeHTTPClient(trio.abc.AsyncResource):
         headers = {"Accept": "audio/pcm"}
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._has_key = api_key is not None
-        self._client = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport)
-
-    def __repr__(self) -> str:
-        key = "***" if self._has_key else "None"
-        return f"RimeHTTPClient(api_key={key}, url={self.url!r})"
-
-    async def aclose(self) -> None:
-        """Close the connection pool; idempotent."""
-        with trio.CancelScope(shield=True):
-            await self._client.aclose()
-
-    def _options(self, options: RimeOptions | None, overrides: dict[str, Any]) -> RimeOptions:
-        base = options if options is not None else self.defaults
-        if not isinstance(base, RimeOptions):
-            raise InvalidOptions(f"options: expected RimeOptions, got {type(base).__name__}")
-        return base.replace(**overrides) if overrides else base
+        self._setup(api_key, headers, timeout, transport)
 
     @asynccontextmanager
     async def stream(
@@ -526,38 +563,22 @@ class RimeHTTPClient(trio.abc.AsyncResource):
             ContextFailed, RequestRejected, ConnectionLost, ProtocolError: see the class.
         """
         opts = self._options(options, overrides)
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidOptions("text: must be a non-empty string")
+        _check_text(text)
         request = "POST rime-tts"
         request_id = uuid.uuid4().hex
-        try:
-            async with self._client.stream(
-                "POST", self.url, json=http_request_body(text, opts)
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    _raise_for_status(response, request)
-                kind = response.headers.get("content-type", "")
-                if not kind.startswith("audio/"):
-                    raise ProtocolError(f"{request}: expected audio, got {_short(kind, 40)!r}")
-                yield _rime_audio(response, request_id, request)
-        except httpx.TransportError as exc:
-            raise _lost(request, exc) from None
+        async with self._post(request, self.url, json=http_request_body(text, opts)) as response:
+            kind = response.headers.get("content-type", "")
+            if not kind.startswith("audio/"):
+                raise ProtocolError(f"{request}: expected audio, got {_short(kind, 40)!r}")
+            yield _rime_audio(response, request_id, request)
 
     async def synthesize(
         self, text: str, *, options: RimeOptions | None = None, **overrides: Any
     ) -> Synthesis:
         """Synthesise ``text`` and return all of its audio (see :meth:`stream`)."""
         opts = self._options(options, overrides)
-        start = trio.current_time()
-        first: float | None = None
-        pieces: list[bytes] = []
-        async with self.stream(text, options=opts) as chunks:
-            async for audio in chunks:
-                if first is None:
-                    first = trio.current_time() - start
-                pieces.append(audio.data)
-        return Synthesis(b"".join(pieces), opts.sample_rate, AudioEncoding.PCM, (), first)
+        audio, _, first = await _collect(self.stream(text, options=opts))
+        return Synthesis(audio, opts.sample_rate, AudioEncoding.PCM, (), first)
 
 
 async def _rime_audio(

@@ -1,0 +1,237 @@
+"""What the LiveKit plugins (:mod:`bridges.livekit`, :mod:`bridges.livekit_rime`) share: the
+process-wide pool registry, the pooled ``TTS`` machinery (prewarm, stream tracking, close) and
+the helpers of their streams. Each plugin keeps its provider's options and protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+import trio
+from livekit.agents import APIConnectionError, APIError, APITimeoutError, tokenize, tts, utils
+
+import trio_tts
+
+from .asyncio_adapter import AsyncioPool
+
+NUM_CHANNELS = 1
+
+H = TypeVar("H", bound=trio.abc.AsyncResource | None)
+S = TypeVar("S", bound=tts.SynthesizeStream)
+
+
+class _SharedPool(Generic[H]):
+    """One AsyncioPool per (loop, endpoint, key, settings), shared by the process's TTSes,
+    and the HTTP client of one-shot synthesis (``trio_tts.http``; None: the provider has
+    none) in the same trio run.
+
+    ``users`` counts the holders (each TTS using it, and anything else that called
+    :meth:`acquire`); the last :meth:`release` closes the pool and the HTTP client."""
+
+    def __init__(self, key: tuple[Any, ...], pool: AsyncioPool, http: H) -> None:
+        self.key = key
+        self.pool = pool
+        self.http = http
+        self.users = 0
+        self._opening: asyncio.Task[None] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """The pool has opened (and is not closed yet): its synchronous API may be used."""
+        opening = self._opening
+        return (
+            opening is not None
+            and opening.done()
+            and not opening.cancelled()
+            and opening.exception() is None
+        )
+
+    async def get(self) -> AsyncioPool:
+        if self._opening is None or (self._opening.done() and self._opening.exception()):
+            self._opening = asyncio.create_task(self.pool.open(), name="trio_tts.open_pool")
+        await asyncio.shield(self._opening)
+        return self.pool
+
+    def acquire(self) -> _SharedPool[H]:
+        """One more holder; pair with :meth:`release`."""
+        self.users += 1
+        return self
+
+    def rekey(self, key: tuple[Any, ...]) -> bool:
+        """File this pool under ``key`` (its defaults changed); False if ``key`` is taken."""
+        if key == self.key:
+            return True
+        if key in _SHARED:
+            return False
+        if _SHARED.get(self.key) is self:
+            del _SHARED[self.key]
+        self.key = key
+        _SHARED[key] = self
+        return True
+
+    async def release(self) -> None:
+        self.users -= 1
+        if self.users > 0:
+            return
+        if _SHARED.get(self.key) is self:
+            del _SHARED[self.key]
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            with contextlib.suppress(Exception):
+                await opening
+                if self.http is not None:
+                    await self.pool.run(self.http.aclose)
+            await self.pool.aclose()
+
+
+_SHARED: dict[tuple[Any, ...], _SharedPool[Any]] = {}
+
+
+def _pool_key(
+    endpoint: tuple[Any, ...], settings: Mapping[str, Any], prefetch: int
+) -> tuple[Any, ...]:
+    """The identity of a shared pool on the running loop: the provider's endpoint (URL,
+    credential ...), the read-ahead and the pool settings (compared by ``repr``)."""
+    return (
+        id(asyncio.get_running_loop()),
+        *endpoint,
+        prefetch,
+        tuple(sorted((k, repr(v)) for k, v in settings.items())),
+    )
+
+
+def _shared_pool(
+    key: tuple[Any, ...],
+    provider: Callable[[], trio_tts.Provider[Any]],
+    http: Callable[[], H],
+    settings: Mapping[str, Any],
+    prefetch: int,
+) -> _SharedPool[H]:
+    """The shared pool filed under ``key`` (see :func:`_pool_key`), made on first use from
+    the ``provider`` and ``http`` factories, with one more user."""
+    shared = _SHARED.get(key)
+    if shared is None:
+        pool = AsyncioPool(provider(), prefetch=prefetch, **settings)
+        shared = _SHARED[key] = _SharedPool(key, pool, http())
+    shared.users += 1
+    return shared
+
+
+class _PooledTTS(tts.TTS[None], Generic[H]):
+    """The part of a plugin's ``TTS`` that manages its shared pool, prewarm and streams.
+
+    A subclass calls :meth:`_init_pool` in its constructor and implements :meth:`_acquire`
+    (this TTS's shared pool, made on first use)."""
+
+    _shared: _SharedPool[H] | None
+
+    def _init_pool(
+        self,
+        max_connections: int,
+        pool_settings: Mapping[str, Any] | None,
+        prefetch: int,
+        sentence_tokenizer: tokenize.SentenceTokenizer,
+    ) -> None:
+        self._pool_settings = {"max_connections": max_connections, **(pool_settings or {})}
+        self._prefetch = prefetch
+        self._shared = None
+        self._prewarm_task: asyncio.Task[None] | None = None
+        self._streams = weakref.WeakSet[tts.SynthesizeStream]()
+        self._sentence_tokenizer = sentence_tokenizer
+
+    def _acquire(self) -> _SharedPool[H]:
+        raise NotImplementedError
+
+    async def pool(self) -> AsyncioPool:
+        """The process's shared pool for this endpoint, opened on first use."""
+        return await self._acquire().get()
+
+    def prewarm(self) -> None:
+        """Open the shared pool and its first connection in the background."""
+        if self._prewarm_task is None or self._prewarm_task.done():
+            self._prewarm_task = asyncio.create_task(self._prewarm(), name="trio_tts.prewarm")
+
+    async def _prewarm(self) -> None:
+        with contextlib.suppress(trio_tts.TTSError):
+            pool = await self.pool()
+            await pool.prewarm()
+
+    def _track(self, stream: S) -> S:
+        """``stream``, closed with this TTS."""
+        self._streams.add(stream)
+        return stream
+
+    async def _let_go(self, shared: _SharedPool[H]) -> None:
+        """Give up this TTS's hold on ``shared`` (on :meth:`aclose`)."""
+        await shared.release()
+
+    async def aclose(self) -> None:
+        """Close this TTS's streams; the last TTS using the shared pool closes it."""
+        if self._prewarm_task is not None:
+            await utils.aio.cancel_and_wait(self._prewarm_task)
+            self._prewarm_task = None
+        for stream in list(self._streams):
+            await stream.aclose()
+        self._streams.clear()
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            await self._let_go(shared)
+
+
+def _initialize(
+    emitter: tts.AudioEmitter, sample_rate: int, mime_type: str, *, stream: bool = False
+) -> None:
+    """Start ``emitter`` for a new request (mono audio)."""
+    emitter.initialize(
+        request_id=utils.shortuuid(),
+        sample_rate=sample_rate,
+        num_channels=NUM_CHANNELS,
+        mime_type=mime_type,
+        stream=stream,
+    )
+
+
+async def _read_input(stream: tts.SynthesizeStream, sentences: tokenize.SentenceStream) -> None:
+    """Feed the agent's text (and flushes) from ``stream``'s input into ``sentences``."""
+    async for data in stream._input_ch:
+        if isinstance(data, stream._FlushSentinel):
+            sentences.flush()
+        else:
+            sentences.push_text(data)
+    sentences.end_input()
+
+
+def _raise_failed(*tasks: asyncio.Task[Any]) -> None:
+    """Re-raise the exception of the first of ``tasks`` that failed, if any."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            task.result()
+
+
+@contextlib.contextmanager
+def _api_errors(
+    to_api_error: Callable[[trio_tts.TTSError], APIError],
+    failure: str,
+    *,
+    too_slow: bool = False,
+) -> Iterator[None]:
+    """Raise what fails in the block as LiveKit's ``APIError`` family: ``trio_tts`` errors
+    through ``to_api_error``, timeouts (with ``too_slow``, trio's too) as
+    ``APITimeoutError``, anything else as ``APIConnectionError("<failure>: <exc>")``."""
+    try:
+        yield
+    except trio.TooSlowError as exc:
+        if not too_slow:
+            raise APIConnectionError(f"{failure}: {exc!r}") from exc
+        raise APITimeoutError() from None
+    except trio_tts.TTSError as exc:
+        raise to_api_error(exc) from exc
+    except TimeoutError:
+        raise APITimeoutError() from None
+    except APIError:
+        raise
+    except Exception as exc:
+        raise APIConnectionError(f"{failure}: {exc!r}") from exc
