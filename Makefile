@@ -15,7 +15,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m trio_tts.demo
+	$(BIN)/python -m trio_tts.cli.demo
 
 test: $(STAMP) redis
 	$(BIN)/ruff check trio_tts bridges tests benchmarks examples

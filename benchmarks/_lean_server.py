@@ -28,7 +28,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from trio_tts.server import _inworld_proto as proto
+from trio_tts.server.inworld import proto
 
 _LOG = logging.Logger("bench.lean", level=logging.CRITICAL + 1)
 

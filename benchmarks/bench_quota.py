@@ -23,7 +23,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio_tts
-from trio_tts._redis_server import RedisServer
+from trio_tts.testing.redis_server import RedisServer
 
 
 def pct(values: list[float], q: float) -> float:

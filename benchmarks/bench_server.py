@@ -46,11 +46,11 @@ from trio_tts.server import (
     LocalServer,
     ServerConfig,
     _app,
-    _chunks,
-    _session,
     open_server,
 )
-from trio_tts.server import _inworld_proto as proto
+from trio_tts.server.inworld import chunks as _chunks
+from trio_tts.server.inworld import proto
+from trio_tts.server.inworld import session as _session
 
 _PLACEHOLDER = "@@CONTEXT-ID@@"
 

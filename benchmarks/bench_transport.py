@@ -7,7 +7,7 @@ Run: ``.venv/bin/python benchmarks/bench_transport.py``. Prints three tables:
 (b) Decoding the JSON + base64: ``json.loads`` + ``base64.b64decode`` vs a typed msgspec
     decoder (and the whole ``InworldCodec.receive``).
 (c) End to end over a real loopback socket: client-process CPU and wall time per message
-    for ``trio_tts._transport`` vs trio-websocket (defaults; 16-message queue + 256 KiB
+    for ``trio_tts._core.transport`` vs trio-websocket (defaults; 16-message queue + 256 KiB
     reads). The server is a separate process that writes pre-built frames, so the CPU
     measured is the client's alone. Each message is also decoded by ``InworldCodec``.
 """
@@ -135,7 +135,7 @@ def bench_framing() -> list[tuple[str, float]]:
 def bench_decoding() -> list[tuple[str, float]]:
     import msgspec
 
-    from trio_tts.protocols.inworld import _DECODER, InworldCodec
+    from trio_tts.providers.inworld.protocol import _DECODER, InworldCodec
 
     frames = [inworld_frame(i) for i in range(200)]
 
@@ -217,8 +217,8 @@ async def _serve(port_out: Callable[[int], None]) -> None:
 
 
 async def _client_ours(url: str, turns: int) -> None:
-    from trio_tts._transport import connect
-    from trio_tts.protocols.inworld import InworldCodec
+    from trio_tts._core.transport import connect
+    from trio_tts.providers.inworld.protocol import InworldCodec
 
     codec = InworldCodec()
     ws = await connect(url, [])
@@ -233,7 +233,7 @@ def _client_tw(queue: int, read: int) -> Callable[[str, int], Awaitable[None]]:
     async def run(url: str, turns: int) -> None:
         import trio_websocket
 
-        from trio_tts.protocols.inworld import InworldCodec
+        from trio_tts.providers.inworld.protocol import InworldCodec
 
         codec = InworldCodec()
         async with trio_websocket.open_websocket_url(

@@ -1,6 +1,6 @@
 """Driver: the raw ceiling — the thinnest client on the same transport, no pool logic.
 
-``trio_tts._transport`` (websockets' sans-io protocol over trio) and the same msgspec Inworld
+``trio_tts._core.transport`` (websockets' sans-io protocol over trio) and the same msgspec Inworld
 codec, but no allocator, actors, replay or slot accounting: 20 connections opened up front,
 worker ``w`` always uses connection ``w % 20`` behind a 5-slot semaphore, one reader task per
 connection hands each audio chunk straight to the waiting worker. A lost connection fails its
@@ -21,8 +21,8 @@ import _harness as h
 from driver_trio import OPTIONS
 
 from trio_tts import ConnectionLost, InworldProvider, TTSError
-from trio_tts._events import Audio, ContextClosed, ContextError
-from trio_tts._transport import WebSocketTransport, connect
+from trio_tts._core.events import Audio, ContextClosed, ContextError
+from trio_tts._core.transport import WebSocketTransport, connect
 
 
 class _Open:

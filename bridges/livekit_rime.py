@@ -56,7 +56,7 @@ from livekit.agents.utils import is_given
 
 import trio_tts
 from trio_tts.http import RimeHTTPClient
-from trio_tts.protocols.rime import (
+from trio_tts.providers.rime.protocol import (
     _ARCANA_FIELDS,
     _MIST_FIELDS,
     DEFAULT_HTTP_URL,

@@ -13,8 +13,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from trio_tts._allocator import Allocator, Close, ConnState, Fail, Open, Ready, Request
-from trio_tts._errors import HandshakeRejected, PoolClosed
+from trio_tts._core.allocator import Allocator, Close, ConnState, Fail, Open, Ready, Request
+from trio_tts._core.errors import HandshakeRejected, PoolClosed
 
 _ids = itertools.count()
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import trio
 
-from trio_tts.cli import split_sentences
+from trio_tts.cli.main import split_sentences
 from trio_tts.server import VOICES, EspeakSynthesizer, tone_pcm
 
 TIMEOUT = 60

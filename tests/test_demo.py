@@ -1,4 +1,4 @@
-"""``make demo`` (``python -m trio_tts.demo``) in a subprocess: a real WAV with real speech."""
+"""``make demo`` (``python -m trio_tts.cli.demo``) in a subprocess: a real WAV with real speech."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import trio
 
-from trio_tts.demo import PARAGRAPH
+from trio_tts.cli.demo import PARAGRAPH
 from trio_tts.server import EspeakSynthesizer
 
 TIMEOUT = 60
@@ -23,7 +23,7 @@ def test_demo_writes_out_demo_wav_and_reports_timings(tmp_path: Path) -> None:
     # A key in the environment must not send the demo to the real service.
     env = {**os.environ, "INWORLD_API_KEY": "not-a-real-key-for-the-demo"}
     result = subprocess.run(
-        [sys.executable, "-m", "trio_tts.demo"],
+        [sys.executable, "-m", "trio_tts.cli.demo"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

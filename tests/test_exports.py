@@ -15,20 +15,21 @@ def test_every_public_name_is_reexported_from_a_private_module() -> None:
     for name in public:
         obj = getattr(trio_tts, name)
         if inspect.ismodule(obj):
-            assert name in ("protocols", "server", "testing", "http", "cli", "demo"), name
+            assert name in ("providers", "server", "testing", "http", "cli", "fleet"), name
             continue
         if name == "__version__":
             continue
         module = getattr(obj, "__module__", "")
         assert module.startswith("trio_tts."), (name, module)
-        leaf = module.rsplit(".", 1)[-1]
-        assert leaf.startswith("_") or module.startswith("trio_tts.protocols"), (name, module)
+        # Defined in the private core or a provider package, never in a public module.
+        allowed = ("trio_tts._core.", "trio_tts.providers.", "trio_tts.fleet.")
+        assert module.startswith(allowed), (name, module)
         assert obj.__doc__, f"{name} has no docstring"
 
 
 def test_private_modules_do_not_leak_names_through_all() -> None:
-    for mod in ("_pool", "_context", "_errors", "_options", "_events", "_quota", "_text"):
-        module = importlib.import_module(f"trio_tts.{mod}")
+    for mod in ("pool", "context", "errors", "options", "events", "quota", "text"):
+        module = importlib.import_module(f"trio_tts._core.{mod}")
         for name in getattr(module, "__all__", []):
             assert not name.startswith("_"), (mod, name)
 

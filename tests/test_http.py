@@ -36,7 +36,7 @@ def _rms(pcm: bytes) -> float:
 
 
 def _wav_header(n: int, rate: int) -> bytes:
-    from trio_tts.server._inworld_proto import wav_header
+    from trio_tts.server.inworld.proto import wav_header
 
     return wav_header(n, rate)
 

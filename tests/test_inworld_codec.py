@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from trio_tts._errors import InvalidOptions, ProtocolError
-from trio_tts._events import (
+from trio_tts._core.errors import InvalidOptions, ProtocolError
+from trio_tts._core.events import (
     Audio,
     ConnectionErrorEvent,
     ContextClosed,
@@ -19,8 +19,8 @@ from trio_tts._events import (
     Usage,
     WordTiming,
 )
-from trio_tts._options import VoiceOptions
-from trio_tts.protocols.inworld import InworldCodec, InworldProvider, strip_wav_header
+from trio_tts._core.options import VoiceOptions
+from trio_tts.providers.inworld.protocol import InworldCodec, InworldProvider, strip_wav_header
 
 PCM = bytes(range(256)) * 8
 

@@ -20,8 +20,8 @@ import trio
 import trio.testing
 
 import trio_tts
-from trio_tts._redis_server import RedisServer, RedisServerMissing
 from trio_tts.server import ServerConfig, open_server
+from trio_tts.testing.redis_server import RedisServer, RedisServerMissing
 
 from helpers import PCM, expected, provider_for, turn
 

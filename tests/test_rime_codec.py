@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 
 import trio_tts
-from trio_tts._events import (
+from trio_tts._core.events import (
     Audio,
     ConnectionErrorEvent,
     ContextClosed,
@@ -16,7 +16,7 @@ from trio_tts._events import (
     FlushCompleted,
     WordTiming,
 )
-from trio_tts.protocols.rime import (
+from trio_tts.providers.rime.protocol import (
     RimeCodec,
     RimeOptions,
     RimeProvider,

@@ -15,10 +15,10 @@ import pytest
 import trio
 
 import trio_tts
-from trio_tts import _transport
-from trio_tts._events import Audio, ContextClosed, FlushCompleted
+from trio_tts._core import transport as _transport
+from trio_tts._core.events import Audio, ContextClosed, FlushCompleted
 from trio_tts.http import RimeHTTPClient
-from trio_tts.protocols.rime import RimeCodec, RimeOptions, RimeProvider
+from trio_tts.providers.rime.protocol import RimeCodec, RimeOptions, RimeProvider
 from trio_tts.server import LocalServer, ServerConfig, open_server, tone_pcm
 
 RATE = 24000
@@ -205,7 +205,7 @@ def test_official_livekit_rime_plugin_streams_through_the_local_server() -> None
 async def test_cli_speak_with_provider_rime(tmp_path: Path) -> None:
     import wave
 
-    from trio_tts.cli import speak
+    from trio_tts.cli.main import speak
 
     text = "First sentence here. Second one! And a third?"
     sentences = ["First sentence here.", "Second one!", "And a third?"]

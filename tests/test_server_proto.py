@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from trio_tts.server import _inworld_proto as proto
+from trio_tts.server.inworld import proto
 
 # Exactly what livekit-plugins-inworld 1.8.9 sends (camelCase, `bitrate`, autoMode on).
 LIVEKIT_CREATE = {

@@ -15,9 +15,9 @@ import trio
 from test_server import TIMEOUT, client, recv, send, tone
 
 from trio_tts import VoiceOptions
-from trio_tts.protocols.inworld import InworldCodec
-from trio_tts.server import _inworld_proto as proto
+from trio_tts.providers.inworld.protocol import InworldCodec
 from trio_tts.server import open_server
+from trio_tts.server.inworld import proto
 
 
 def snake(value: Any) -> Any:

@@ -10,8 +10,8 @@ import trio
 import trio_websocket
 from websockets.server import ServerProtocol
 
-from trio_tts._errors import ConnectionLost, HandshakeRejected, InvalidOptions
-from trio_tts._transport import WebSocketTransport, connect
+from trio_tts._core.errors import ConnectionLost, HandshakeRejected, InvalidOptions
+from trio_tts._core.transport import WebSocketTransport, connect
 
 SECRET = "Q-SECRET-QUERY"
 KEY = "Basic SECRET-KEY-42"

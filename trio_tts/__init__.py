@@ -16,37 +16,37 @@ This module is the only public surface; everything else is private.
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from ._context import Context as Context
-from ._context import ContextState as ContextState
-from ._errors import CapacityTimeout as CapacityTimeout
-from ._errors import ConnectionLost as ConnectionLost
-from ._errors import ContextFailed as ContextFailed
-from ._errors import HandshakeRejected as HandshakeRejected
-from ._errors import InvalidOptions as InvalidOptions
-from ._errors import PoolClosed as PoolClosed
-from ._errors import ProtocolError as ProtocolError
-from ._errors import SlowConsumer as SlowConsumer
-from ._errors import TTSError as TTSError
-from ._events import Audio as Audio
-from ._events import FlushCompleted as FlushCompleted
-from ._events import WordTiming as WordTiming
-from ._options import AudioEncoding as AudioEncoding
-from ._options import TimestampType as TimestampType
-from ._options import VoiceOptions as VoiceOptions
-from ._pool import Pool as Pool
-from ._pool import PoolStatistics as PoolStatistics
-from ._pool import open_pool as open_pool
-from ._quota import Lease as Lease
-from ._quota import LocalQuota as LocalQuota
-from ._quota import Quota as Quota
-from ._quota import QuotaStatistics as QuotaStatistics
-from ._text import split_text as split_text
-from .protocols import ClientCodec as ClientCodec
-from .protocols import Options as Options
-from .protocols import Provider as Provider
-from .protocols.inworld import InworldProvider as InworldProvider
-from .protocols.rime import RimeOptions as RimeOptions
-from .protocols.rime import RimeProvider as RimeProvider
+from ._core.context import Context as Context
+from ._core.context import ContextState as ContextState
+from ._core.errors import CapacityTimeout as CapacityTimeout
+from ._core.errors import ConnectionLost as ConnectionLost
+from ._core.errors import ContextFailed as ContextFailed
+from ._core.errors import HandshakeRejected as HandshakeRejected
+from ._core.errors import InvalidOptions as InvalidOptions
+from ._core.errors import PoolClosed as PoolClosed
+from ._core.errors import ProtocolError as ProtocolError
+from ._core.errors import SlowConsumer as SlowConsumer
+from ._core.errors import TTSError as TTSError
+from ._core.events import Audio as Audio
+from ._core.events import FlushCompleted as FlushCompleted
+from ._core.events import WordTiming as WordTiming
+from ._core.options import AudioEncoding as AudioEncoding
+from ._core.options import TimestampType as TimestampType
+from ._core.options import VoiceOptions as VoiceOptions
+from ._core.pool import Pool as Pool
+from ._core.pool import PoolStatistics as PoolStatistics
+from ._core.pool import open_pool as open_pool
+from ._core.provider import ClientCodec as ClientCodec
+from ._core.provider import Options as Options
+from ._core.provider import Provider as Provider
+from ._core.quota import Lease as Lease
+from ._core.quota import LocalQuota as LocalQuota
+from ._core.quota import Quota as Quota
+from ._core.quota import QuotaStatistics as QuotaStatistics
+from ._core.text import split_text as split_text
+from .providers.inworld.protocol import InworldProvider as InworldProvider
+from .providers.rime.protocol import RimeOptions as RimeOptions
+from .providers.rime.protocol import RimeProvider as RimeProvider
 
 __version__ = "0.1.0"
 
@@ -54,15 +54,16 @@ __version__ = "0.1.0"
 _REDIS_NAMES = ("QuotaUnavailable", "RedisQuota", "RedisQuotaStatistics", "open_redis_quota")
 
 if _TYPE_CHECKING:
-    from ._redis_open import open_redis_quota as open_redis_quota
-    from ._redis_quota import QuotaUnavailable as QuotaUnavailable
-    from ._redis_quota import RedisQuota as RedisQuota
-    from ._redis_quota import RedisQuotaStatistics as RedisQuotaStatistics
+    from .fleet.open import open_redis_quota as open_redis_quota
+    from .fleet.quota import QuotaUnavailable as QuotaUnavailable
+    from .fleet.quota import RedisQuota as RedisQuota
+    from .fleet.quota import RedisQuotaStatistics as RedisQuotaStatistics
 
 
 def __getattr__(name: str) -> object:
     if name in _REDIS_NAMES:
-        from . import _redis_open, _redis_quota
+        from .fleet import open as _redis_open
+        from .fleet import quota as _redis_quota
 
         return getattr(_redis_open if name == "open_redis_quota" else _redis_quota, name)
     raise AttributeError(f"module 'trio_tts' has no attribute {name!r}")

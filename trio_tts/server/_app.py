@@ -26,14 +26,14 @@ from typing import Any
 
 import trio
 
-from . import _inworld_proto as proto
-from ._chunks import audio_frames, closing_frame, timestamp_info
 from ._codecs import COMPRESSED, StreamEncoder, synthesis_rate
-from ._config_rules import ConfigError, validated
 from ._core import Core
-from ._rime import RIME_HTTP_PATH, RIME_WS_PATH, RimeSession, parse_rime_query, rime_http
-from ._session import ASGIReceive, ASGISend, Session
 from ._speech import VOICES
+from .inworld import proto
+from .inworld.chunks import audio_frames, closing_frame, timestamp_info
+from .inworld.config_rules import ConfigError, validated
+from .inworld.session import ASGIReceive, ASGISend, Session
+from .rime.session import RIME_HTTP_PATH, RIME_WS_PATH, RimeSession, parse_rime_query, rime_http
 
 __all__ = ["WS_PATH", "App"]
 

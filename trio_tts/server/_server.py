@@ -26,7 +26,7 @@ import trio
 from ._app import WS_PATH, App
 from ._core import Core, ServerConfig, ServerStatistics
 from ._faults import Faults
-from ._rime import RIME_HTTP_PATH, RIME_WS_PATH
+from .rime.session import RIME_HTTP_PATH, RIME_WS_PATH
 
 __all__ = ["LocalServer", "open_server", "run_forever", "serve"]
 

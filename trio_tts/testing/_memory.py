@@ -14,7 +14,7 @@ Plug it into a pool with ``transport_factory``::
         async with trio_tts.open_pool(provider, transport_factory=server.connect) as pool:
             ...
 
-What the link models, frame for frame like :mod:`trio_tts._transport`: close codes and
+What the link models, frame for frame like :mod:`trio_tts._core.transport`: close codes and
 reasons (``ConnectionLost.code``), an abrupt end (1006, the server's ``DropConnection``),
 invalid UTF-8 in a text frame (1007), an oversize message (1009), a black hole that leaves
 pings unanswered, and handshake refusals as :class:`~trio_tts.HandshakeRejected` with
@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 import trio
 
-from .._errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
+from .._core.errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
 from ..server import LocalServer, ServerConfig
 from ..server._app import App
 from ..server._core import Core

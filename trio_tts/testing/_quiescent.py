@@ -12,8 +12,8 @@ import math
 
 import trio
 
-from .._allocator import ConnState
-from .._pool import Pool
+from .._core.allocator import ConnState
+from .._core.pool import Pool
 
 __all__ = ["assert_quiescent", "check_quiescent"]
 

@@ -1,0 +1,478 @@
+"""One WebSocket, as the connection actor sees it: send text, receive messages, ping, close.
+
+The wire work is done by the sans-io protocol of the ``websockets`` package
+(:class:`websockets.client.ClientProtocol`); this module only moves its bytes over a trio
+stream. Think of the protocol object as a clerk who writes letters into an out-tray and reads
+letters from an in-tray: every method here either puts something in the in-tray
+(``receive_data``) and collects the clerk's work (``events_received``), or drains the out-tray
+onto the socket (``data_to_send``) under the write lock.
+
+Three rules keep it correct under concurrency and cancellation:
+
+* Incoming bytes are turned into messages *synchronously*, right after they are read, so a
+  cancellation between two awaits never loses a message: it stays buffered for the next
+  :meth:`~WebSocketTransport.receive`.
+* Outgoing bytes are taken from the protocol only while holding the write lock, and the holder
+  drains until the out-tray is empty. :meth:`~WebSocketTransport.receive` writes automatic
+  replies (pong, close) only if nobody holds the lock — otherwise the holder will write them —
+  so the reader never blocks behind a writer (a peer that stops reading while it writes to
+  us must not deadlock us).
+* A write interrupted half-way (cancellation, socket error) leaves the stream in an unknown
+  state: the transport is then failed and every later call raises :class:`ConnectionLost`.
+
+Nothing here logs the URL, the query string or any header; the ``websockets`` protocol gets a
+private, disabled logger because it would otherwise print request headers at DEBUG.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import email.utils
+import http
+import logging
+import os
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import trio
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidStatus, InvalidURI, PayloadTooBig
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
+
+__all__ = ["Transport", "WebSocketTransport", "connect"]
+
+# A logger outside the logging hierarchy, disabled: websockets would otherwise log request
+# lines (with the query) and headers (with the credential) when DEBUG is on.
+_WIRE_LOGGER = logging.Logger("trio_tts.transport.wire", level=logging.CRITICAL + 1)
+_WIRE_LOGGER.disabled = True
+_WIRE_LOGGER.propagate = False
+
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class Transport(Protocol):
+    """The WebSocket interface the connection actor uses (one connection, already open)."""
+
+    async def send(self, message: str) -> None:
+        """Send one text message. Raises :class:`ConnectionLost` if closed or failed."""
+        ...
+
+    async def send_many(self, messages: Sequence[str]) -> None:
+        """Send text messages in order (one write where possible). Raises as ``send``."""
+        ...
+
+    async def receive(self) -> str | bytes:
+        """Return the next data message; raise :class:`ConnectionLost` once the connection ends."""
+        ...
+
+    async def ping(self) -> None:
+        """Send a ping and return when its pong arrives (bound it with your own timeout)."""
+        ...
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close gracefully (bounded), then close the socket. Idempotent, never raises."""
+        ...
+
+
+class WebSocketTransport:
+    """A client WebSocket over a trio stream, driven by ``websockets``' sans-io protocol.
+
+    Create it with :func:`connect`. One task at a time may call :meth:`receive`; any number of
+    tasks may call :meth:`send`, :meth:`ping` and :meth:`aclose` concurrently with it. The
+    pongs for :meth:`ping` (and replies to the server's pings and close frame) are processed by
+    whichever task is inside :meth:`receive`, so a heartbeat only works while someone reads.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        protocol: ClientProtocol,
+        *,
+        host: str,
+        port: int,
+        close_timeout: float,
+        read_size: int,
+    ) -> None:
+        self._stream = stream
+        self._protocol = protocol
+        self._host = host
+        self._port = port
+        self._close_timeout = close_timeout
+        self._read_size = read_size
+        self._write_lock = trio.Lock()
+        self._messages: collections.deque[str | bytes] = collections.deque()
+        self._fragments: list[bytes] = []
+        self._fragment_opcode: Opcode | None = None
+        # Outstanding pings in send order: payload -> event set when its pong arrives.
+        self._pings: dict[bytes, trio.Event] = {}
+        self._close_received = trio.Event()
+        self._failure: ConnectionLost | None = None
+        self._reading = False
+        self._closing = False
+        self._write_broken = False
+
+    def __repr__(self) -> str:
+        if self._closing:
+            state = "closed"
+        elif self._failure is not None:
+            state = "failed"
+        else:
+            state = self._protocol.state.name.lower()
+        return f"<WebSocketTransport {self._host}:{self._port} {state}>"
+
+    # ----------------------------------------------------------------------------- sending
+
+    async def send(self, message: str) -> None:
+        """Send ``message`` as one text frame; return once it was written to the socket.
+
+        Raises:
+            ConnectionLost: the connection is closing, closed or failed (also when this call
+                is the one whose interrupted write broke it).
+        """
+        self._check_open()
+        self._protocol.send_text(message.encode())
+        await self._flush()
+
+    async def send_many(self, messages: Sequence[str]) -> None:
+        """Send each of ``messages`` as a text frame, in order, with one write.
+
+        Raises:
+            ConnectionLost: as :meth:`send`.
+        """
+        self._check_open()
+        for message in messages:
+            self._protocol.send_text(message.encode())
+        await self._flush()
+
+    async def ping(self) -> None:
+        """Send a ping and wait for the matching pong.
+
+        The pong is processed by the task inside :meth:`receive`; callers bound this with their
+        own timeout (``with trio.fail_after(...)``). A pong also answers every older ping.
+
+        Raises:
+            ConnectionLost: the connection closed or failed before the pong arrived.
+        """
+        self._check_open()
+        payload = os.urandom(4)
+        event = trio.Event()
+        self._pings[payload] = event
+        try:
+            self._protocol.send_ping(payload)
+            await self._flush()
+            await event.wait()
+        finally:
+            self._pings.pop(payload, None)
+        if self._failure is not None:
+            raise self._failure
+
+    async def _flush(self) -> None:
+        """Write everything the protocol has queued. Raises ConnectionLost when broken."""
+        async with self._write_lock:
+            await self._drain_locked()
+
+    async def _drain_locked(self) -> None:
+        if self._write_broken:
+            raise self._failure or ConnectionLost("connection is broken")
+        try:
+            while chunks := self._protocol.data_to_send():
+                for chunk in chunks:
+                    if chunk:
+                        await self._stream.send_all(chunk)
+                    elif isinstance(self._stream, trio.SocketStream):
+                        await self._stream.send_eof()
+        except BaseException as exc:
+            # The stream may be half-written: nothing more can be sent on it.
+            lost = ConnectionLost(f"write to {self._host}:{self._port} failed")
+            self._write_broken = True
+            self._fail(lost)
+            if isinstance(exc, _STREAM_ERRORS):
+                raise lost from None
+            raise
+
+    # --------------------------------------------------------------------------- receiving
+
+    async def receive(self) -> str | bytes:
+        """Return the next data message (``str`` for text, ``bytes`` for binary frames).
+
+        Fragmented messages are reassembled. Messages that arrived before the connection
+        ended are returned first; then every call raises.
+
+        Raises:
+            ConnectionLost: the server closed the connection (``code`` is its close code, or
+                1006 when the TCP connection ended without a close frame) or it failed.
+            trio.BusyResourceError: another task is already inside ``receive()``.
+        """
+        if self._reading:
+            if self._closing:
+                # aclose() is reading the server's close frame: wait for it, then fail.
+                await self._close_received.wait()
+                raise self._failure or ConnectionLost("connection closed")
+            raise trio.BusyResourceError("another task is already receiving")
+        self._reading = True
+        try:
+            while not self._messages:
+                if self._failure is not None:
+                    raise self._failure
+                await self._read_once()
+            return self._messages.popleft()
+        finally:
+            self._reading = False
+
+    async def _read_once(self) -> None:
+        try:
+            data = await self._stream.receive_some(self._read_size)
+        except _STREAM_ERRORS:
+            if self._failure is None:
+                self._fail(self._lost_from_protocol(eof=True))
+            return
+        if data:
+            self._protocol.receive_data(data)
+        else:
+            self._protocol.receive_eof()
+        self._process_events(eof=not data)
+        # Automatic replies (pong, close): write them now unless a writer holds the lock, in
+        # which case it drains them after its current write.
+        if not self._write_lock.locked():
+            with contextlib.suppress(ConnectionLost):
+                await self._flush()
+
+    def _process_events(self, *, eof: bool = False) -> None:
+        for event in self._protocol.events_received():
+            if isinstance(event, Frame):
+                self._handle_frame(event)
+        protocol = self._protocol
+        if self._failure is None and (
+            protocol.close_rcvd is not None or protocol.parser_exc is not None or eof
+        ):
+            self._fail(self._lost_from_protocol(eof=eof))
+
+    def _handle_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                self._deliver(opcode, frame.data)
+            else:
+                self._fragment_opcode = opcode
+                self._fragments = [bytes(frame.data)]
+        elif opcode is Opcode.CONT:
+            self._fragments.append(bytes(frame.data))
+            if frame.fin and self._fragment_opcode is not None:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                self._deliver(self._fragment_opcode, data)
+                self._fragment_opcode = None
+        elif opcode is Opcode.PONG:
+            pong = bytes(frame.data)
+            if pong in self._pings:
+                # A pong answers its ping and every ping sent before it.
+                for payload in list(self._pings):
+                    self._pings.pop(payload).set()
+                    if payload == pong:
+                        break
+        elif opcode is Opcode.CLOSE:
+            self._close_received.set()
+        # PING: the protocol already queued the pong.
+
+    def _deliver(self, opcode: Opcode, data: bytes | bytearray | memoryview) -> None:
+        if opcode is Opcode.BINARY:
+            self._messages.append(bytes(data))
+            return
+        try:
+            self._messages.append(str(data, "utf-8"))
+        except UnicodeDecodeError:
+            self._protocol.fail(1007, "invalid UTF-8")
+            self._fail(ConnectionLost("server sent invalid UTF-8 in a text message", code=1007))
+
+    def _lost_from_protocol(self, *, eof: bool) -> ConnectionLost:
+        protocol = self._protocol
+        where = f"{self._host}:{self._port}"
+        if protocol.close_rcvd is not None:
+            code = protocol.close_rcvd.code
+            reason = redact(protocol.close_rcvd.reason)[:80]
+            text = f"connection to {where} closed by the server (code {code})"
+            return ConnectionLost(f"{text}: {reason}" if reason else text, code=code)
+        if isinstance(protocol.parser_exc, PayloadTooBig):
+            return ConnectionLost(f"message from {where} exceeds max_message_size", code=1009)
+        if protocol.parser_exc is not None and not isinstance(protocol.parser_exc, EOFError):
+            name = type(protocol.parser_exc).__name__
+            return ConnectionLost(f"invalid WebSocket data from {where} ({name})", code=1002)
+        return ConnectionLost(f"connection to {where} lost without a close frame", code=1006)
+
+    # ----------------------------------------------------------------------------- closing
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._protocol.state is not State.OPEN:
+            raise ConnectionLost(f"connection to {self._host}:{self._port} is closing")
+
+    def _fail(self, exc: ConnectionLost) -> None:
+        if self._failure is None:
+            self._failure = exc
+        for event in self._pings.values():
+            event.set()
+        self._close_received.set()
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection: send a close frame, wait at most ``close_timeout`` for the
+        server's, then close the socket.
+
+        Idempotent and safe to call while another task is inside :meth:`receive` (that task
+        then raises :class:`ConnectionLost`). Never raises for a dead or silent peer; honours
+        the caller's cancellation (the socket is closed regardless).
+        """
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            with trio.move_on_after(self._close_timeout):
+                if self._failure is None and self._protocol.state is State.OPEN:
+                    self._protocol.send_close(code, reason)
+                    await self._flush()
+                while not self._close_received.is_set():
+                    if self._reading:
+                        await self._close_received.wait()
+                    else:
+                        self._reading = True
+                        try:
+                            await self._read_once()
+                        finally:
+                            self._reading = False
+        except ConnectionLost:
+            pass
+        finally:
+            self._fail(ConnectionLost(f"connection to {self._host}:{self._port} closed", code=code))
+            await trio.aclose_forcefully(self._stream)
+
+
+# ------------------------------------------------------------------------------- connecting
+
+
+def _retry_after(response: Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+async def connect(
+    url: str,
+    headers: Sequence[tuple[str, str]],
+    *,
+    handshake_timeout: float = 10.0,
+    close_timeout: float = 2.0,
+    max_message_size: int = 16 * 2**20,
+    read_size: int = 256 * 1024,
+    ssl_context: ssl.SSLContext | None = None,
+) -> WebSocketTransport:
+    """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) with extra handshake ``headers``.
+
+    TCP connect, TLS and the HTTP upgrade together are bounded by ``handshake_timeout``.
+    Error messages name ``host:port`` only: never the path, query or headers.
+
+    Raises:
+        InvalidOptions: ``url`` is not a ws/wss URL.
+        HandshakeRejected: the server answered the upgrade with an HTTP status (``status``,
+            ``retry_after`` from a ``Retry-After`` header).
+        ConnectionLost: DNS failure, refused connection, TLS failure, an invalid handshake
+            response, or the deadline passed.
+    """
+    try:
+        wsuri = parse_uri(url)
+    except InvalidURI:
+        raise InvalidOptions("url: not a valid ws:// or wss:// URL") from None
+    where = f"{wsuri.host}:{wsuri.port}"
+    protocol = ClientProtocol(wsuri, max_size=max_message_size, logger=_WIRE_LOGGER)
+    request = protocol.connect()
+    for name, value in headers:
+        request.headers[name] = value
+    protocol.send_request(request)
+
+    stream: trio.abc.Stream | None = None
+    with trio.move_on_after(handshake_timeout):
+        try:
+            if wsuri.secure:
+                stream = await trio.open_ssl_over_tcp_stream(
+                    wsuri.host,
+                    wsuri.port,
+                    ssl_context=ssl_context or ssl.create_default_context(),
+                    https_compatible=True,
+                )
+            else:
+                stream = await trio.open_tcp_stream(wsuri.host, wsuri.port)
+            for chunk in protocol.data_to_send():
+                await stream.send_all(chunk)
+            response, early_frames = await _read_response(stream, protocol, read_size)
+        except BaseException as exc:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            if isinstance(exc, (*_STREAM_ERRORS, ssl.SSLError)):
+                cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else exc
+                detail = getattr(cause, "strerror", None) or type(cause).__name__
+                raise ConnectionLost(f"could not connect to {where}: {detail}") from None
+            raise
+        if response is None or protocol.handshake_exc is not None:
+            await trio.aclose_forcefully(stream)
+            failure = protocol.handshake_exc
+            if isinstance(failure, InvalidStatus):
+                status = failure.response.status_code
+                try:
+                    phrase = http.HTTPStatus(status).phrase
+                except ValueError:
+                    phrase = ""
+                raise HandshakeRejected(status, phrase, retry_after=_retry_after(failure.response))
+            name = type(failure).__name__ if failure is not None else "connection closed"
+            raise ConnectionLost(f"WebSocket handshake with {where} failed ({name})")
+        transport = WebSocketTransport(
+            stream,
+            protocol,
+            host=wsuri.host,
+            port=wsuri.port,
+            close_timeout=close_timeout,
+            read_size=read_size,
+        )
+        # Frames that arrived together with the 101 response.
+        for frame in early_frames:
+            transport._handle_frame(frame)
+        transport._process_events()
+        return transport
+    if stream is not None:
+        await trio.aclose_forcefully(stream)
+    raise ConnectionLost(f"WebSocket handshake with {where} timed out after {handshake_timeout}s")
+
+
+async def _read_response(
+    stream: trio.abc.Stream, protocol: ClientProtocol, read_size: int
+) -> tuple[Response | None, list[Frame]]:
+    """Read until the protocol has parsed the handshake response (or failed to).
+
+    Returns the response (``None`` if the protocol could not parse one) and the frames that
+    arrived in the same reads, after it.
+    """
+    while True:
+        data = await stream.receive_some(read_size)
+        if data:
+            protocol.receive_data(data)
+        else:
+            protocol.receive_eof()
+        events = protocol.events_received()
+        if events and isinstance(events[0], Response):
+            return events[0], [e for e in events[1:] if isinstance(e, Frame)]
+        if protocol.handshake_exc is not None or not data:
+            return None, []

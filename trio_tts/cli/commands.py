@@ -1,0 +1,135 @@
+"""The ``trio-tts`` commands (``speak``, ``serve``, ``voices``): parsed arguments in, exit
+status out. :mod:`trio_tts.cli` parses the command line and explains errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import attrs
+import trio
+
+from .._core.options import VoiceOptions
+from ..providers.http import HTTPClient
+from ..providers.inworld.protocol import DEFAULT_URL
+from ..providers.rime.protocol import DEFAULT_URL as RIME_URL
+from ..providers.rime.protocol import RimeOptions
+from .common import Target, endpoints, rime_urls, service_urls
+from .speak import SpeakResult, speak
+
+__all__ = ["read_text", "serve_command", "speak_command", "voices_command"]
+
+
+async def serve_command(args: argparse.Namespace) -> int:
+    from ..server import ServerConfig, open_server
+
+    key = args.key or (os.environ.get(args.key_env) if args.key_env else None) or None
+    config = ServerConfig(
+        host=args.host, port=args.port, api_key=key, synthesizer=args.synth
+    )
+    # Catching both signals replaces trio's KeyboardInterrupt with a clean, ordered shutdown.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_server(config) as server:
+            auth = "Basic key required" if key else "no key"
+            print(
+                f"trio-tts: serving {server.base_url} (WebSocket {server.ws_url}; {auth});"
+                " Ctrl-C to stop",
+                flush=True,
+            )
+            async for signum in signals:
+                print(f"trio-tts: {signal.Signals(signum).name}, shutting down", file=sys.stderr)
+                break
+    return 0
+
+
+async def voices_command(args: argparse.Namespace) -> int:
+    target = _target(args)
+    async with (
+        endpoints(target) as (_, http_base, _),
+        HTTPClient(target.api_key, base_url=http_base) as client,
+    ):
+        voices = await client.voices(language=args.language)
+    if args.json:
+        print(json.dumps([attrs.asdict(v) for v in voices], indent=2, ensure_ascii=False))
+        return 0
+    width = max((len(v.voice_id) for v in voices), default=5)
+    for v in voices:
+        print(f"{v.voice_id:<{width}}  {','.join(v.languages):<6} {v.description}")
+    return 0
+
+
+def read_text(args: argparse.Namespace) -> str:
+    """The text ``speak`` was given: the argument, ``-f FILE`` or stdin (``-``)."""
+    source = args.file if args.file is not None else args.text
+    if source == "-":
+        return sys.stdin.read()
+    return Path(args.file).read_text("utf-8") if args.file is not None else str(args.text)
+
+
+async def speak_command(args: argparse.Namespace) -> int:
+    text = args.text_value
+    options = _options(args)
+    target = _target(args)
+    result = await speak(
+        text,
+        args.output,
+        options=options,
+        url=target.url,
+        api_key=target.api_key,
+        jobs=args.jobs,
+        synthesizer=args.synth,
+        use_http=args.http,
+        progress=None if args.quiet else sys.stderr,
+        provider=args.provider,
+    )
+    if args.json:
+        print(json.dumps(attrs.asdict(result)))
+    else:
+        print(_summary(result))
+    return 0
+
+
+def _summary(r: SpeakResult) -> str:
+    rtf = r.real_time_factor
+    speed = f"{1 / rtf:.0f}x faster than" if rtf < 1 else "slower than"
+    return (
+        f"wrote {r.path}: {r.duration:.2f} s of {r.sample_rate} Hz audio, {r.sentences}"
+        f" sentence(s), {r.words} words, from {r.source}\n"
+        f"time to first audio {r.time_to_first_audio * 1000:.0f} ms; real-time factor"
+        f" {r.real_time_factor:.4f} ({speed} real time); {r.peak_concurrency} context(s) at once"
+    )
+
+
+def _options(args: argparse.Namespace) -> VoiceOptions | RimeOptions:
+    if getattr(args, "provider", "inworld") == "rime":
+        # Rime has no speaking rate: mist models take speedAlpha (larger is slower).
+        alpha = None if args.rate == 1.0 else 1.0 / args.rate
+        return RimeOptions(
+            speaker=args.voice or "astra",
+            model=args.model or "arcana",
+            sample_rate=args.sample_rate,
+            speed_alpha=alpha,
+        )
+    return VoiceOptions(
+        voice=args.voice or "Ashley",
+        model=args.model or "inworld-tts-1",
+        sample_rate=args.sample_rate,
+        speaking_rate=args.rate,
+    )
+
+
+def _target(args: argparse.Namespace) -> Target:
+    provider = getattr(args, "provider", "inworld")
+    rime = provider == "rime"
+    env = args.api_key_env or ("RIME_API_KEY" if rime else "INWORLD_API_KEY")
+    key = os.environ.get(env) or None
+    if args.url:
+        (rime_urls if rime else service_urls)(args.url)  # validate early
+        return Target(args.url, key, args.synth, provider)
+    if key is not None:
+        return Target(RIME_URL if rime else DEFAULT_URL, key, args.synth, provider)
+    return Target(None, None, args.synth, provider)

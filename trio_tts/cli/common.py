@@ -1,0 +1,165 @@
+"""What the ``trio-tts`` commands share: sentences, service URLs, where the audio comes from
+(:class:`Target`, :func:`endpoints`) and the progress line."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, TextIO
+
+import attrs
+
+from .._core.errors import InvalidOptions
+from .._core.text import split_text
+from ..providers.rime.protocol import DEFAULT_HTTP_URL as RIME_HTTP_URL
+from ..providers.rime.protocol import DEFAULT_URL as RIME_URL
+
+if TYPE_CHECKING:
+    from ..server import LocalServer
+
+__all__ = ["Progress", "Target", "endpoints", "rime_urls", "service_urls", "split_sentences"]
+
+_WS_PATH = "/tts/v1/voice:streamBidirectional"
+_PIECE_CHARS = 1000  # Inworld's limit per send_text; also well under voice:stream's 2000
+_SENTENCE = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+")
+
+
+# ------------------------------------------------------------------------------ text and URLs
+
+
+def split_sentences(text: str) -> list[str]:
+    """Cut ``text`` into sentences (each at most 1000 characters), whitespace collapsed.
+
+    Example::
+
+        split_sentences("Hi there.  How are\\nyou? Fine!")
+        # ['Hi there.', 'How are you?', 'Fine!']
+    """
+    flat = " ".join(text.split())
+    pieces: list[str] = []
+    for sentence in _SENTENCE.split(flat):
+        for piece in split_text(sentence, _PIECE_CHARS):
+            if piece.strip():
+                pieces.append(piece.strip())
+    return pieces
+
+
+def _split_url(url: str) -> tuple[urllib.parse.SplitResult, bool]:
+    """``(parts, secure)`` of a ``--url`` given as http(s):// or ws(s)://.
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+        raise InvalidOptions(f"--url: {url!r} is not an http(s):// or ws(s):// URL with a host")
+    return parts, parts.scheme in ("https", "wss")
+
+
+def service_urls(url: str) -> tuple[str, str]:
+    """``(websocket_url, http_base_url)`` for a ``--url`` given in either form.
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    parts, secure = _split_url(url)
+    path = parts.path if parts.scheme.startswith("ws") and parts.path not in ("", "/") else _WS_PATH
+    ws = f"{'wss' if secure else 'ws'}://{parts.netloc}{path}"
+    return ws, f"{'https' if secure else 'http'}://{parts.netloc}"
+
+
+def rime_urls(url: str) -> tuple[str, str]:
+    """``(websocket_url, http_url)`` of Rime for a ``--url`` given in either form: the
+    WebSocket is ``/ws3`` (unless the ws(s) URL names a path), the HTTP endpoint
+    ``/v1/rime-tts`` (unless the http(s) URL names a path).
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    if url in (RIME_URL, RIME_HTTP_URL):
+        return RIME_URL, RIME_HTTP_URL
+    parts, secure = _split_url(url)
+    named = parts.path not in ("", "/")
+    ws_path = parts.path if named and parts.scheme.startswith("ws") else "/ws3"
+    http_path = parts.path if named and parts.scheme.startswith("http") else "/v1/rime-tts"
+    return (
+        f"{'wss' if secure else 'ws'}://{parts.netloc}{ws_path}",
+        f"{'https' if secure else 'http'}://{parts.netloc}{http_path}",
+    )
+
+
+# ------------------------------------------------------------------------- where audio comes from
+
+
+@attrs.frozen
+class Target:
+    """Where the audio comes from: a URL (with an optional key) or an embedded server."""
+
+    url: str | None
+    api_key: str | None
+    synthesizer: str = "espeak"
+    provider: str = "inworld"
+
+    def describe(self) -> str:
+        if self.url is None:
+            return f"embedded local server ({self.synthesizer})"
+        return urllib.parse.urlsplit(self.url).netloc
+
+
+@asynccontextmanager
+async def endpoints(target: Target) -> AsyncIterator[tuple[str, str, LocalServer | None]]:
+    """Yield ``(ws_url, http_base, server)``, running an embedded local server for the block
+    when ``target`` has no URL (``server`` is ``None`` otherwise)."""
+    rime = target.provider == "rime"
+    if target.url is not None:
+        yield (*(rime_urls(target.url) if rime else service_urls(target.url)), None)
+        return
+    from ..server import ServerConfig, open_server
+
+    config = ServerConfig(synthesizer="tone" if target.synthesizer == "tone" else "espeak")
+    async with open_server(config) as server:
+        if rime:
+            yield server.rime_url, server.rime_http_url, server
+        else:
+            yield server.ws_url, server.base_url, server
+
+
+# ------------------------------------------------------------------------------------ progress
+
+
+class Progress:
+    """Progress on stderr: one redrawn line on a terminal, else at most a line a second."""
+
+    def __init__(self, total: int, stream: TextIO | None) -> None:
+        self.total = total
+        self.stream = stream
+        self.done = 0
+        self.audio = 0.0
+        self._tty = stream is not None and stream.isatty()
+        self._last = -math.inf
+        self._start = time.monotonic()
+
+    def restart(self) -> None:
+        self._start = time.monotonic()
+
+    def update(self, done: int, audio: float, *, final: bool = False) -> None:
+        self.done, self.audio = done, audio
+        if self.stream is None:
+            return
+        now = time.monotonic()
+        if not final and now - self._last < (0.1 if self._tty else 1.0):
+            return
+        self._last = now
+        line = (
+            f"[{done}/{self.total} sentences] {audio:.1f} s of audio"
+            f" in {now - self._start:.1f} s"
+        )
+        if self._tty:
+            self.stream.write(f"\r{line}" + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()

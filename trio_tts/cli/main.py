@@ -1,0 +1,172 @@
+"""``trio-tts``: speak text into a WAV file, run the local speech server, list voices.
+
+::
+
+    trio-tts speak "Hello there." -o hello.wav          # embedded local server (eSpeak NG)
+    trio-tts speak -f chapter.txt -o chapter.wav --jobs 8
+    echo "From stdin." | trio-tts speak - -o out.wav
+    INWORLD_API_KEY=... trio-tts speak "Real voice." -o real.wav   # the Inworld service
+    trio-tts speak --provider rime "Hi." --voice celeste -o rime.wav   # Rime /ws3 (local)
+    RIME_API_KEY=... trio-tts speak --provider rime "Hi." -o rime.wav  # the Rime service
+    trio-tts serve --port 8765                            # until Ctrl-C
+    trio-tts voices --url http://127.0.0.1:8765
+
+Where the audio comes from: ``--url`` if given (``http(s)://host:port`` or a ``ws(s)://``
+WebSocket URL), else the provider's service when its key (``--api-key-env``; default
+``$INWORLD_API_KEY``, with ``--provider rime`` ``$RIME_API_KEY``) is set, else a local server
+started in this process. ``--provider rime`` speaks Rime's ``/ws3`` (one sentence per
+connection at a time) or, with ``--http``, its one-shot ``/v1/rime-tts``.
+
+How ``speak`` handles long text, like a printer with several print heads: the text is cut
+into sentences, each sentence becomes its own context (up to ``--jobs`` at once, spread over
+the pool's connections), and the audio is written to the WAV file strictly in sentence order
+as soon as the next sentence in line is complete. At most ``4 × jobs`` finished sentences
+wait in memory for a slow predecessor, so memory stays bounded for any length of text.
+
+Errors print one line to stderr: exit status 2 for usage errors and invalid options, 1 for
+everything else (130 after Ctrl-C); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import trio
+
+from .._core.errors import HandshakeRejected, InvalidOptions, TTSError
+from .commands import read_text, serve_command, speak_command, voices_command
+from .common import rime_urls as rime_urls
+from .common import service_urls as service_urls
+from .common import split_sentences as split_sentences
+from .speak import SpeakResult as SpeakResult
+from .speak import speak as speak
+
+__all__ = ["SpeakResult", "main", "speak", "split_sentences"]
+
+
+# ----------------------------------------------------------------------------------- parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="trio-tts", description="Streaming text-to-speech on trio.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def service(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", help="service URL (http(s):// or ws(s)://); default: see below")
+        p.add_argument(
+            "--api-key-env",
+            default=None,
+            metavar="VAR",
+            help="environment variable holding the API key (default INWORLD_API_KEY, or"
+            " RIME_API_KEY with --provider rime); when it is set and --url is not, the"
+            " provider's service is used, else a local server",
+        )
+        p.add_argument(
+            "--synth", choices=("espeak", "tone"), default="espeak", help=argparse.SUPPRESS
+        )
+
+    speak_p = sub.add_parser("speak", help="synthesise text into a WAV file")
+    speak_p.add_argument("text", nargs="?", help="the text, or - to read stdin")
+    speak_p.add_argument("-f", "--file", help="read the text from FILE (- for stdin)")
+    speak_p.add_argument(
+        "-o", "--output", default="out.wav",
+        help="audio file (default out.wav); .ogg/.opus, .mp3 or .flac ask for OGG_OPUS, MP3"
+        " or FLAC, synthesised as one stream in one context",
+    )  # fmt: skip
+    speak_p.add_argument(
+        "--provider",
+        choices=("inworld", "rime"),
+        default="inworld",
+        help="the protocol: Inworld (default) or Rime /ws3 (its speakers: astra, celeste ...)",
+    )
+    speak_p.add_argument("--voice", help="voice / speaker (Ashley; Rime: astra)")
+    speak_p.add_argument("--model", help="model (inworld-tts-1; Rime: arcana)")
+    speak_p.add_argument("--rate", type=float, default=1.0, help="speaking rate 0.5..1.5")
+    speak_p.add_argument("--sample-rate", type=int, default=24000, metavar="HZ")
+    speak_p.add_argument("-j", "--jobs", type=int, default=4, help="sentences at once (4)")
+    speak_p.add_argument("--http", action="store_true", help="use HTTP voice:stream requests")
+    speak_p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    speak_p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    service(speak_p)
+
+    serve_p = sub.add_parser("serve", help="run the local speech server until Ctrl-C")
+    serve_p.add_argument("--host", default="127.0.0.1")
+    serve_p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    serve_p.add_argument("--key", help="require this API key (Authorization: Basic <key>)")
+    serve_p.add_argument("--key-env", metavar="VAR", help="require the key in $VAR")
+    serve_p.add_argument(
+        "--synth", choices=("espeak", "tone"), default="espeak", help=argparse.SUPPRESS
+    )
+
+    voices_p = sub.add_parser("voices", help="list the voices")
+    voices_p.add_argument("--language", help="only voices of this language (en, fr ...)")
+    voices_p.add_argument("--json", action="store_true")
+    service(voices_p)
+    return parser
+
+
+# ------------------------------------------------------------------------------------- main
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _explain(exc: BaseException) -> tuple[int, str]:
+    """The exit status and one-line message for an error that ended a command."""
+    leaves = _leaves(exc)
+    chosen = next((e for e in leaves if isinstance(e, TTSError)), None) or next(
+        (e for e in leaves if isinstance(e, OSError)), leaves[0]
+    )
+    if isinstance(chosen, BrokenPipeError):
+        return 1, ""  # stdout went away (``trio-tts voices | head``): nothing to say
+    if isinstance(chosen, KeyboardInterrupt):
+        return 130, "interrupted"
+    if isinstance(chosen, InvalidOptions):
+        return 2, str(chosen)
+    if isinstance(chosen, HandshakeRejected) and chosen.is_auth_error:
+        return 1, f"{chosen} (check the API key)"
+    if isinstance(chosen, TTSError):
+        return 1, str(chosen)
+    if isinstance(chosen, OSError):
+        where = f": {chosen.filename}" if chosen.filename else ""
+        return 1, f"{chosen.strerror or chosen}{where}"
+    return 1, f"internal error: {type(chosen).__name__}: {chosen} (--debug shows the traceback)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``trio-tts`` console script. Returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "speak" and (args.text is None) == (args.file is None):
+        parser.error("speak: give the text or -f FILE (exactly one)")
+    commands = {"speak": speak_command, "serve": serve_command, "voices": voices_command}
+    try:
+        if args.command == "speak":
+            args.text_value = read_text(args)
+        status: int = trio.run(commands[args.command], args)
+    except BaseException as exc:
+        if args.debug or isinstance(exc, SystemExit):
+            raise
+        code, message = _explain(exc)
+        if message:
+            print(f"trio-tts: error: {message}", file=sys.stderr)
+        return code
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
