@@ -54,12 +54,16 @@ from typing import Any, Generic, Self, TypeVar
 
 import outcome
 import trio
+from typing_extensions import TypeVar as DefaultTypeVar
+from typing_extensions import Unpack
 
 import trio_tts
 
 __all__ = ["AsyncioContext", "AsyncioPool"]
 
 T = TypeVar("T")
+#: The provider's options class (``AsyncioPool[RimeOptions]``), as in ``trio_tts.Pool``.
+OptionsT = DefaultTypeVar("OptionsT", bound=trio_tts.Options, default=trio_tts.Options)
 _Event = trio_tts.Audio | trio_tts.FlushCompleted
 _NOTHING: Any = object()
 
@@ -281,7 +285,7 @@ _ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Engine] = (
 )
 
 
-class AsyncioPool:
+class AsyncioPool(Generic[OptionsT]):
     """A :class:`trio_tts.Pool` for asyncio code; the same API in asyncio terms.
 
     Use it as an async context manager on a running loop (asyncio's own, uvloop, or a
@@ -292,27 +296,51 @@ class AsyncioPool:
 
     Args:
         provider: the :class:`trio_tts.Provider` to connect to.
+        settings, defaults, quota, connection_quota, context_quota, transport_factory and
+            keyword settings: as :func:`trio_tts.open_pool` (checked here, before any I/O).
         prefetch: events an :class:`AsyncioContext` reads ahead per crossing (0: one crossing
             per event, no read-ahead).
-        **settings: :func:`trio_tts.open_pool` settings.
+
+    Raises:
+        InvalidOptions: an unknown or out-of-range setting.
     """
 
     def __init__(
-        self, provider: trio_tts.Provider | None, *, prefetch: int = 8, **settings: Any
+        self,
+        provider: trio_tts.Provider[OptionsT] | None,
+        settings: trio_tts.PoolSettings | None = None,
+        /,
+        *,
+        prefetch: int = 8,
+        defaults: OptionsT | None = None,
+        quota: trio_tts.Quota | None = None,
+        connection_quota: trio_tts.Quota | None = None,
+        context_quota: trio_tts.Quota | None = None,
+        transport_factory: trio_tts.TransportFactory | None = None,
+        **changes: Unpack[trio_tts.PoolSettingsKwargs],
     ) -> None:
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise trio_tts.InvalidOptions(f"prefetch: {prefetch!r} must be an integer >= 0")
         self._provider = provider
-        self._settings = settings
+        self._settings = trio_tts.PoolSettings.build(settings, **changes)
+        self._collaborators: dict[str, Any] = {
+            "defaults": defaults,
+            "quota": quota,
+            "connection_quota": connection_quota,
+            "context_quota": context_quota,
+            "transport_factory": transport_factory,
+        }
         self._prefetch = prefetch
         self._engine: _Engine | None = None
-        self._pool: trio_tts.Pool | None = None
+        self._pool: trio_tts.Pool[OptionsT] | None = None
         self._owned = True
         self._stop = trio.Event()
         self._stopped = trio.Event()
 
     @classmethod
-    def from_trio_pool(cls, pool: trio_tts.Pool, *, prefetch: int = 8) -> AsyncioPool:
+    def from_trio_pool(
+        cls, pool: trio_tts.Pool[OptionsT], *, prefetch: int = 8
+    ) -> AsyncioPool[OptionsT]:
         """Share ``pool``, opened by the trio program that hosts this asyncio code through
         ``trio_asyncio``. Leaving the ``async with`` does not close ``pool``."""
         self = cls(None, prefetch=prefetch)
@@ -353,7 +381,7 @@ class AsyncioPool:
             if self._owned:
                 assert self._provider is not None and engine.nursery is not None
                 nursery = engine.nursery
-                opened: trio_tts.Pool = await engine.call(
+                opened: trio_tts.Pool[OptionsT] = await engine.call(
                     partial(nursery.start, self._serve), cleanup=self._cleanup_unwanted
                 )
                 self._pool = opened
@@ -362,16 +390,18 @@ class AsyncioPool:
             raise
         self._engine = engine
 
-    async def _serve(self, *, task_status: trio.TaskStatus[trio_tts.Pool]) -> None:
+    async def _serve(self, *, task_status: trio.TaskStatus[trio_tts.Pool[OptionsT]]) -> None:
         assert self._provider is not None
         try:
-            async with trio_tts.open_pool(self._provider, **self._settings) as pool:
+            async with trio_tts.open_pool(
+                self._provider, self._settings, **self._collaborators
+            ) as pool:
                 task_status.started(pool)
                 await self._stop.wait()
         finally:
             self._stopped.set()
 
-    async def _cleanup_unwanted(self, pool: trio_tts.Pool) -> None:
+    async def _cleanup_unwanted(self, pool: trio_tts.Pool[OptionsT]) -> None:
         self._pool = pool  # the caller of open() was cancelled after the pool opened
         await self._shutdown()
 
@@ -395,7 +425,7 @@ class AsyncioPool:
 
     # -- the pool API ----------------------------------------------------------------------
 
-    def _require(self) -> tuple[_Engine, trio_tts.Pool]:
+    def _require(self) -> tuple[_Engine, trio_tts.Pool[OptionsT]]:
         if self._engine is None or self._pool is None:
             raise trio_tts.PoolClosed("the AsyncioPool is not open")
         return self._engine, self._pool
@@ -404,9 +434,9 @@ class AsyncioPool:
         self,
         *,
         timeout: float | None = None,  # noqa: ASYNC109  (a wait deadline, as in trio_tts)
-        options: trio_tts.VoiceOptions | None = None,
+        options: OptionsT | None = None,
         **overrides: Any,
-    ) -> AsyncioContext:
+    ) -> AsyncioContext[OptionsT]:
         """:meth:`trio_tts.Pool.open_context` from asyncio; same arguments, same errors.
 
         Cancelling the caller while it waits for a slot withdraws it from the pool's queue.
@@ -445,7 +475,7 @@ class AsyncioPool:
         return self._require()[1].statistics()
 
     @property
-    def defaults(self) -> trio_tts.VoiceOptions:
+    def defaults(self) -> OptionsT:
         return self._require()[1].defaults
 
     def __repr__(self) -> str:
@@ -453,11 +483,11 @@ class AsyncioPool:
         return f"<AsyncioPool {inner}>"
 
 
-async def _abandon(ctx: trio_tts.Context) -> None:
+async def _abandon(ctx: trio_tts.Context[Any]) -> None:
     await ctx.aclose()
 
 
-class AsyncioContext:
+class AsyncioContext(Generic[OptionsT]):
     """A :class:`trio_tts.Context` for asyncio code. Create it with
     :meth:`AsyncioPool.open_context`.
 
@@ -466,7 +496,7 @@ class AsyncioContext:
     the server confirms. Cancelling a task that only waits for the next event loses no event.
     """
 
-    def __init__(self, engine: _Engine, ctx: trio_tts.Context, *, prefetch: int) -> None:
+    def __init__(self, engine: _Engine, ctx: trio_tts.Context[OptionsT], *, prefetch: int) -> None:
         self._engine = engine
         self._ctx = ctx
         self._prefetch = prefetch
@@ -482,7 +512,7 @@ class AsyncioContext:
         return self._ctx.id
 
     @property
-    def options(self) -> trio_tts.VoiceOptions:
+    def options(self) -> OptionsT:
         return self._ctx.options
 
     @property
@@ -490,7 +520,7 @@ class AsyncioContext:
         return self._ctx.state
 
     @property
-    def trio_context(self) -> trio_tts.Context:
+    def trio_context(self) -> trio_tts.Context[OptionsT]:
         """The trio object; touch it only from trio code."""
         return self._ctx
 

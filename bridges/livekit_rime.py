@@ -96,6 +96,7 @@ DEFAULT_CODA_VOICE = "lyra"
 CODA_MODEL_TIMEOUT = 60 * 4
 MIST_MODEL_TIMEOUT = 30
 
+
 def _default_sample_rate(model: str) -> int:
     # As livekit-plugins-rime 1.8.9: coda and mistv3 24 kHz, everything else 22.05 kHz.
     return 24000 if model in (MODEL_CODA, MODEL_MIST_V3) else 22050

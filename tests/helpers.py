@@ -17,6 +17,11 @@ def provider_for(server: LocalServer, api_key: str | None = None) -> trio_tts.In
 PCM = trio_tts.VoiceOptions(encoding="PCM", sample_rate=RATE, timestamp_type="WORD")
 
 
+def connection_of(pool: trio_tts.Pool, ctx: trio_tts.Context) -> int | None:
+    """The connection holding ``ctx``'s slot, from the pool's own introspection."""
+    return next((c.connection for c in pool.inspect().contexts if c.id == ctx.id), None)
+
+
 def expected(text: str) -> bytes:
     return tone_pcm(text, RATE)
 

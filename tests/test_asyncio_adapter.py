@@ -186,18 +186,21 @@ def test_read_ahead_is_bounded_by_prefetch(srv: ServerThread) -> None:
     rest wait in the trio context's own buffer, and nothing is lost."""
 
     async def main() -> None:
-        async with AsyncioPool(provider(srv), defaults=PCM, prefetch=4) as pool:
+        # LONG is 3.2 MB of PCM: room for all of it in the trio context's own buffer.
+        room = 8 * 2**20
+        async with AsyncioPool(
+            provider(srv), defaults=PCM, prefetch=4, context_buffer_bytes=room
+        ) as pool:
             ctx = await pool.open_context()
             async with ctx:
                 await ctx.send_text(LONG)
                 await ctx.finish()
                 first = await anext(ctx)  # starts the pump
-                inner = ctx.trio_context._events_out
                 await until(lambda: ctx.trio_context.state is trio_tts.ContextState.CLOSED)
                 await asyncio.sleep(0.05)
                 assert len(ctx._events) == 4  # the pump waits for room
                 assert ctx._room is not None
-                assert inner.statistics().current_buffer_used > 0
+                assert ctx.trio_context.buffered_bytes > 0
                 rest = [event async for event in ctx]
             audio = b"".join(e.data for e in [first, *rest] if isinstance(e, trio_tts.Audio))
             assert audio == tone_pcm(LONG, RATE)

@@ -174,9 +174,7 @@ def test_voices_lists_the_local_voices() -> None:
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
-def test_usage_errors_are_one_line_and_exit_2(
-    tmp_path: Path, args: list[str], needle: str
-) -> None:
+def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
     result = run(*args, "-o", str(tmp_path / "x.wav")) if args[0] == "speak" else run(*args)
     assert needle in assert_one_line_error(result, 2)
     assert not (tmp_path / "x.wav").exists()

@@ -46,6 +46,8 @@ from trio_tts.testing import (
     provider_for,
 )
 
+from helpers import connection_of
+
 # -- regressions found by the matrix -----------------------------------------------------------
 
 
@@ -150,6 +152,11 @@ class Case:
     #: faults a caller cannot see (stray audio is dropped silently, by design).
     visible: bool = True
 
+    @property
+    def handshake_fault(self) -> bool:
+        """Faults of the upgrade itself: callers waiting for that dial are re-queued."""
+        return self.name.startswith(("reject-", "accept-then-close", "no-answer"))
+
 
 @attrs.define
 class Outcome:
@@ -216,7 +223,8 @@ def _jittered_503(
     times = _handshakes_after(server, t0)
     assert len(times) == 2
     gap = times[1] - times[0] - LATENCY
-    assert 0.125 <= gap <= 0.25  # backoff_base 0.25 × 2**0, jittered into [50 %, 100 %]
+    # backoff_base 0.25 × 2**0, jittered into [50 %, 100 %], then spread by up to half of it.
+    assert 0.125 <= gap <= 0.375
 
 
 def _bounded_accept_close(
@@ -324,7 +332,7 @@ async def _caller(
     with trio.move_on_after(DEADLINE) as scope:
         try:
             ctx = await pool.open_context()
-            outcome.conn = ctx._conn.id if ctx._conn is not None else None
+            outcome.conn = connection_of(pool, ctx)
             async with ctx:
                 await ctx.send_text(text)
                 await ctx.finish()
@@ -390,7 +398,16 @@ async def run_case(case: Case, layout: str) -> None:
         # Contexts on other connections are untouched: exact audio.
         assert all(o.kind == "audio" for o in healthy), summary
         if layout == "others":
-            assert len(healthy) == 5, summary
+            # At least the five placed first; callers re-queued after a failed dial may take
+            # a slot the healthy connection freed meanwhile.
+            assert len(healthy) >= 5, summary
+        if layout == "others" and case.handshake_fault and not affected:
+            # The dial failed and every caller waiting for it took a slot the healthy
+            # connection freed first: no redial was needed (nobody waited for one).
+            assert _handshakes_after(server, t0), summary
+            assert all(o.kind == "audio" for o in outcomes), summary
+            await assert_quiescent(pool, timeout=STALE + 5)
+            return
         for o in affected:
             assert o.kind in case.allowed | {"audio"}, summary
             if o.kind != "deadline":
@@ -448,7 +465,7 @@ async def test_a_reconnect_storm_is_spread_and_bounded(
         async with trio.open_nursery() as nursery:
             for outcome in outcomes:
                 nursery.start_soon(_caller, pool, outcome)
-        assert [o.kind for o in outcomes] == ["audio"] * 20
+        assert [o.kind for o in outcomes] == ["audio"] * 20, [(o.kind, o.error) for o in outcomes]
         assert pool.statistics().contexts_moved == 20
         storm = [t for t in server.handshake_statistics().times if t >= t0]
         assert len(storm) == 20

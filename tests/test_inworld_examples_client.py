@@ -94,8 +94,9 @@ def test_an_inworld_example_client_gets_a_playable_file(
     assert usage == [len(t) for t in TEXT]
 
 
-@pytest.mark.parametrize(("suffix", "codec"),
-                         [(".ogg", "opus"), (".mp3", "mp3"), (".flac", "flac"), (".wav", "pcm")])
+@pytest.mark.parametrize(
+    ("suffix", "codec"), [(".ogg", "opus"), (".mp3", "mp3"), (".flac", "flac"), (".wav", "pcm")]
+)
 def test_speak_picks_the_encoding_from_the_file_name(
     tmp_path: Path, suffix: str, codec: str
 ) -> None:  # fmt: skip

@@ -321,7 +321,8 @@ def test_wrong_key_is_api_status_error_401() -> None:
                 assert_speech(pcm_of(await speak(t, TEXT)), sent(TEXT))
 
         run(main)
-        assert s.stats().handshakes_rejected == {401: 2}
+        # One handshake: the pool remembers the 401 for the key, the second stream fails at once.
+        assert s.stats().handshakes_rejected == {401: 1}
 
 
 def test_error_frame_is_retryable_and_the_framework_retry_recovers(srv: ServerThread) -> None:

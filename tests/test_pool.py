@@ -20,7 +20,7 @@ from trio_tts.server import (
     open_server,
 )
 
-from helpers import PCM, expected, provider_for, turn, wait_quiet
+from helpers import PCM, connection_of, expected, provider_for, turn, wait_quiet
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 
@@ -156,8 +156,9 @@ async def test_dropped_connection_fails_only_its_contexts() -> None:
 
         async def run(i: int) -> None:
             ctx = await pool.open_context()
-            assert ctx._conn is not None
-            conn_of[i] = ctx._conn.id
+            conn = connection_of(pool, ctx)
+            assert conn is not None
+            conn_of[i] = conn
             if len(conn_of) == 10:
                 all_open.set()
             await all_open.wait()
@@ -241,9 +242,10 @@ async def test_random_cancellation_never_leaks(autojump_clock: trio.testing.Mock
         await wait_quiet(pool, server)
         stats = pool.statistics()
         assert stats.contexts_in_use == 0 and stats.waiting == 0
-        assert pool._quota.statistics().borrowed == 0
-        assert pool._contexts == set()
-        assert all(not actor.routes for actor in pool._actors.values())
+        snap = pool.inspect()
+        assert snap.leases_held == 0
+        assert snap.contexts == ()
+        assert all(not conn.contexts for conn in snap.connections)
         assert 0 < completed < 1000  # some turns finished, some were cut: both paths ran
         assert server.statistics().violations == ()
 
@@ -265,7 +267,8 @@ async def test_late_audio_of_an_abandoned_context_goes_nowhere() -> None:
         assert b_audio == expected(text_b)
         await wait_quiet(pool, server)
         assert a.dropped_events > 0  # late audio did arrive, and was dropped
-        assert a._conn is None and pool.statistics().connections == 1
+        assert connection_of(pool, a) is None and pool.statistics().connections == 1
+        assert pool.statistics().stray_events == 0  # its slot was held until the close
 
 
 async def test_stale_close_frees_the_slot_and_retires_the_connection(

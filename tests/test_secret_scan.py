@@ -121,9 +121,7 @@ async def fail_once(
                 raise AssertionError("the turn did not fail")
             except trio_tts.TTSError as exc:
                 texts += exception_texts(exc)
-            texts += [repr(pool), repr(pool.statistics()), repr(pool._quota)]
-            texts += [repr(a) for a in pool._actors.values()]
-            texts += [repr(c) for c in pool._contexts]
+            texts += [repr(pool), repr(pool.statistics()), repr(pool.inspect())]
     return texts
 
 

@@ -16,9 +16,11 @@ This module is the only public surface; everything else is private.
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
+from ._core.connection import TransportFactory as TransportFactory
 from ._core.context import Context as Context
 from ._core.context import ContextState as ContextState
 from ._core.errors import CapacityTimeout as CapacityTimeout
+from ._core.errors import CircuitOpen as CircuitOpen
 from ._core.errors import ConnectionLost as ConnectionLost
 from ._core.errors import ContextFailed as ContextFailed
 from ._core.errors import HandshakeRejected as HandshakeRejected
@@ -34,6 +36,7 @@ from ._core.options import AudioEncoding as AudioEncoding
 from ._core.options import TimestampType as TimestampType
 from ._core.options import VoiceOptions as VoiceOptions
 from ._core.pool import Pool as Pool
+from ._core.pool import PoolSnapshot as PoolSnapshot
 from ._core.pool import PoolStatistics as PoolStatistics
 from ._core.pool import open_pool as open_pool
 from ._core.provider import ClientCodec as ClientCodec
@@ -43,6 +46,8 @@ from ._core.quota import Lease as Lease
 from ._core.quota import LocalQuota as LocalQuota
 from ._core.quota import Quota as Quota
 from ._core.quota import QuotaStatistics as QuotaStatistics
+from ._core.settings import PoolSettings as PoolSettings
+from ._core.settings import PoolSettingsKwargs as PoolSettingsKwargs
 from ._core.text import split_text as split_text
 from .providers.inworld.protocol import InworldProvider as InworldProvider
 from .providers.rime.protocol import RimeOptions as RimeOptions

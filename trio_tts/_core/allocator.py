@@ -69,8 +69,12 @@ class ConnRecord:
     idle_since: float | None = None
     #: When the connection was last handed a context (or opened): drives session expiry.
     refreshed_at: float = 0.0
-    #: Contexts ever placed on this connection.
-    uses: int = 0
+    #: When the handshake succeeded (None while connecting).
+    opened_at: float | None = None
+    #: True once audio arrived on it: the service works (the reconnect policy's "success").
+    proven: bool = False
+    #: True once a context was placed on it.
+    used: bool = False
 
     @property
     def free(self) -> int:
@@ -174,6 +178,20 @@ class Allocator:
     def count(self, state: ConnState) -> int:
         return sum(1 for c in self.connections.values() if c.state is state)
 
+    def holds(self, conn_id: int, context_id: str) -> bool:
+        """Is a slot on live connection ``conn_id`` held for ``context_id``?"""
+        conn = self.connections.get(conn_id)
+        return conn is not None and context_id in conn.slots
+
+    def reserved_count(self) -> int:
+        """Requests placed on connections that are still connecting."""
+        return len(self._reserved)
+
+    def mark_proven(self, conn_id: int) -> None:
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.proven = True
+
     def _expired(self, conn: ConnRecord, now: float) -> bool:
         limit = self.max_session_duration
         return limit is not None and now - conn.refreshed_at > limit
@@ -209,6 +227,7 @@ class Allocator:
             return []
         conn.state = ConnState.OPEN
         conn.refreshed_at = now
+        conn.opened_at = now
         if not conn.slots:
             conn.idle_since = now
         actions: list[Action] = [Ready(r) for r in self._reserved_on(conn_id)]
@@ -329,6 +348,11 @@ class Allocator:
             live += 1
         return actions
 
+    def fail_waiting(self, error: BaseException) -> list[Action]:
+        """Fail every queued (not yet placed) request with ``error`` (the circuit opened)."""
+        doomed, self.waiting = self.waiting, []
+        return [Fail(r, error) for r in doomed]
+
     def close(self) -> list[Action]:
         """No new requests: waiting ones fail; empty connections close; busy ones drain."""
         self.closed = True
@@ -359,7 +383,7 @@ class Allocator:
 
     def _place(self, req: Request, conn: ConnRecord, now: float) -> list[Action]:
         conn.slots.add(req.context_id)
-        conn.uses += 1
+        conn.used = True
         conn.idle_since = None
         if self.refresh_on_use:
             conn.refreshed_at = now

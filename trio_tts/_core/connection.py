@@ -2,41 +2,45 @@
 
 Ownership and lifetime::
 
-    pool nursery ── ConnectionActor.run()          (one task per connection, started by the pool)
-                      └── actor nursery            (this connection only: one failure here
-                            ├── _sender                cancels its siblings, never other
-                            ├── _receiver              connections — DESIGN §6)
-                            ├── _heartbeat
-                            └── spilled posts      (cancels that found the outbound buffer full)
+    pool task nursery ── ConnectionActor.run()      (one task per connection, started by the pool)
+                           └── actor nursery        (this connection only: one failure here
+                                 ├── _sender            cancels its siblings, never other
+                                 ├── _receiver          connections — DESIGN §6)
+                                 ├── _heartbeat
+                                 └── spilled posts  (cancels that found the outbound buffer full)
 
-The actor owns the receive end of its bounded outbound channel (contexts send commands into
-it) and the transport. It never awaits a context's consumer: events are handed to contexts
-with their synchronous ``_deliver``. ``run`` never raises except ``Cancelled``; every outcome
-(opened, failed, closed) is reported to the pool through its synchronous callbacks.
+The actor owns the receive end of its bounded outbound channel (``(context_id, commands)``
+items) and the transport, and nothing else: which contexts it hosts and what state it is in
+are the pool's facts (the allocator's record). It reports what happens — opened, an event
+arrived, ended(error) — through its :class:`ConnectionOwner`'s synchronous methods and asks
+the owner, when it writes, whether a context still lives here. ``run`` never raises except
+``Cancelled``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 import trio
 
 from . import transport as _transport
 from .commands import Cancel, Close, Command, Create, Flush, SendText
-from .errors import ConnectionLost, HandshakeRejected, TTSError, redact
-from .events import ConnectionErrorEvent, ContextClosed, ContextError, Event
+from .errors import ConnectionLost, HandshakeRejected, TTSError
+from .events import Event
 from .provider import ClientCodec, Provider
 from .quota import Lease, Quota
 
-if TYPE_CHECKING:
-    from .context import Context
-
-__all__ = ["ConnectionActor", "ConnectionSettings", "ConnectionStatistics", "TransportFactory"]
+__all__ = [
+    "ConnectionActor",
+    "ConnectionOwner",
+    "ConnectionSettings",
+    "ConnectionStatistics",
+    "TransportFactory",
+]
 
 logger = logging.getLogger("trio_tts.connection")
 
@@ -51,21 +55,21 @@ class TransportFactory(Protocol):
         *,
         handshake_timeout: float,
         close_timeout: float,
+        max_message_size: int,
     ) -> Awaitable[_transport.Transport]: ...
 
 
 @attrs.frozen(kw_only=True)
 class ConnectionSettings:
-    """Per-connection timing and sizing (see :func:`trio_tts.open_pool`)."""
+    """Per-connection timing and sizing (derived from :class:`~trio_tts.PoolSettings`)."""
 
     handshake_timeout: float = 10.0
+    #: How long the socket's closing handshake may take.
     close_timeout: float = 2.0
     heartbeat_interval: float | None = 20.0
     heartbeat_timeout: float = 10.0
     outbound_buffer: int = 64
-    connect_attempts: int = 3
-    backoff_base: float = 0.25
-    backoff_max: float = 5.0
+    max_message_size: int = 2**20
     #: How long a graceful close waits for the answer to the codec's ``goodbye`` frames
     #: (Rime's ``eos``) before sending the close frame anyway.
     goodbye_timeout: float = 1.0
@@ -76,23 +80,35 @@ class ConnectionSettings:
 @attrs.frozen
 class ConnectionStatistics:
     id: int
-    state: str
-    contexts: int
     frames_sent: int
     frames_received: int
-    stray_events: int
 
 
 _Task = Callable[["_transport.Transport"], Awaitable[None]]
 
 
-class _PoolCallbacks(Protocol):
-    def _connection_opened(self, actor: ConnectionActor) -> None: ...
-    def _connection_finished(
-        self, actor: ConnectionActor, error: ConnectionLost | None, fatal: bool
-    ) -> None: ...
-    def _context_released(self, actor: ConnectionActor, ctx: Context[Any]) -> None: ...
-    def _connection_lease_lost(self, actor: ConnectionActor) -> None: ...
+class ConnectionOwner(Protocol):
+    """What a :class:`ConnectionActor` reports to (the pool). All synchronous."""
+
+    def connection_opened(self, conn_id: int) -> None:
+        """The handshake succeeded."""
+        ...
+
+    def connection_ended(self, conn_id: int, error: ConnectionLost | None) -> None:
+        """The connection is gone (``error`` None: closed on request). Called once."""
+        ...
+
+    def connection_lease_lost(self, conn_id: int) -> None:
+        """The fleet revoked the connection's lease."""
+        ...
+
+    def hosts(self, conn_id: int, context_id: str) -> bool:
+        """Does ``context_id`` still live on ``conn_id`` (else its commands are dropped)?"""
+        ...
+
+    def route(self, conn_id: int, event: Event) -> None:
+        """An event decoded from the connection's frames (or made by its codec)."""
+        ...
 
 
 class ConnectionActor:
@@ -104,9 +120,11 @@ class ConnectionActor:
         provider: Provider[Any],
         url: str,
         settings: ConnectionSettings,
-        pool: _PoolCallbacks,
+        owner: ConnectionOwner,
         handshake_limiter: trio.CapacityLimiter,
         quota: Quota | None = None,
+        *,
+        not_before: float = 0.0,
     ) -> None:
         self.id = conn_id
         # A fleet-wide connection quota: a lease is held for the socket's whole lifetime.
@@ -115,65 +133,66 @@ class ConnectionActor:
         self._provider = provider
         self._url = url
         self._settings = settings
-        self._pool = pool
+        self._owner = owner
         self._handshake_limiter = handshake_limiter
+        self._not_before = not_before
         self._codec: ClientCodec = provider.new_codec()
-        self._outbound_in, self._outbound_out = trio.open_memory_channel[
-            tuple["Context[Any]", list[Command]]
-        ](settings.outbound_buffer)
-        #: Contexts hosted here, by id. An id absent from this map gets no event.
-        self.routes: dict[str, Context[Any]] = {}
-        self.state = "connecting"
+        self._outbound_in, self._outbound_out = trio.open_memory_channel[tuple[str, list[Command]]](
+            settings.outbound_buffer
+        )
         self._nursery: trio.Nursery | None = None
         self._cancel_scope = trio.CancelScope()
+        self._opened = False
         self._closing = False
         self._error: ConnectionLost | None = None
+        self._write_failed = False
         self._frames_sent = 0
         self._frames_received = 0
-        self._stray_events = 0
         # Set by the receiver on the first frame after the goodbye frames were sent.
         self._goodbye_sent = False
         self._goodbye_answered = trio.Event()
 
     def __repr__(self) -> str:
-        return f"<ConnectionActor #{self.id} {self.state} contexts={len(self.routes)}>"
+        return f"<ConnectionActor #{self.id}>"
 
     def statistics(self) -> ConnectionStatistics:
         return ConnectionStatistics(
-            id=self.id,
-            state=self.state,
-            contexts=len(self.routes),
-            frames_sent=self._frames_sent,
-            frames_received=self._frames_received,
-            stray_events=self._stray_events,
+            id=self.id, frames_sent=self._frames_sent, frames_received=self._frames_received
         )
 
-    # -- called by contexts and the pool ---------------------------------------------------
+    def task_names(self) -> list[str]:
+        """Names of the tasks in this connection's nursery (for leak checks)."""
+        nursery = self._nursery
+        if nursery is None:
+            return []
+        return [t.name.rsplit(".", 1)[-1] for t in nursery.child_tasks]
 
-    async def send(self, ctx: Context[Any], commands: list[Command]) -> None:
-        """Queue ``commands`` for ``ctx``; waits for room in the outbound buffer.
+    # -- called by the pool ----------------------------------------------------------------
+
+    async def send(self, context_id: str, commands: list[Command]) -> None:
+        """Queue ``commands`` for ``context_id``; waits for room in the outbound buffer.
 
         Raises:
             trio.BrokenResourceError: the connection is gone.
         """
-        await self._outbound_in.send((ctx, commands))
+        await self._outbound_in.send((context_id, commands))
 
-    def post(self, ctx: Context[Any], command: Command) -> None:
+    def post(self, context_id: str, command: Command) -> None:
         """Queue ``command`` without waiting: a full buffer spills it into a task of the
         actor's own nursery, which keeps the order. A dead connection drops it (the context
         is failed or moved by the pool anyway)."""
         try:
-            self._outbound_in.send_nowait((ctx, [command]))
+            self._outbound_in.send_nowait((context_id, [command]))
         except trio.WouldBlock:
             if self._nursery is not None:
-                self._nursery.start_soon(self._spill, ctx, command)
+                self._nursery.start_soon(self._spill, context_id, command)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
     def close_soon(self) -> None:
         """Close gracefully: flush queued commands, send a close frame, end ``run``."""
         self._closing = True
-        if self.state == "connecting":
+        if not self._opened:
             self._cancel_scope.cancel()
         else:
             self._outbound_in.close()
@@ -185,19 +204,18 @@ class ConnectionActor:
     # -- the actor -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, serve until closed or failed, report the outcome to the pool, then close
-        the socket (shielded, bounded): the contexts hear of a failure before the goodbye."""
+        """Wait for the pool's backoff, connect (one attempt), serve until closed or failed,
+        report the end to the owner, then close the socket (shielded, bounded): the contexts
+        hear of a failure before the goodbye."""
         error: ConnectionLost | None = None
-        fatal = False
         transport: _transport.Transport | None = None
         try:
             with self._cancel_scope:
                 try:
+                    await trio.sleep_until(self._not_before)
                     if self._quota is not None:  # before the handshake: never over the fleet
                         self._lease = await self._quota.acquire()
                     transport = await self._connect()
-                except HandshakeRejected as exc:
-                    error, fatal = exc, exc.is_auth_error
                 except ConnectionLost as exc:
                     error = exc
                 except TTSError as exc:  # the connection quota is unreachable (fail closed)
@@ -207,9 +225,8 @@ class ConnectionActor:
         finally:
             if error is None and not self._closing:
                 error = ConnectionLost("connection closed")
-            self.state = "closed"
             self._outbound_out.close()
-            self._pool._connection_finished(self, error, fatal)
+            self._owner.connection_ended(self.id, error)
             if transport is not None:
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(self._settings.close_timeout):
@@ -219,37 +236,22 @@ class ConnectionActor:
 
     async def _connect(self) -> _transport.Transport:
         settings = self._settings
-        attempts = max(1, settings.connect_attempts)
-        for attempt in range(attempts):
+        async with self._handshake_limiter:
             try:
-                async with self._handshake_limiter:
-                    return await settings.transport_factory(
-                        self._url,
-                        self._provider.headers(),
-                        handshake_timeout=settings.handshake_timeout,
-                        close_timeout=settings.close_timeout,
-                    )
+                return await settings.transport_factory(
+                    self._url,
+                    self._provider.headers(),
+                    handshake_timeout=settings.handshake_timeout,
+                    close_timeout=settings.close_timeout,
+                    max_message_size=settings.max_message_size,
+                )
             except HandshakeRejected as exc:
-                if exc.is_auth_error or attempt == attempts - 1:
-                    raise
-                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 logger.info("connection #%d: handshake rejected (HTTP %d)", self.id, exc.status)
-            except ConnectionLost as exc:
-                if attempt == attempts - 1:
-                    raise
-                delay = self._backoff(attempt)
-                logger.info("connection #%d: connect failed: %s", self.id, redact(str(exc)))
-            await trio.sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int) -> float:
-        s = self._settings
-        ceiling = min(s.backoff_max, s.backoff_base * 2**attempt)
-        return random.uniform(ceiling / 2, ceiling)  # jittered: reconnects spread out
+                raise
 
     async def _serve(self, transport: _transport.Transport) -> ConnectionLost | None:
-        self.state = "open"
-        self._pool._connection_opened(self)
+        self._opened = True
+        self._owner.connection_opened(self.id)
         try:
             async with trio.open_nursery() as nursery:  # this connection's tasks only
                 self._nursery = nursery
@@ -262,7 +264,6 @@ class ConnectionActor:
                     nursery.start_soon(self._guard, task, transport, nursery.cancel_scope)
         finally:
             self._nursery = None
-            self.state = "closing"
         return self._error
 
     async def _guard(
@@ -272,27 +273,50 @@ class ConnectionActor:
         scope: trio.CancelScope,
     ) -> None:
         """Run one of the actor's tasks; when it ends (a failure, first one wins, or the
-        sender's graceful close) the whole connection ends."""
+        sender's graceful close) the whole connection ends — except a failed write: then the
+        receiver goes on reading what the server already sent (the transport bounds that)
+        and ends the connection itself."""
         try:
             await task(transport)
         except (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            if self._error is None and not (self._closing and task == self._receiver):
-                self._error = (
-                    exc if isinstance(exc, ConnectionLost) else ConnectionLost(type(exc).__name__)
-                )
+            lost = exc if isinstance(exc, ConnectionLost) else ConnectionLost(type(exc).__name__)
+            if task == self._receiver:
+                # The reader saw how the connection really ended (close code, EOF): that
+                # beats a write error recorded before it.
+                if not self._closing and (self._error is None or self._write_failed):
+                    self._error = lost
+            elif self._error is None:
+                self._error = lost
+            if task != self._receiver and not self._closing and not self._write_failed:
+                if task == self._sender:
+                    self._write_failed = True
+                    # Callers blocked on a full outbound buffer learn at once; frames already
+                    # in the socket still reach their contexts through the receiver, which
+                    # ends the connection (bounded here in case the transport does not).
+                    self._outbound_out.close()
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._drain_bound, scope)
+                    return
+            elif task != self._receiver and self._write_failed:
+                return  # e.g. the heartbeat on the failed socket: the receiver decides
         except Exception as exc:  # a bug must not take the pool down: report it as a loss
             logger.exception("connection #%d: internal error", self.id)
             if self._error is None:
                 self._error = ConnectionLost(f"internal error: {type(exc).__name__}")
         scope.cancel()
 
-    async def _spill(self, ctx: Context[Any], command: Command) -> None:
+    async def _drain_bound(self, scope: trio.CancelScope) -> None:
+        await trio.sleep(self._settings.close_timeout)
+        scope.cancel()
+
+    async def _spill(self, context_id: str, command: Command) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._outbound_in.send((ctx, [command]))
+            await self._outbound_in.send((context_id, [command]))
 
     async def _sender(self, transport: _transport.Transport) -> None:
         codec = self._codec
         outbound = self._outbound_out
+        owner = self._owner
         async with outbound:
             async for first in outbound:
                 # Drain whatever else is queued and write it all with one flush: one lock
@@ -303,17 +327,17 @@ class ConnectionActor:
                         batch.append(outbound.receive_nowait())
                 frames: list[str] = []
                 events: list[Event] = []
-                for ctx, commands in batch:
-                    if self.routes.get(ctx.id) is not ctx:
+                for context_id, commands in batch:
+                    if not owner.hosts(self.id, context_id):
                         continue  # the context left this connection (moved or released)
                     for command in commands:
-                        frames += _encode(codec, ctx.id, command)
+                        frames += _encode(codec, context_id, command)
                         events += codec.take_events()
                 if frames:
                     await transport.send_many(frames)
                     self._frames_sent += len(frames)
                 for event in events:
-                    self._route(event)
+                    owner.route(self.id, event)
         # The outbound channel was closed (close_soon): a graceful close; _guard ends the rest.
         goodbye = codec.goodbye()
         if goodbye:
@@ -329,39 +353,20 @@ class ConnectionActor:
 
     async def _receiver(self, transport: _transport.Transport) -> None:
         codec = self._codec
+        route = self._owner.route
         while True:
             frame = await transport.receive()
             self._frames_received += 1
             if self._goodbye_sent:
                 self._goodbye_answered.set()
             for event in codec.receive(frame):
-                self._route(event)
-
-    def _route(self, event: Event) -> None:
-        if isinstance(event, ConnectionErrorEvent):
-            raise ConnectionLost(f"server error {event.code}: {redact(event.message)}")
-        ctx = self.routes.get(event.context_id)
-        if ctx is None:
-            # Audio for a context this connection no longer hosts (released after a stale
-            # close, or an id we never created). Counted, never delivered anywhere.
-            self._stray_events += 1
-            logger.debug("connection #%d: event for unknown context dropped", self.id)
-            return
-        if isinstance(event, ContextClosed):
-            ctx._server_closed()
-            self._pool._context_released(self, ctx)
-        elif isinstance(event, ContextError):
-            if ctx._server_error(event.code, redact(event.message)):
-                ctx._server_closed()
-                self._pool._context_released(self, ctx)
-        else:
-            ctx._deliver(event)
+                route(self.id, event)
 
     async def _watch_lease(self, transport: _transport.Transport) -> None:
         """A lost connection lease retires this connection after its current utterances."""
         assert self._lease is not None
         await self._lease.lost.wait()
-        self._pool._connection_lease_lost(self)
+        self._owner.connection_lease_lost(self.id)
         await trio.sleep_forever()
 
     async def _heartbeat(self, transport: _transport.Transport) -> None:

@@ -1,34 +1,35 @@
 """What a caller holds: one utterance stream on a pooled connection.
 
-Ownership: the :class:`Context` owns the receive end of its event channel (the caller reads
-it); the connection actor currently hosting the context writes the send end, through the
-synchronous ``_deliver``/``_server_*`` methods, and never blocks on it — an overflowing buffer
-fails the context with :class:`SlowConsumer` instead of stalling the other contexts on the
-socket. The slot and the quota lease belong to the pool and are returned when the server
-confirms the close (``contextClosed``), never earlier.
+Two halves, one owner each:
+
+* :class:`ContextStream` is the caller-visible state of one context — its :class:`ContextState`,
+  its error and its bounded event buffer. The pool owns it (in its per-context placement
+  record) and writes it through synchronous methods that never block: an overflowing buffer
+  fails the context with :class:`SlowConsumer` instead of stalling the other contexts on the
+  socket.
+* :class:`Context` is the caller's handle: it reads the stream and sends commands through
+  its :class:`ContextOwner` (the pool), which knows where the context is placed. The slot and
+  the quota lease belong to the pool and come back when the server confirms the close.
+
+Nothing here imports the pool or the connection actor.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Generic
+from typing import Generic, Protocol
 
 import attrs
 import trio
 
-from .commands import Cancel, Close, Command, Create, Flush, SendText
-from .errors import ConnectionLost, ContextFailed, InvalidOptions, SlowConsumer, TTSError
+from .commands import Close, Command, Flush, SendText
+from .errors import InvalidOptions, SlowConsumer, TTSError
 from .events import Audio, Event, FlushCompleted, Usage, WordTiming
-from .provider import OptionsT
-from .quota import Lease
+from .provider import Options, OptionsT
 from .text import split_text
 
-if TYPE_CHECKING:
-    from .connection import ConnectionActor
-    from .pool import Pool
-
-__all__ = ["Context", "ContextState"]
+__all__ = ["Context", "ContextOwner", "ContextState", "ContextStream"]
 
 
 class ContextState(enum.Enum):
@@ -46,14 +47,158 @@ class ContextState(enum.Enum):
     ABANDONED = "abandoned"
 
 
-_TERMINAL = (ContextState.CLOSED, ContextState.FAILED, ContextState.ABANDONED)
+TERMINAL = frozenset({ContextState.CLOSED, ContextState.FAILED, ContextState.ABANDONED})
+
+
+class ContextOwner(Protocol):
+    """What a :class:`Context` asks of the pool that placed it."""
+
+    async def send_command(self, context_id: str, command: Command) -> None:
+        """Send ``command`` for the context (waits for room in the outbound buffer).
+
+        Raises:
+            TTSError: the context failed (its connection was lost after audio started).
+        """
+        ...
+
+    def context_left(self, context_id: str, *, cancel: bool) -> None:
+        """The caller left the context; ``cancel``: it was still open (cancel it there)."""
+        ...
+
+
+class ContextStream:
+    """The caller-visible state of one context, written by the pool, read by its Context.
+
+    ``max_events``/``max_bytes`` bound the unread backlog (events, audio bytes): past either,
+    the context fails with :class:`SlowConsumer` (the owner then cancels it on the server).
+    """
+
+    def __init__(
+        self, context_id: str, options: Options, *, max_events: int, max_bytes: int
+    ) -> None:
+        self.id = context_id
+        self.options = options
+        self.state = ContextState.OPEN
+        self.error: TTSError | None = None
+        self.done = trio.Event()
+        self._max_bytes = max_bytes
+        self._in, self._out = trio.open_memory_channel[Event](max_events)
+        #: Audio bytes delivered to the buffer and not yet read by the caller.
+        self.buffered_bytes = 0
+        #: True once audio arrived (a lost connection then fails the context, not moves it).
+        self.audio_started = False
+        self.audio_bytes = 0
+        self.usage_characters = 0
+        self.dropped_events = 0
+        # Timestamp bookkeeping: the server restarts timings at 0 after each flush.
+        self._offset = 0.0
+        self._audio_seconds = 0.0
+        self._last_word_end = 0.0
+        self._bytes_per_second = 2 * options.sample_rate if options.encoding.is_pcm else 0
+
+    # -- writer side (the pool; synchronous, never blocks) ---------------------------------
+
+    def deliver(self, event: Event) -> bool:
+        """Queue ``event`` for the caller. Returns False if this overflowed the backlog
+        bound (the stream is now FAILED with :class:`SlowConsumer`)."""
+        if self.state is ContextState.ABANDONED or self.error is not None:
+            self.dropped_events += 1
+            return True
+        size = 0
+        if isinstance(event, Audio):
+            self.audio_started = True
+            event = self._retime(event)
+            size = len(event.data)
+            self.audio_bytes += size
+        elif isinstance(event, FlushCompleted):
+            self._offset = max(self._offset + self._audio_seconds, self._last_word_end)
+            self._audio_seconds = 0.0
+        elif isinstance(event, Usage):
+            self.usage_characters += event.processed_characters
+            return True
+        else:
+            return True
+        if self.buffered_bytes + size > self._max_bytes and self.buffered_bytes:
+            return self._overflow(f"more than {self._max_bytes} bytes of audio unread")
+        try:
+            self._in.send_nowait(event)
+        except trio.WouldBlock:
+            return self._overflow("event buffer full")
+        self.buffered_bytes += size
+        return True
+
+    def _overflow(self, why: str) -> bool:
+        self.dropped_events += 1
+        self.fail(SlowConsumer(f"context {self.id}: {why} (the consumer fell behind)"))
+        return False
+
+    def _retime(self, event: Audio) -> Audio:
+        if self._bytes_per_second:
+            self._audio_seconds += len(event.data) / self._bytes_per_second
+        if not event.words:
+            return event
+        offset = self._offset
+        if offset == 0.0:
+            self._last_word_end = max(self._last_word_end, event.words[-1].end)
+            return event
+        words = tuple(WordTiming(w.word, w.start + offset, w.end + offset) for w in event.words)
+        self._last_word_end = max(self._last_word_end, words[-1].end)
+        return attrs.evolve(event, words=words)
+
+    def closed_by_server(self) -> None:
+        """The server confirmed the close: iteration ends after the queued events."""
+        if self.state in (ContextState.OPEN, ContextState.FINISHING):
+            self.state = ContextState.CLOSED
+        self._end()
+
+    def fail(self, error: TTSError) -> bool:
+        """End the stream with ``error`` (raised after the queued events). Returns False if
+        it had already ended."""
+        if self.state in TERMINAL:
+            return False
+        self.state = ContextState.FAILED
+        self.error = error
+        self._end()
+        return True
+
+    def _end(self) -> None:
+        self._in.close()
+        self.done.set()
+
+    # -- reader side (the Context) ---------------------------------------------------------
+
+    def finishing(self) -> None:
+        if self.state is ContextState.OPEN:
+            self.state = ContextState.FINISHING
+
+    def abandon(self) -> ContextState:
+        """The caller left: drop the rest. Returns the state it left in."""
+        state = self.state
+        if state not in TERMINAL:
+            self.state = ContextState.ABANDONED
+            self._end()
+        return state
+
+    def receive_nowait(self) -> Event:
+        """Raises trio.WouldBlock, trio.EndOfChannel."""
+        event = self._out.receive_nowait()
+        if isinstance(event, Audio):
+            self.buffered_bytes -= len(event.data)
+        return event
+
+    async def receive(self) -> Event:
+        """Raises trio.EndOfChannel."""
+        event = await self._out.receive()
+        if isinstance(event, Audio):
+            self.buffered_bytes -= len(event.data)
+        return event
 
 
 class Context(trio.abc.AsyncResource, Generic[OptionsT]):
     """One utterance stream. Create it with :meth:`Pool.open_context`, never directly.
 
     Use it as an async context manager; leaving the block before the server confirmed the
-    close (error, cancellation, ``break``) cancels the utterance on the server — the actor
+    close (error, cancellation, ``break``) cancels the utterance on the server — the pool
     does that, shielded and bounded, and frees the slot when the server confirms::
 
         ctx = await pool.open_context(voice="Ashley")
@@ -73,39 +218,42 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
     """
 
     def __init__(
-        self, pool: Pool[Any], context_id: str, options: OptionsT, *, buffer: int, max_text: int
+        self, owner: ContextOwner, stream: ContextStream, options: OptionsT, *, max_text: int
     ) -> None:
-        self._pool = pool
-        self.id = context_id
+        self._owner = owner
+        self._stream = stream
+        self.id = stream.id
         self.options = options
         self._max_text = max_text
-        self._events_in, self._events_out = trio.open_memory_channel[Event](buffer)
-        self.state = ContextState.OPEN
-        self._error: TTSError | None = None
-        self._done = trio.Event()
-        # Commands to replay if the connection fails before any audio; None once audio came.
-        self._log: list[Command] | None = [Create(options)]
-        self._conn: ConnectionActor | None = None
-        self._lease: Lease | None = None
-        self._attempts = 1
-        self._close_requested_at: float | None = None
-        self._slot_held = False
-        #: Cancel scope of a move to another connection in progress (owned by the pool).
-        self._moving: trio.CancelScope | None = None
-        # Timestamp bookkeeping: the server restarts timings at 0 after each flush.
-        self._offset = 0.0
-        self._audio_seconds = 0.0
-        self._last_word_end = 0.0
-        self._bytes_per_second = 2 * options.sample_rate if options.encoding.is_pcm else 0
-        self.usage_characters = 0
         self._unchecked = 0  # events taken without a checkpoint (see __anext__)
-        self.audio_bytes = 0
-        self.dropped_events = 0
+
+    @property
+    def state(self) -> ContextState:
+        return self._stream.state
+
+    @property
+    def audio_bytes(self) -> int:
+        """Audio bytes received so far."""
+        return self._stream.audio_bytes
+
+    @property
+    def usage_characters(self) -> int:
+        """Characters the server reported as processed (billing), where it reports them."""
+        return self._stream.usage_characters
+
+    @property
+    def dropped_events(self) -> int:
+        """Events that arrived after the caller left (or after a failure) and were dropped."""
+        return self._stream.dropped_events
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Audio bytes received and not yet read by the caller."""
+        return self._stream.buffered_bytes
 
     def __repr__(self) -> str:
-        conn = self._conn.id if self._conn is not None else None
         return (
-            f"<Context {self.id} {self.state.value} conn={conn} audio={self.audio_bytes}B"
+            f"<Context {self.id} {self.state.value} audio={self.audio_bytes}B"
             f" voice={self.options.voice!r}>"
         )
 
@@ -126,22 +274,22 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         self._check_open()
         pieces = split_text(text, self._max_text) or [""]
         for n, piece in enumerate(pieces):
-            await self._send(SendText(piece, flush=flush and n == len(pieces) - 1))
+            await self._owner.send_command(
+                self.id, SendText(piece, flush=flush and n == len(pieces) - 1)
+            )
 
     async def flush(self) -> None:
         """Ask the server to synthesise all text sent so far (a ``FlushCompleted`` follows)."""
         self._check_open()
-        await self._send(Flush())
+        await self._owner.send_command(self.id, Flush())
 
     async def finish(self) -> None:
         """No more text: the server finishes the audio, then iteration ends. Returns at once."""
         self._check_open()
-        await self._send(Close())
+        await self._owner.send_command(self.id, Close())
         # Only once the close is queued: a finish() cancelled before that leaves the context
         # OPEN, so leaving it still cancels it on the server.
-        if self.state is ContextState.OPEN:
-            self.state = ContextState.FINISHING
-            self._close_requested_at = trio.current_time()
+        self._stream.finishing()
 
     async def close(self) -> None:
         """``finish()`` and wait until the server confirms the close.
@@ -153,9 +301,9 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         """
         if self.state is ContextState.OPEN:
             await self.finish()
-        await self._done.wait()
-        if self._error is not None:
-            raise self._error
+        await self._stream.done.wait()
+        if self._stream.error is not None:
+            raise self._stream.error
 
     async def cancel(self) -> None:
         """Stop the utterance: iteration ends now, the rest of its audio is dropped."""
@@ -176,14 +324,15 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
     async def __anext__(self) -> Audio | FlushCompleted:
         # Fast path: take a buffered event without a trip through the scheduler, yielding
         # (a checkpoint: cancellation, fairness) once every 16 events.
+        stream = self._stream
         try:
-            event = self._events_out.receive_nowait()
+            event = stream.receive_nowait()
         except trio.WouldBlock:
             event = None
         except (trio.EndOfChannel, trio.ClosedResourceError):
             await trio.lowlevel.checkpoint()
-            if self._error is not None:
-                raise self._error from None
+            if stream.error is not None:
+                raise stream.error from None
             raise StopAsyncIteration from None
         if event is not None:
             self._unchecked += 1
@@ -194,112 +343,21 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
             return event
         self._unchecked = 0
         try:
-            event = await self._events_out.receive()
+            event = await stream.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
-            if self._error is not None:
-                raise self._error from None
+            if stream.error is not None:
+                raise stream.error from None
             raise StopAsyncIteration from None
         assert isinstance(event, Audio | FlushCompleted)
         return event
 
     def _check_open(self) -> None:
-        if self._error is not None:
-            raise self._error
+        if self._stream.error is not None:
+            raise self._stream.error
         if self.state is not ContextState.OPEN:
             raise trio.ClosedResourceError(f"context is {self.state.value}")
 
-    async def _send(self, command: Command) -> None:
-        if self._log is not None:
-            self._log.append(command)
-        conn = self._conn
-        if conn is None:
-            return  # being moved to another connection: the log is replayed there
-        try:
-            await conn.send(self, [command])
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            if self._log is None:
-                raise self._error or ConnectionLost("connection lost") from None
-            # Logged: the pool moves the context and replays it.
-
     def _abandon(self) -> None:
-        state = self.state
-        if state in _TERMINAL:
-            return
-        self.state = ContextState.ABANDONED
-        self._events_in.close()
-        self._done.set()
-        if state is ContextState.OPEN:
-            self._close_requested_at = trio.current_time()
-            if self._conn is not None:
-                self._conn.post(self, Cancel())
-        self._pool._context_abandoned(self)
-
-    # -- actor side (synchronous, never blocks) --------------------------------------------
-
-    def _deliver(self, event: Event) -> None:
-        if self.state is ContextState.ABANDONED or self._error is not None:
-            self.dropped_events += 1
-            return
-        if isinstance(event, Audio):
-            self._log = None  # audio started: from now on a lost connection is an error
-            event = self._retime(event)
-            self.audio_bytes += len(event.data)
-        elif isinstance(event, FlushCompleted):
-            self._offset = max(self._offset + self._audio_seconds, self._last_word_end)
-            self._audio_seconds = 0.0
-        elif isinstance(event, Usage):
-            self.usage_characters += event.processed_characters
-            return
-        else:
-            return
-        try:
-            self._events_in.send_nowait(event)
-        except trio.WouldBlock:
-            self._fail(SlowConsumer(f"context {self.id}: event buffer overflowed"))
-            if self._conn is not None:
-                self._request_close()
-
-    def _retime(self, event: Audio) -> Audio:
-        if self._bytes_per_second:
-            self._audio_seconds += len(event.data) / self._bytes_per_second
-        if not event.words:
-            return event
-        offset = self._offset
-        if offset == 0.0:
-            self._last_word_end = max(self._last_word_end, event.words[-1].end)
-            return event
-        words = tuple(WordTiming(w.word, w.start + offset, w.end + offset) for w in event.words)
-        self._last_word_end = max(self._last_word_end, words[-1].end)
-        return attrs.evolve(event, words=words)
-
-    def _request_close(self) -> None:
-        """Ask the server to close a failed context so its slot comes back."""
-        if self._close_requested_at is None and self._conn is not None:
-            self._close_requested_at = trio.current_time()
-            self._conn.post(self, Cancel())
-
-    def _server_closed(self) -> None:
-        if self.state in (ContextState.OPEN, ContextState.FINISHING):
-            self.state = ContextState.CLOSED
-        self._finish_events()
-
-    def _server_error(self, code: int | None, message: str) -> bool:
-        """A status error for this context. Returns True if it answers our own close."""
-        if self._close_requested_at is not None and (
-            self.state is ContextState.ABANDONED or self._error is not None
-        ):
-            return True  # e.g. "Context not found during closeContext": nothing left there
-        self._fail(ContextFailed(code, message))
-        self._request_close()
-        return False
-
-    def _fail(self, error: TTSError) -> None:
-        if self.state in _TERMINAL:
-            return
-        self.state = ContextState.FAILED
-        self._error = error
-        self._finish_events()
-
-    def _finish_events(self) -> None:
-        self._events_in.close()
-        self._done.set()
+        left = self._stream.abandon()
+        if left not in TERMINAL:
+            self._owner.context_left(self.id, cancel=left is ContextState.OPEN)

@@ -12,6 +12,7 @@ import urllib.parse
 
 __all__ = [
     "CapacityTimeout",
+    "CircuitOpen",
     "ConnectionLost",
     "ContextFailed",
     "HandshakeRejected",
@@ -63,6 +64,7 @@ class HandshakeRejected(ConnectionLost):
 
     def __init__(self, status: int, reason: str = "", retry_after: float | None = None) -> None:
         self.status = status
+        self.reason = reason
         self.retry_after = retry_after
         text = f"WebSocket handshake rejected with HTTP {status}"
         if reason:
@@ -73,6 +75,28 @@ class HandshakeRejected(ConnectionLost):
     def is_auth_error(self) -> bool:
         """True for 401/403: retrying with the same credentials cannot help."""
         return self.status in (401, 403)
+
+
+class CircuitOpen(ConnectionLost):
+    """Connections to the service kept failing, so the pool stopped dialling for a while.
+
+    Raised at once (no handshake) until the backoff delay has passed.
+
+    Attributes:
+        failures: consecutive connection failures so far.
+        cause: the last failure (a :class:`ConnectionLost` or :class:`HandshakeRejected`).
+        retry_in: seconds until the pool will try a connection again.
+    """
+
+    def __init__(self, failures: int, cause: ConnectionLost, retry_in: float) -> None:
+        self.failures = failures
+        self.cause = cause
+        self.retry_in = retry_in
+        super().__init__(
+            f"circuit open after {failures} connection failures (retry in {retry_in:.1f} s);"
+            f" last: {cause}",
+            code=cause.code,
+        )
 
 
 class ContextFailed(TTSError):

@@ -101,16 +101,12 @@ class VoiceOptions:
 
     voice: str = "Ashley"
     model: str = "inworld-tts-1"
-    encoding: AudioEncoding = attrs.field(
-        default=AudioEncoding.LINEAR16, converter=_to_encoding
-    )
+    encoding: AudioEncoding = attrs.field(default=AudioEncoding.LINEAR16, converter=_to_encoding)
     sample_rate: int = 24000
     bit_rate: int = 64000
     speaking_rate: float = 1.0
     temperature: float = 1.0
-    timestamp_type: TimestampType | None = attrs.field(
-        default=None, converter=_to_timestamp_type
-    )
+    timestamp_type: TimestampType | None = attrs.field(default=None, converter=_to_timestamp_type)
     language: str | None = None
     apply_text_normalization: bool | None = None
     auto_mode: bool | None = None

@@ -2,48 +2,70 @@
 
 Entry is two FIFO gates. A :class:`~trio_tts.Quota` lease (in-process ``CapacityLimiter`` by
 default, sized ``max_connections × contexts_per_connection``) admits a caller; the
-synchronous :class:`~trio_tts._allocator.Allocator` then places it on a connection with a free
-slot, or starts a new connection. Every allocator decision returns the I/O to do, which
-:meth:`Pool._run` starts without awaiting — the pool holds no lock across I/O.
+synchronous :class:`~trio_tts._core.allocator.Allocator` then places it on a connection with
+a free slot, or starts a new connection. Every allocator decision returns the I/O to do,
+which :meth:`Pool._do` starts without awaiting — the pool holds no lock across I/O.
+
+One owner per fact: the allocator's record is the truth about each connection (state, slots);
+the pool's :class:`_Placement` record (like httpcore's ``AsyncPoolRequest``) is the truth
+about each context (its allocator request, leases, replay log, close bookkeeping); the
+:class:`~trio_tts.Context` holds only what its caller reads. Actors report what happens
+(:class:`ConnectionOwner`), contexts ask for what they need (:class:`ContextOwner`).
 
 A slot (and its lease) comes back only when the server confirms the context closed, when the
-connection carrying it dies (a dead connection holds no capacity), or when the stale-close
-timer fires (then the connection is retired too: its server-side count is unknown).
+connection carrying it dies (a dead connection holds no capacity), or when a closing context
+stays silent past ``stale_close_timeout`` (then the connection is retired too: its
+server-side count is unknown).
 
 A context whose connection fails before any audio arrived is moved: it queues again at the
 front, after a jittered backoff, and its commands are replayed on the new connection. After
 audio started, the failure reaches the caller as :class:`~trio_tts.ConnectionLost`.
+Connection failures feed one :class:`~trio_tts._core.backoff.ReconnectPolicy` for the pool.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import random
 import uuid
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
-from typing import Any, Generic, Literal
+from typing import Any, Generic
 
 import attrs
 import trio
+from typing_extensions import Unpack
 
-from .allocator import Allocator, Close, ConnState, Fail, Open, Ready, Request
+from .allocator import Action, Allocator, Close, ConnState, Fail, Open, Ready, Request
+from .backoff import ReconnectPolicy, fresh_error, is_fatal
+from .commands import Cancel, Command, Create
+from .commands import Close as CloseCommand
 from .connection import ConnectionActor, ConnectionSettings, TransportFactory
-from .context import Context, ContextState
+from .context import Context, ContextState, ContextStream
 from .errors import (
     CapacityTimeout,
+    CircuitOpen,
     ConnectionLost,
     ContextFailed,
     InvalidOptions,
     PoolClosed,
     TTSError,
+    redact,
 )
+from .events import Audio, ConnectionErrorEvent, ContextClosed, ContextCreated, ContextError, Event
 from .provider import OptionsT, Provider
 from .quota import Lease, LocalQuota, Quota
+from .settings import PoolSettings, PoolSettingsKwargs
 
-__all__ = ["Pool", "PoolStatistics", "open_pool"]
+__all__ = [
+    "ConnectionSnapshot",
+    "ContextSnapshot",
+    "Pool",
+    "PoolSnapshot",
+    "PoolStatistics",
+    "open_pool",
+]
 
 logger = logging.getLogger("trio_tts.pool")
 
@@ -65,6 +87,57 @@ class PoolStatistics:
     connections_failed: int
     contexts_opened: int
     contexts_moved: int
+    #: Events for a context the connection no longer hosts (counted, never delivered).
+    stray_events: int = 0
+    #: Consecutive connection failures (the reconnect backoff's exponent).
+    connect_failures: int = 0
+
+
+@attrs.frozen
+class ConnectionSnapshot:
+    """One connection in :meth:`Pool.inspect`."""
+
+    id: int
+    #: "connecting", "open", "draining" (the allocator's state) or "closing" (no longer
+    #: counted as capacity; its socket is being closed).
+    state: str
+    #: Contexts holding a slot on it.
+    contexts: tuple[str, ...]
+    #: Tasks in the connection's own nursery.
+    tasks: tuple[str, ...]
+    frames_sent: int
+    frames_received: int
+
+
+@attrs.frozen
+class ContextSnapshot:
+    """One context the pool still holds something for, in :meth:`Pool.inspect`."""
+
+    id: str
+    state: ContextState
+    #: The connection holding its slot (None while waiting or moving).
+    connection: int | None
+    moving: bool
+    #: When the close (or cancel) was sent, if it was.
+    closing_since: float | None
+
+
+@attrs.frozen
+class PoolSnapshot:
+    """Everything the pool holds, for debugging and leak checks (``trio_tts.testing``)."""
+
+    closed: bool
+    connections: tuple[ConnectionSnapshot, ...]
+    contexts: tuple[ContextSnapshot, ...]
+    #: Callers queued in the allocator / placed on a connection still connecting / inside
+    #: ``open_context`` before their slot.
+    waiting: int
+    reserved: int
+    entering: int
+    #: Leases of the local quota held.
+    leases_held: int
+    #: Tasks in the pool's own nursery.
+    tasks: tuple[str, ...]
 
 
 @attrs.define(eq=False)
@@ -77,14 +150,45 @@ class _Waiter:
         self.event.set()
 
 
-def _positive(name: str, value: object, *, allow_none: bool = False, integer: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        raise InvalidOptions(
-            f"{name}: {value!r} must be a positive {'integer' if integer else 'number'}"
-        )
+@attrs.define(eq=False)
+class _Placement:
+    """The pool's record of one context, from admission to the release of its slot."""
+
+    stream: ContextStream
+    key: Hashable
+    url: str
+    #: The allocator request waiting for or holding the slot (None: neither).
+    request: Request | None = None
+    lease: Lease | None = None
+    fleet_lease: Lease | None = None
+    #: Commands to replay if the connection fails before any audio; None once audio came.
+    log: list[Command] | None = None
+    attempts: int = 1
+    #: Cancel scope of a move to another connection in progress.
+    moving: trio.CancelScope | None = None
+    #: The server confirmed the create (``ContextCreated``).
+    created: bool = False
+    #: When the close or a cancel was sent (the stale-close clock runs from the later of
+    #: this and ``last_frame_at``).
+    close_sent_at: float | None = None
+    #: A cancel was sent after a failure or abandonment: the next close or status error for
+    #: this context is its answer.
+    cancel_sent: bool = False
+    last_frame_at: float = 0.0
+    #: Connection attempts that failed while this context waited, and the last cause.
+    connect_failures: int = 0
+    last_connect_error: ConnectionLost | None = None
+    #: The create (and, after a move, the replay) is being sent: new commands only join
+    #: the log, which the sender drains in order.
+    binding: bool = False
+
+    @property
+    def conn_id(self) -> int | None:
+        return None if self.request is None else self.request.conn_id
+
+
+def _task_name(task: trio.lowlevel.Task) -> str:
+    return task.name.rsplit(".", 1)[-1]
 
 
 class Pool(Generic[OptionsT]):
@@ -93,122 +197,87 @@ class Pool(Generic[OptionsT]):
     Generic in the provider's options class (``Pool[VoiceOptions]`` for Inworld,
     ``Pool[RimeOptions]`` for Rime); the pool itself never looks inside the options.
 
+    Settings come as one :class:`~trio_tts.PoolSettings` and/or as its fields by keyword
+    (typed: a misspelled name is a mypy error and, at run time, :class:`InvalidOptions`).
+
     Session expiry (``max_session_duration``, Rime's ``mark_refreshed_on_get``): a connection's
     session clock starts when it opens and, with ``refresh_on_use`` (the default), restarts
     each time a context is *placed* on it — not when the context ends. A connection whose
-    clock shows more than ``max_session_duration`` is expired: it is never handed out again
-    (the check is made at hand-out time, so a request can never get one), an idle one is
-    closed, and one still carrying a context keeps it until the server confirms its close —
-    an utterance is never cut — and is closed then. With ``refresh_on_use=False`` the clock
-    runs from the open only.
+    clock shows more than ``max_session_duration`` is expired: it is never handed out again,
+    an idle one is closed, and one still carrying a context keeps it until the server
+    confirms its close — an utterance is never cut — and is closed then.
     """
 
     def __init__(
         self,
         provider: Provider[OptionsT],
+        settings: PoolSettings | None = None,
+        /,
         *,
         defaults: OptionsT | None = None,
-        max_connections: int = 20,
-        contexts_per_connection: int | None = None,
-        min_connections: int = 1,
-        idle_timeout: float = 300.0,
-        keepalive_refresh: float | None = 540.0,
-        max_session_duration: float | Literal["provider"] | None = "provider",
-        refresh_on_use: bool = True,
-        stale_close_timeout: float = 120.0,
-        handshake_timeout: float = 10.0,
-        heartbeat_interval: float | None = 20.0,
-        heartbeat_timeout: float = 10.0,
-        connect_attempts: int = 3,
-        move_attempts: int = 3,
-        max_concurrent_handshakes: int = 4,
-        context_buffer: int = 4096,
-        close_timeout: float = 10.0,
-        sweep_interval: float = 1.0,
         quota: Quota | None = None,
         connection_quota: Quota | None = None,
         context_quota: Quota | None = None,
         transport_factory: TransportFactory | None = None,
+        **changes: Unpack[PoolSettingsKwargs],
     ) -> None:
-        if max_session_duration == "provider":
-            max_session_duration = provider.max_session_duration
-        per_conn = (
-            provider.contexts_per_connection
-            if contexts_per_connection is None
-            else contexts_per_connection
+        if settings is not None and not isinstance(settings, PoolSettings):
+            raise InvalidOptions(f"settings: expected PoolSettings, got {type(settings).__name__}")
+        s = PoolSettings.build(settings, **changes)
+        self.settings = s
+        session = (
+            provider.max_session_duration
+            if s.max_session_duration == "provider"
+            else s.max_session_duration
         )
-        _positive("max_connections", max_connections, integer=True)
-        _positive("contexts_per_connection", per_conn, integer=True)
-        if not isinstance(min_connections, int) or not 0 <= min_connections <= max_connections:
-            raise InvalidOptions(
-                f"min_connections: {min_connections!r} must be in 0..max_connections"
-            )
-        for name, value in (
-            ("idle_timeout", idle_timeout),
-            ("stale_close_timeout", stale_close_timeout),
-            ("handshake_timeout", handshake_timeout),
-            ("heartbeat_timeout", heartbeat_timeout),
-            ("close_timeout", close_timeout),
-            ("sweep_interval", sweep_interval),
-        ):
-            _positive(name, value)
-        for name, maybe in (
-            ("keepalive_refresh", keepalive_refresh),
-            ("max_session_duration", max_session_duration),
-            ("heartbeat_interval", heartbeat_interval),
-        ):
-            _positive(name, maybe, allow_none=True)
-        for name, value in (
-            ("connect_attempts", connect_attempts),
-            ("move_attempts", move_attempts),
-            ("max_concurrent_handshakes", max_concurrent_handshakes),
-            ("context_buffer", context_buffer),
-        ):
-            _positive(name, value, integer=True)
+        per_conn = s.contexts_per_connection or provider.contexts_per_connection
         self.provider = provider
-        self.defaults: OptionsT = (
-            defaults if defaults is not None else provider.default_options()
-        )
+        self.defaults: OptionsT = defaults if defaults is not None else provider.default_options()
         self._alloc = Allocator(
-            max_connections=max_connections,
+            max_connections=s.max_connections,
             capacity=per_conn,
-            min_connections=min_connections,
-            idle_timeout=idle_timeout,
-            max_session_duration=max_session_duration,
-            refresh_on_use=refresh_on_use,
-            keepalive_refresh=keepalive_refresh,
+            min_connections=s.min_connections,
+            idle_timeout=s.idle_timeout,
+            max_session_duration=session,
+            refresh_on_use=s.refresh_on_use,
+            keepalive_refresh=s.keepalive_refresh,
         )
         self._alloc.default_key = provider.connection_key(self.defaults)
-        self._settings = ConnectionSettings(
-            handshake_timeout=handshake_timeout,
-            heartbeat_interval=heartbeat_interval,
-            heartbeat_timeout=heartbeat_timeout,
-            connect_attempts=connect_attempts,
+        self._conn_settings = ConnectionSettings(
+            handshake_timeout=s.handshake_timeout,
+            close_timeout=s.socket_close_timeout,
+            heartbeat_interval=s.heartbeat_interval,
+            heartbeat_timeout=s.heartbeat_timeout,
+            max_message_size=s.max_message_size,
+            transport_factory=(
+                transport_factory if transport_factory is not None else _factory(s.transport)
+            ),
         )
-        if transport_factory is not None:
-            self._settings = attrs.evolve(self._settings, transport_factory=transport_factory)
-        self._quota: Quota = quota if quota is not None else LocalQuota(max_connections * per_conn)
+        self._policy = ReconnectPolicy(
+            base=s.backoff_base,
+            maximum=s.backoff_max,
+            threshold=s.circuit_threshold,
+            retry_after_max=s.retry_after_max,
+            cooldown=s.auth_failure_cooldown,
+        )
+        self._quota: Quota = (
+            quota if quota is not None else LocalQuota(s.max_connections * per_conn)
+        )
         # Fleet quotas (e.g. RedisQuota): one lease per WebSocket, one per context. Local
         # permits are always taken first, so a fleet lease is never held while blocked locally.
         self._connection_quota = connection_quota
         self._context_quota = context_quota
-        self._context_leases: dict[Context[Any], Lease] = {}
-        self._handshakes = trio.CapacityLimiter(max_concurrent_handshakes)
-        self._stale_close_timeout = stale_close_timeout
-        self._move_attempts = move_attempts
-        self._context_buffer = context_buffer
-        self._close_timeout = close_timeout
-        self._sweep_interval = sweep_interval
+        self._handshakes = trio.CapacityLimiter(s.max_concurrent_handshakes)
+        # URLs of the keys in use (bounded: pruned when a connection ends).
         self._key_urls: dict[Hashable, str] = {self._alloc.default_key: provider.url(self.defaults)}
         self._actors: dict[int, ConnectionActor] = {}
-        self._contexts: set[Context[Any]] = set()
+        self._records: dict[str, _Placement] = {}
         self._entering: set[trio.CancelScope] = set()
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._closed = trio.Event()
-        self._last_connect_error: ConnectionLost | None = None
-        self._counts = {"opened": 0, "failed": 0, "contexts": 0, "moved": 0}
+        self._counts = {"opened": 0, "failed": 0, "contexts": 0, "moved": 0, "stray": 0}
 
     # -- public API ------------------------------------------------------------------------
 
@@ -224,18 +293,23 @@ class Pool(Generic[OptionsT]):
 
         Args:
             timeout: seconds to wait for a slot (None: no limit).
-            options: the context's options (the provider's class, e.g. :class:`VoiceOptions`;
+            options: the context's options (the provider's class, e.g. ``VoiceOptions``;
                 default: the pool's).
             **overrides: single fields to change (``voice="Dennis", speaking_rate=1.1``).
 
         Returns:
-            An open :class:`Context`, already created on the server's side of the wire.
+            An open :class:`Context`, its create queued on a connection.
 
         Raises:
             InvalidOptions: bad options or timeout — before any network I/O.
-            CapacityTimeout: no slot within ``timeout``.
-            HandshakeRejected: the server refused the connection (401/403 fail at once).
-            ConnectionLost: no connection could be opened.
+            CapacityTimeout: no slot within ``timeout`` while no connection attempt failed.
+            HandshakeRejected: the server refused the connection this call waited for (at
+                once for 401/403, which is remembered for ``auth_failure_cooldown``: later
+                calls fail at once; else after ``connect_attempts`` refusals or at
+                ``timeout``).
+            CircuitOpen: connections kept failing; the pool waits before dialling again.
+            ConnectionLost: the connections this call waited for could not be opened
+                (``connect_attempts`` failures, or some failed before ``timeout``).
             PoolClosed: the pool is closing or closed.
         """
         if self._closing:
@@ -246,48 +320,50 @@ class Pool(Generic[OptionsT]):
                 f"options: expected {type(self.defaults).__name__}, got {type(base).__name__}"
             )
         opts = base.replace(**overrides) if overrides else base
-        self.provider.connection_key(opts)  # the provider validates them before any wait
+        key = self.provider.connection_key(opts)  # the provider validates them before any wait
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
         ):
             raise InvalidOptions(f"timeout: {timeout!r} must be a non-negative number")
-        ctx = Context(
-            self,
-            uuid.uuid4().hex,
-            opts,
-            buffer=self._context_buffer,
-            max_text=self.provider.max_text_chars,
+        refusal = self._policy.refusal(trio.current_time())
+        if refusal is not None:
+            raise refusal
+        s = self.settings
+        stream = ContextStream(
+            uuid.uuid4().hex, opts, max_events=s.context_buffer, max_bytes=s.context_buffer_bytes
         )
+        record = _Placement(stream, key, self.provider.url(opts), log=[Create(opts)])
         deadline = math.inf if timeout is None else trio.current_time() + timeout
-        conn: ConnectionActor | None = None
+        placed = False
         with trio.CancelScope(deadline=deadline) as scope:
             self._entering.add(scope)
             try:
-                lease = await self._quota.acquire()
-                try:
-                    if self._context_quota is not None:
-                        self._context_leases[ctx] = await self._context_quota.acquire()
-                    conn = await self._acquire_slot(ctx, front=False)
-                except BaseException:
-                    self._quota.release(lease)
-                    self._release_context_lease(ctx)
-                    raise
+                record.lease = await self._quota.acquire()
+                self._records[stream.id] = record
+                if self._context_quota is not None:
+                    record.fleet_lease = await self._context_quota.acquire()
+                await self._acquire_slot(record, front=False)
+                placed = True
+            except BaseException:
+                self._release(record)
+                raise
             finally:
                 self._entering.discard(scope)
-        if conn is None:
-            self._release_context_lease(ctx)
+        if not placed:
+            self._release(record)
             if self._closing:
                 raise PoolClosed("the pool is closed")
             assert scope.cancelled_caught
+            if record.last_connect_error is not None:
+                # The wait ended on failed connection attempts, not on a lack of capacity.
+                raise fresh_error(record.last_connect_error)
             raise CapacityTimeout(f"no context slot free within {timeout} s")
-        ctx._lease = lease
-        ctx._slot_held = True
-        self._contexts.add(ctx)
         self._counts["contexts"] += 1
+        ctx = Context(self, stream, opts, max_text=self.provider.max_text_chars)
         try:
-            await self._bind(ctx, conn)
+            await self._bind(record)
         except BaseException:
-            ctx._abandon()
+            await ctx.aclose()
             raise
         return ctx
 
@@ -306,23 +382,26 @@ class Pool(Generic[OptionsT]):
         if self._closing:
             raise PoolClosed("the pool is closed")
         target = max(1, self._alloc.min_connections) if n is None else n
-        _positive("n", target, integer=True)
+        if isinstance(target, bool) or not isinstance(target, int) or target <= 0:
+            raise InvalidOptions(f"n: {target!r} must be a positive integer")
         target = min(target, self._alloc.max_connections)
-        self._run(self._alloc.ensure_open(target, trio.current_time()))
+        self._do(self._alloc.ensure_open(target, trio.current_time()))
         while (
             self._alloc.count(ConnState.CONNECTING) and self._alloc.count(ConnState.OPEN) < target
         ):
             await self._wait_changed()
         opened = self._alloc.count(ConnState.OPEN)
-        if opened == 0 and self._last_connect_error is not None:
-            raise self._last_connect_error
+        last = self._policy.last_error
+        if opened == 0 and last is not None:
+            raise fresh_error(last)
         return opened
 
     def update_options(self, **changes: Any) -> None:
         """Change the default options of new contexts.
 
         When the change alters the connection a context needs (e.g. Rime's URL), existing
-        connections are retired: idle ones close now, busy ones after their utterances.
+        connections are retired: idle ones close now, busy ones after their utterances. A
+        remembered 401/403 is forgotten (the change may carry a new credential).
 
         Raises:
             InvalidOptions: an unknown field or invalid value (nothing changes).
@@ -330,17 +409,23 @@ class Pool(Generic[OptionsT]):
         new = self.defaults.replace(**changes)
         key = self.provider.connection_key(new)
         self.defaults = new
+        self._policy.forget_rejection()
         if key != self._alloc.default_key:
             self._key_urls[key] = self.provider.url(new)
             self._alloc.default_key = key
-            self._run(self._alloc.retire_key(key, trio.current_time()))
+            self._do(self._alloc.retire_key(key, trio.current_time()))
+
+    def forget_rejection(self) -> None:
+        """Forget a remembered 401/403 (e.g. after rotating the provider's credential)."""
+        self._policy.forget_rejection()
 
     def statistics(self) -> PoolStatistics:
         alloc = self._alloc
         closing = sum(
-            1 for ctx in self._contexts if ctx._close_requested_at is not None and ctx._slot_held
+            1
+            for r in self._records.values()
+            if r.close_sent_at is not None and r.conn_id is not None
         )
-        quota_waiting = self._quota.statistics().waiting
         return PoolStatistics(
             connections=len(alloc.connections),
             connections_connecting=alloc.count(ConnState.CONNECTING),
@@ -348,13 +433,59 @@ class Pool(Generic[OptionsT]):
             connections_draining=alloc.count(ConnState.DRAINING),
             contexts_in_use=alloc.slots_in_use(),
             contexts_closing=closing,
-            waiting=quota_waiting + len(alloc.waiting),
+            waiting=self._quota.statistics().waiting + len(alloc.waiting),
             max_connections=alloc.max_connections,
             contexts_per_connection=alloc.capacity,
             connections_opened=self._counts["opened"],
             connections_failed=self._counts["failed"],
             contexts_opened=self._counts["contexts"],
             contexts_moved=self._counts["moved"],
+            stray_events=self._counts["stray"],
+            connect_failures=self._policy.failures,
+        )
+
+    def inspect(self) -> PoolSnapshot:
+        """Everything the pool holds right now: connections, contexts, waiters, tasks.
+
+        For debugging and for ``trio_tts.testing.check_quiescent``; synchronous, no side
+        effects. The shape may grow between versions (fields are only added).
+        """
+        alloc = self._alloc
+        conns: list[ConnectionSnapshot] = []
+        for conn_id, actor in sorted(self._actors.items()):
+            record = alloc.connections.get(conn_id)
+            stats = actor.statistics()
+            conns.append(
+                ConnectionSnapshot(
+                    id=conn_id,
+                    state=record.state.value if record is not None else "closing",
+                    contexts=tuple(sorted(record.slots)) if record is not None else (),
+                    tasks=tuple(actor.task_names()),
+                    frames_sent=stats.frames_sent,
+                    frames_received=stats.frames_received,
+                )
+            )
+        contexts = tuple(
+            ContextSnapshot(
+                id=cid,
+                state=r.stream.state,
+                connection=r.conn_id,
+                moving=r.moving is not None,
+                closing_since=r.close_sent_at,
+            )
+            for cid, r in self._records.items()
+        )
+        nursery = self._nursery
+        tasks = () if nursery is None else tuple(_task_name(t) for t in nursery.child_tasks)
+        return PoolSnapshot(
+            closed=self._closed.is_set(),
+            connections=tuple(conns),
+            contexts=contexts,
+            waiting=self._quota.statistics().waiting + len(alloc.waiting),
+            reserved=alloc.reserved_count(),
+            entering=len(self._entering),
+            leases_held=self._quota.statistics().borrowed,
+            tasks=tasks,
         )
 
     def __repr__(self) -> str:
@@ -367,58 +498,205 @@ class Pool(Generic[OptionsT]):
         )
 
     async def aclose(self) -> None:
-        """Close gracefully; idempotent.
+        """Close gracefully; idempotent. Stops the pool's own tasks only: the caller's code
+        after ``aclose()`` runs normally.
 
         New ``open_context`` calls and waiters fail with :class:`PoolClosed`; in-flight
         contexts get ``close_timeout`` seconds to finish, then fail with :class:`PoolClosed`
-        and are cancelled; every socket is closed with a close frame (bounded).
+        and are cancelled; every socket is closed with a close frame (bounded by
+        ``socket_close_timeout``).
         """
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
-        for scope in list(self._entering):
-            scope.cancel()
-        self._run(self._alloc.close())
-        with trio.move_on_after(self._close_timeout):
-            while self._contexts:
-                await self._wait_changed()
-        for ctx in list(self._contexts):
-            ctx._fail(PoolClosed("the pool closed before the context finished"))
-            ctx._request_close()
-        for actor in list(self._actors.values()):
-            actor.close_soon()
-        with trio.move_on_after(self._settings.close_timeout + 1.0):
-            while self._actors:
-                await self._wait_changed()
-        for actor in list(self._actors.values()):
-            actor.abort()
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
-        self._closed.set()
+        try:
+            for scope in list(self._entering):
+                scope.cancel()
+            self._do(self._alloc.close())
+            with trio.move_on_after(self.settings.close_timeout):
+                while self._records:
+                    await self._wait_changed()
+            for record in list(self._records.values()):
+                record.stream.fail(PoolClosed("the pool closed before the context finished"))
+                if record.moving is not None:
+                    record.moving.cancel()
+                self._cancel_on_server(record)
+            for actor in list(self._actors.values()):
+                actor.close_soon()
+            with trio.move_on_after(self.settings.socket_close_timeout + 1.0):
+                while self._actors:
+                    await self._wait_changed()
+        finally:
+            for actor in list(self._actors.values()):
+                actor.abort()
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+            self._closed.set()
+
+    # -- ContextOwner ----------------------------------------------------------------------
+
+    async def send_command(self, context_id: str, command: Command) -> None:
+        record = self._records.get(context_id)
+        if record is None:
+            raise trio.ClosedResourceError("the context was released")
+        if record.log is not None:
+            record.log.append(command)
+        conn_id = record.conn_id
+        actor = None if conn_id is None else self._actors.get(conn_id)
+        if actor is None or record.moving is not None or record.binding:
+            return  # being placed or moved: the log is (re)played there, in order
+        try:
+            await actor.send(context_id, [command])
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if record.log is None:
+                raise record.stream.error or ConnectionLost("connection lost") from None
+            return  # logged: the pool moves the context and replays it
+        if isinstance(command, CloseCommand) and record.close_sent_at is None:
+            record.close_sent_at = trio.current_time()
+
+    def context_left(self, context_id: str, *, cancel: bool) -> None:
+        record = self._records.get(context_id)
+        if record is None:
+            return
+        if record.moving is not None:
+            record.moving.cancel()  # the move task releases the record
+        elif record.conn_id is None:
+            self._release(record)
+        elif cancel:
+            self._cancel_on_server(record)
+        elif record.close_sent_at is None:
+            record.close_sent_at = trio.current_time()
+
+    # -- ConnectionOwner -------------------------------------------------------------------
+
+    def connection_opened(self, conn_id: int) -> None:
+        self._counts["opened"] += 1
+        self._do(self._alloc.connection_opened(conn_id, trio.current_time()))
+
+    def connection_ended(self, conn_id: int, error: ConnectionLost | None) -> None:
+        now = trio.current_time()
+        self._actors.pop(conn_id, None)
+        conn = self._alloc.connections.get(conn_id)
+        proven = conn is not None and conn.proven
+        fatal = False
+        if error is not None:
+            self._counts["failed"] += 1
+            logger.info("connection #%d ended: %s", conn_id, error)
+            never_opened = conn is not None and conn.opened_at is None
+            died_early = (
+                conn is not None
+                and not proven
+                and (conn.used or now - (conn.opened_at or now) < self.settings.handshake_timeout)
+            )
+            if never_opened or died_early:
+                fatal = is_fatal(error, before_audio=True)
+                self._policy.failed(error, now, fatal=fatal)
+        lost = error if error is not None else ConnectionLost("connection closed")
+        active, actions = self._alloc.connection_failed(conn_id, lost, now, fatal=fatal)
+        for context_id in active:
+            record = self._records.get(context_id)
+            if record is not None and record.conn_id == conn_id:
+                record.request = None  # the slot went with the connection
+                self._context_lost(record, lost)
+        self._do(actions)
+        refusal = self._policy.refusal(now)
+        if isinstance(refusal, CircuitOpen):
+            self._do(self._alloc.fail_waiting(refusal))
+        self._prune_urls()
+
+    def connection_lease_lost(self, conn_id: int) -> None:
+        """The fleet revoked the connection's lease: drain it, no new contexts."""
+        logger.warning("connection #%d: fleet lease lost; retiring the connection", conn_id)
+        self._do(self._alloc.retire(conn_id, trio.current_time()))
+
+    def hosts(self, conn_id: int, context_id: str) -> bool:
+        record = self._records.get(context_id)
+        return record is not None and record.conn_id == conn_id and record.moving is None
+
+    def route(self, conn_id: int, event: Event) -> None:
+        if isinstance(event, ConnectionErrorEvent):
+            self._connection_error(conn_id, event)
+            return
+        record = self._records.get(event.context_id)
+        if record is None or record.conn_id != conn_id:
+            # For a context this connection no longer hosts (released after a stale close,
+            # an answer to a cancel of a closed one, an id we never created): never delivered.
+            self._counts["stray"] += 1
+            logger.debug("connection #%d: event for unknown context dropped", conn_id)
+            return
+        record.last_frame_at = trio.current_time()
+        if isinstance(event, Audio):
+            if record.log is not None:
+                record.log = None  # audio started: from now on a lost connection is an error
+                self._alloc.mark_proven(conn_id)
+                self._policy.succeeded()
+            if not record.stream.deliver(event):
+                self._cancel_on_server(record)  # SlowConsumer: only this context
+        elif isinstance(event, ContextClosed):
+            record.stream.closed_by_server()
+            self._release(record)
+        elif isinstance(event, ContextError):
+            if record.cancel_sent:
+                # The answer to our cancel (e.g. "context not found"): nothing left there.
+                record.stream.closed_by_server()
+                self._release(record)
+                return
+            record.stream.fail(ContextFailed(event.code, redact(event.message)))
+            # The server may or may not still count the context: close it again and take
+            # the answer (closed or "not found") as the confirmation.
+            self._cancel_on_server(record)
+        elif isinstance(event, ContextCreated):
+            record.created = True
+        elif not record.stream.deliver(event):
+            self._cancel_on_server(record)
+
+    def _connection_error(self, conn_id: int, event: ConnectionErrorEvent) -> None:
+        """An error frame naming no context: blame the context whose create the server has
+        not confirmed (else the oldest on the connection) and keep the others."""
+        hosted = [r for r in self._records.values() if r.conn_id == conn_id]
+        if not hosted:
+            self._counts["stray"] += 1
+            logger.info("connection #%d: server error with no context: %s", conn_id, event.code)
+            return
+        unconfirmed = [r for r in hosted if not r.created]
+        record = (unconfirmed or hosted)[0]
+        record.last_frame_at = trio.current_time()
+        message = redact(event.message)
+        logger.info("connection #%d: server error %s blamed on %s", conn_id, event.code, record)
+        if record.cancel_sent:
+            record.stream.closed_by_server()
+            self._release(record)
+            return
+        record.stream.fail(ContextFailed(event.code, message))
+        self._cancel_on_server(record)
 
     # -- allocation I/O --------------------------------------------------------------------
 
-    def _run(self, actions: list[Open | Close | Ready | Fail]) -> None:
+    def _do(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Ready):
                 action.request.payload.wake()
             elif isinstance(action, Fail):
-                action.request.payload.wake(action.error)
+                error = action.error
+                action.request.payload.wake(
+                    fresh_error(error) if isinstance(error, ConnectionLost) else error
+                )
             elif isinstance(action, Open):
                 assert self._nursery is not None
                 actor = ConnectionActor(
                     action.conn_id,
                     self.provider,
                     self._key_urls[action.key],
-                    self._settings,
+                    self._conn_settings,
                     self,
                     self._handshakes,
                     quota=self._connection_quota,
+                    not_before=self._policy.next_dial(trio.current_time()),
                 )
                 self._actors[action.conn_id] = actor
                 self._nursery.start_soon(actor.run)
-            else:
+            elif isinstance(action, Close):
                 closing = self._actors.get(action.conn_id)
                 if closing is not None:
                     closing.close_soon()
@@ -431,159 +709,221 @@ class Pool(Generic[OptionsT]):
     async def _wait_changed(self) -> None:
         await self._changed.wait()
 
-    async def _acquire_slot(self, ctx: Context[Any], *, front: bool) -> ConnectionActor:
-        key = self.provider.connection_key(ctx.options)
-        self._key_urls.setdefault(key, self.provider.url(ctx.options))
+    def _prune_urls(self) -> None:
+        live = {c.key for c in self._alloc.connections.values()}
+        live |= {r.key for r in self._alloc.waiting}
+        live.add(self._alloc.default_key)
+        for key in [k for k in self._key_urls if k not in live]:
+            del self._key_urls[key]
+
+    async def _acquire_slot(self, record: _Placement, *, front: bool) -> None:
+        """Wait until ``record`` holds a slot on an open connection (``record.request``)."""
+        self._key_urls.setdefault(record.key, record.url)
+        cid = record.stream.id
         while True:
             waiter = _Waiter()
-            req = Request(key, ctx.id, payload=waiter)
-            self._run(self._alloc.request(req, trio.current_time(), front=front))
+            req = Request(record.key, cid, payload=waiter)
+            record.request = req
+            self._do(self._alloc.request(req, trio.current_time(), front=front))
             try:
                 await waiter.event.wait()
             except BaseException:
-                self._run(self._alloc.withdraw(req, trio.current_time()))
+                self._withdraw(record)
                 raise
-            if waiter.error is not None:
-                raise waiter.error
-            assert req.conn_id is not None
-            actor = self._actors.get(req.conn_id)
-            if actor is not None and actor.state == "open":
-                return actor
+            error = waiter.error
+            if error is not None:
+                record.request = None
+                if isinstance(error, ConnectionLost):
+                    record.connect_failures += 1
+                    record.last_connect_error = error
+                    if (
+                        record.connect_failures < self.settings.connect_attempts
+                        and not isinstance(error, CircuitOpen)
+                        and not is_fatal(error, before_audio=True)
+                        and not self._closing
+                    ):
+                        front = True  # ride through it: the pool's backoff paces the redial
+                        continue
+                raise error
+            conn_id = req.conn_id
+            if conn_id is not None and conn_id in self._actors and self._alloc.holds(conn_id, cid):
+                return
             # The connection died between the hand-off and this task running: queue again.
-            self._run(self._alloc.withdraw(req, trio.current_time()))
+            self._withdraw(record)
             front = True
 
-    async def _bind(self, ctx: Context[Any], conn: ConnectionActor) -> None:
-        """Host ``ctx`` on ``conn`` and send its create (and, after a move, its replay)."""
-        ctx._conn = conn
-        conn.routes[ctx.id] = ctx
-        assert ctx._log is not None
-        # If the connection is ending (its sender already left while it still reads "open"),
-        # ``ctx`` is in its routes: when it reports its end the pool moves or fails ``ctx``
-        # like every other context on it (bounded by move_attempts).
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await conn.send(ctx, list(ctx._log))
+    def _withdraw(self, record: _Placement) -> None:
+        req = record.request
+        if req is None:
+            return
+        record.request = None
+        now = trio.current_time()
+        conn_id = req.conn_id
+        self._do(self._alloc.withdraw(req, now))
+        # While connections fail, a dial nobody waits for any more is stopped.
+        if conn_id is not None and self._policy.failures:
+            conn = self._alloc.connections.get(conn_id)
+            if conn is not None and conn.state is ConnState.CONNECTING and not conn.slots:
+                self._do(self._alloc.retire(conn_id, now))
 
-    def _release(self, ctx: Context[Any]) -> None:
-        if ctx._lease is not None:
-            self._quota.release(ctx._lease)
-        self._release_context_lease(ctx)
-        ctx._slot_held = False
-        ctx._conn = None
-        self._contexts.discard(ctx)
+    async def _bind(self, record: _Placement) -> None:
+        """Send ``record``'s create (and, after a move, its replay) on its connection,
+        then whatever the caller logged meanwhile, in order."""
+        conn_id = record.conn_id
+        log = record.log
+        assert conn_id is not None and log is not None
+        actor = self._actors[conn_id]
+        record.last_frame_at = trio.current_time()
+        record.binding = True
+        sent = 0
+        try:
+            while sent < len(log):
+                pending = log[sent:]
+                await actor.send(record.stream.id, pending)
+                sent += len(pending)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The connection is ending and ``record`` holds a slot on it: when it reports its
+            # end the pool moves or fails the context like every other one on it.
+            return
+        finally:
+            record.binding = False
+        if any(isinstance(c, CloseCommand) for c in log) and record.close_sent_at is None:
+            record.close_sent_at = trio.current_time()
+
+    def _release(self, record: _Placement) -> None:
+        """Give back everything ``record`` holds (slot, leases); idempotent."""
+        cid = record.stream.id
+        if self._records.get(cid) is record:
+            del self._records[cid]
+        req = record.request
+        if req is not None:
+            record.request = None
+            now = trio.current_time()
+            if req.conn_id is not None:
+                self._do(self._alloc.release(req.conn_id, cid, now))
+            else:
+                self._do(self._alloc.withdraw(req, now))
+        if record.lease is not None:
+            self._quota.release(record.lease)
+            record.lease = None
+        if record.fleet_lease is not None and self._context_quota is not None:
+            self._context_quota.release(record.fleet_lease)
+            record.fleet_lease = None
         self._notify()
 
-    async def _move(self, ctx: Context[Any], error: ConnectionLost) -> None:
-        """Move a context that got no audio to another connection and replay it."""
-        self._counts["moved"] += 1
-        with trio.CancelScope() as scope:
-            ctx._moving = scope
-            await trio.sleep(random.uniform(0.05, 0.25) * ctx._attempts)
-            try:
-                conn = await self._acquire_slot(ctx, front=True)
-            except TTSError as exc:
-                ctx._fail(exc if isinstance(exc, ConnectionLost | PoolClosed) else error)
-                self._release(ctx)
-                return
-            ctx._moving = None
-            ctx._slot_held = True
-            await self._bind(ctx, conn)
-        if scope.cancelled_caught and ctx._conn is None:
-            self._release(ctx)
+    def _cancel_on_server(self, record: _Placement) -> None:
+        """Ask the server to drop the context (failed, abandoned, overflowed); the answer
+        (closed, or a status error such as "not found") gives the slot back."""
+        conn_id = record.conn_id
+        actor = None if conn_id is None else self._actors.get(conn_id)
+        if record.cancel_sent or actor is None:
+            return
+        record.cancel_sent = True
+        now = trio.current_time()
+        record.close_sent_at = now
+        record.last_frame_at = now
+        actor.post(record.stream.id, Cancel())
 
-    # -- callbacks from actors and contexts (synchronous) ----------------------------------
-
-    def _connection_opened(self, actor: ConnectionActor) -> None:
-        self._counts["opened"] += 1
-        self._run(self._alloc.connection_opened(actor.id, trio.current_time()))
-
-    def _connection_finished(
-        self, actor: ConnectionActor, error: ConnectionLost | None, fatal: bool
-    ) -> None:
-        self._actors.pop(actor.id, None)
-        if error is not None:
-            self._counts["failed"] += 1
-            self._last_connect_error = error
-            logger.info("connection #%d ended: %s", actor.id, error)
-        lost = error if error is not None else ConnectionLost("connection closed")
-        _, actions = self._alloc.connection_failed(actor.id, lost, trio.current_time(), fatal=fatal)
-        contexts = list(actor.routes.values())
-        actor.routes.clear()
-        for ctx in contexts:
-            self._context_lost(ctx, lost)
-        self._run(actions)
-
-    def _context_lost(self, ctx: Context[Any], error: ConnectionLost) -> None:
-        ctx._conn = None
-        ctx._slot_held = False
-        if ctx.state is ContextState.OPEN or ctx.state is ContextState.FINISHING:
+    def _context_lost(self, record: _Placement, error: ConnectionLost) -> None:
+        stream = record.stream
+        if stream.state is ContextState.OPEN or stream.state is ContextState.FINISHING:
             if (
-                ctx._log is not None
-                and ctx._attempts < self._move_attempts
+                record.log is not None
+                and record.attempts < self.settings.move_attempts
                 and not self._closing
                 and self._nursery is not None
             ):
-                ctx._attempts += 1
-                self._nursery.start_soon(self._move, ctx, error)
+                record.attempts += 1
+                record.moving = trio.CancelScope()
+                self._nursery.start_soon(self._move, record, error)
                 return
-            ctx._fail(error)
-        self._release(ctx)
+            stream.fail(error)
+        self._release(record)
 
-    def _context_released(self, actor: ConnectionActor, ctx: Context[Any]) -> None:
-        """The server confirmed ``ctx`` closed on ``actor`` (or its stale timer fired)."""
-        if actor.routes.get(ctx.id) is ctx:
-            del actor.routes[ctx.id]
-        self._run(self._alloc.release(actor.id, ctx.id, trio.current_time()))
-        self._release(ctx)
-
-    def _release_context_lease(self, ctx: Context[Any]) -> None:
-        fleet = self._context_leases.pop(ctx, None)
-        if fleet is not None and self._context_quota is not None:
-            self._context_quota.release(fleet)
-
-    def _connection_lease_lost(self, actor: ConnectionActor) -> None:
-        """The fleet revoked ``actor``'s connection lease: drain it, no new contexts."""
-        logger.warning("connection #%d: fleet lease lost; retiring the connection", actor.id)
-        self._run(self._alloc.retire(actor.id, trio.current_time()))
-
-    def _context_abandoned(self, ctx: Context[Any]) -> None:
-        moving = ctx._moving
-        if moving is not None:
-            moving.cancel()
-        elif ctx._conn is None and ctx._slot_held is False and ctx in self._contexts:
-            self._release(ctx)
+    async def _move(self, record: _Placement, error: ConnectionLost) -> None:
+        """Move a context that got no audio to another connection and replay it."""
+        self._counts["moved"] += 1
+        scope = record.moving
+        assert scope is not None
+        with scope:
+            await trio.sleep(random.uniform(0.05, 0.25) * record.attempts)
+            try:
+                await self._acquire_slot(record, front=True)
+            except TTSError as exc:
+                record.moving = None
+                record.stream.fail(exc if isinstance(exc, ConnectionLost | PoolClosed) else error)
+                self._release(record)
+                return
+            record.created = False
+            record.moving = None
+            await self._bind(record)
+        if scope.cancelled_caught and record.moving is not None:
+            record.moving = None
+            self._release(record)
 
     # -- housekeeping ----------------------------------------------------------------------
 
     async def _sweeper(self) -> None:
+        stale = self.settings.stale_close_timeout
         while True:
-            await trio.sleep(self._sweep_interval)
+            await trio.sleep(self.settings.sweep_interval)
             now = trio.current_time()
-            self._run(self._alloc.sweep(now))
-            for actor in list(self._actors.values()):
-                for ctx in list(actor.routes.values()):
-                    asked = ctx._close_requested_at
-                    if asked is not None and now - asked >= self._stale_close_timeout:
-                        logger.warning(
-                            "connection #%d: close of context %s never confirmed; "
-                            "freeing its slot and retiring the connection",
-                            actor.id,
-                            ctx.id,
-                        )
-                        ctx._fail(
-                            ContextFailed(
-                                None,
-                                f"the server did not confirm the close within "
-                                f"{self._stale_close_timeout:g} s",
-                            )
-                        )
-                        self._context_released(actor, ctx)
-                        self._run(self._alloc.retire(actor.id, now))
+            self._do(self._alloc.sweep(now))
+            for record in list(self._records.values()):
+                conn_id = record.conn_id
+                if conn_id is None or record.moving is not None:
+                    continue
+                closing = record.close_sent_at is not None or record.stream.state in (
+                    ContextState.ABANDONED,
+                    ContextState.FAILED,
+                )
+                # Stale means silent: the clock runs from the last frame for the context.
+                if not closing or now - record.last_frame_at < stale:
+                    continue
+                logger.warning(
+                    "connection #%d: context %s silent for %g s while closing; "
+                    "freeing its slot and retiring the connection",
+                    conn_id,
+                    record.stream.id,
+                    stale,
+                )
+                record.stream.fail(
+                    ContextFailed(None, f"the server did not confirm the close within {stale:g} s")
+                )
+                self._release(record)
+                self._do(self._alloc.retire(conn_id, now))
+
+    async def _serve(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The pool's own tasks (connection actors, moves, the sweeper), in a nursery that
+        :meth:`aclose` cancels without touching the caller's code."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._sweeper)
+            task_status.started()
+
+
+def _factory(name: str) -> TransportFactory:
+    if name == "trio-websocket":
+        raise InvalidOptions("transport: 'trio-websocket' is not available yet")
+    from .transport import connect
+
+    return connect
 
 
 @asynccontextmanager
 async def open_pool(
-    provider: Provider[OptionsT], **settings: Any
+    provider: Provider[OptionsT],
+    settings: PoolSettings | None = None,
+    /,
+    *,
+    defaults: OptionsT | None = None,
+    quota: Quota | None = None,
+    connection_quota: Quota | None = None,
+    context_quota: Quota | None = None,
+    transport_factory: TransportFactory | None = None,
+    **changes: Unpack[PoolSettingsKwargs],
 ) -> AsyncIterator[Pool[OptionsT]]:
     """Open a pool of connections to ``provider``; close it gracefully on exit.
 
@@ -594,29 +934,32 @@ async def open_pool(
             ctx = await pool.open_context(voice="Ashley")
             ...
 
-    Settings (all optional; see :class:`Pool`): ``defaults`` (the provider's options class:
-    :class:`VoiceOptions`, :class:`RimeOptions`; default ``provider.default_options()``),
-    ``max_connections`` (20), ``contexts_per_connection`` (the provider's: Inworld 5, Rime 1),
-    ``min_connections`` (1 kept warm), ``idle_timeout`` (300 s), ``keepalive_refresh``
-    (540 s), ``max_session_duration`` (the provider's: Inworld None, Rime 300 s; None: never),
-    ``refresh_on_use`` (True: a hand-out restarts the session clock),
-    ``stale_close_timeout`` (120 s), ``handshake_timeout`` (10 s), ``heartbeat_interval``
-    (20 s), ``heartbeat_timeout`` (10 s), ``connect_attempts`` (3), ``move_attempts`` (3),
-    ``max_concurrent_handshakes`` (4), ``context_buffer`` (4096 events), ``close_timeout``
-    (10 s), ``sweep_interval`` (1 s), ``quota`` (a :class:`Quota`: the local context gate),
-    ``connection_quota`` (a fleet :class:`Quota` held per WebSocket, e.g. a
-    :class:`RedisQuota`), ``context_quota`` (a fleet :class:`Quota` held per context, taken
-    after the local one), ``transport_factory``
-    (how a WebSocket is opened; ``trio_tts.testing.MemoryServer.connect`` runs the local
-    server in memory).
+    Args:
+        settings: a :class:`~trio_tts.PoolSettings`; keyword settings (its field names)
+            change single fields of it.
+        defaults: the options of contexts opened without any (the provider's class:
+            ``VoiceOptions``, ``RimeOptions``; default ``provider.default_options()``).
+        quota: the local context gate (default: a ``LocalQuota`` of every slot).
+        connection_quota: a fleet :class:`Quota` held per WebSocket (e.g. ``RedisQuota``).
+        context_quota: a fleet :class:`Quota` held per context, taken after the local one.
+        transport_factory: how a WebSocket is opened (overrides ``transport``;
+            ``trio_tts.testing.MemoryServer.connect`` runs the local server in memory).
 
     Raises:
-        InvalidOptions: a setting is out of range (before any network I/O).
+        InvalidOptions: a setting is unknown or out of range (before any network I/O).
     """
-    pool = Pool(provider, **settings)
-    async with trio.open_nursery() as nursery:  # connection actors, context moves, the sweeper
-        pool._nursery = nursery
-        nursery.start_soon(pool._sweeper)
+    pool = Pool(
+        provider,
+        settings,
+        defaults=defaults,
+        quota=quota,
+        connection_quota=connection_quota,
+        context_quota=context_quota,
+        transport_factory=transport_factory,
+        **changes,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool._serve)
         try:
             yield pool
         finally:

@@ -28,9 +28,7 @@ async def serve_command(args: argparse.Namespace) -> int:
     from ..server import ServerConfig, open_server
 
     key = args.key or (os.environ.get(args.key_env) if args.key_env else None) or None
-    config = ServerConfig(
-        host=args.host, port=args.port, api_key=key, synthesizer=args.synth
-    )
+    config = ServerConfig(host=args.host, port=args.port, api_key=key, synthesizer=args.synth)
     # Catching both signals replaces trio's KeyboardInterrupt with a clean, ordered shutdown.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_server(config) as server:

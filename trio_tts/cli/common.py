@@ -155,8 +155,7 @@ class Progress:
             return
         self._last = now
         line = (
-            f"[{done}/{self.total} sentences] {audio:.1f} s of audio"
-            f" in {now - self._start:.1f} s"
+            f"[{done}/{self.total} sentences] {audio:.1f} s of audio in {now - self._start:.1f} s"
         )
         if self._tty:
             self.stream.write(f"\r{line}" + ("\n" if final else ""))

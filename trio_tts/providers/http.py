@@ -221,9 +221,7 @@ def _raise_for_status(response: httpx.Response, request: str) -> NoReturn:
     status = response.status_code
     if status == 400:
         raise ContextFailed(code if code is not None else 3, message)
-    raise RequestRejected(
-        status, message, _retry_after(response), request=request, grpc_code=code
-    )
+    raise RequestRejected(status, message, _retry_after(response), request=request, grpc_code=code)
 
 
 async def _collect(

@@ -263,8 +263,16 @@ class App:
             return
         encoder = self._encoder(request.config)
         frames = await trio.to_thread.run_sync(
-            lambda: audio_frames(None, request.text, speech.pcm, speech.words, request.config,
-                                 self.core.config.chunk_ms, encoder, drain=False)
+            lambda: audio_frames(
+                None,
+                request.text,
+                speech.pcm,
+                speech.words,
+                request.config,
+                self.core.config.chunk_ms,
+                encoder,
+                drain=False,
+            )
         )
         end = closing_frame(None, encoder, request.config.model_id)
         for line in [*frames, *([end] if end is not None else [])]:

@@ -12,63 +12,50 @@ import math
 
 import trio
 
-from .._core.allocator import ConnState
 from .._core.pool import Pool
 
 __all__ = ["assert_quiescent", "check_quiescent"]
 
+# A connection's own long-lived tasks (each runs inside the actor's ``_guard``).
 _ACTOR_TASKS = ("_guard",)
-
-
-def _name(task: trio.lowlevel.Task) -> str:
-    return task.name.rsplit(".", 1)[-1]
+_POOL_TASKS = ("run", "_sweeper")
 
 
 def check_quiescent(pool: Pool) -> list[str]:
     """Everything that keeps ``pool`` from being at rest, one line each (empty: at rest).
 
-    Synchronous and side-effect free; :func:`assert_quiescent` waits on it.
+    Synchronous and side-effect free (it reads :meth:`Pool.inspect`);
+    :func:`assert_quiescent` waits on it.
     """
     problems: list[str] = []
-    stats = pool.statistics()
-    alloc = pool._alloc
-    if stats.contexts_in_use:
-        problems.append(f"{stats.contexts_in_use} context slot(s) in use")
-    borrowed = pool._quota.statistics().borrowed
-    if borrowed:
-        problems.append(f"{borrowed} quota lease(s) held")
-    if stats.waiting or alloc._reserved or pool._entering:
+    snap = pool.inspect()
+    slots = sum(len(c.contexts) for c in snap.connections)
+    if slots:
+        problems.append(f"{slots} context slot(s) in use")
+    if snap.leases_held:
+        problems.append(f"{snap.leases_held} quota lease(s) held")
+    if snap.waiting or snap.reserved or snap.entering:
         problems.append(
-            f"{stats.waiting} waiter(s), {len(alloc._reserved)} reservation(s), "
-            f"{len(pool._entering)} caller(s) entering"
+            f"{snap.waiting} waiter(s), {snap.reserved} reservation(s), "
+            f"{snap.entering} caller(s) entering"
         )
-    if pool._contexts:
-        shown = ", ".join(sorted(repr(c) for c in pool._contexts)[:5])
-        problems.append(f"{len(pool._contexts)} context(s) not released: {shown}")
-    for conn in alloc.connections.values():
-        if conn.state is not ConnState.OPEN:
-            problems.append(f"connection #{conn.id} is {conn.state.value}")
-    for conn_id, actor in pool._actors.items():
-        if actor.state != "open":
-            problems.append(f"connection actor #{conn_id} is {actor.state}")
-        if actor.routes:
-            problems.append(f"connection actor #{conn_id} still routes {len(actor.routes)}")
-        nursery = actor._nursery
-        if nursery is not None:
-            extra = [_name(t) for t in nursery.child_tasks if _name(t) not in _ACTOR_TASKS]
-            if extra:
-                problems.append(f"connection actor #{conn_id} has extra tasks: {extra}")
-    if set(pool._actors) != set(alloc.connections):
+    if snap.contexts:
+        shown = ", ".join(
+            f"{c.id[:8]} {c.state.value} conn={c.connection}" for c in snap.contexts[:5]
+        )
+        problems.append(f"{len(snap.contexts)} context(s) not released: {shown}")
+    for conn in snap.connections:
+        if conn.state != "open":
+            problems.append(f"connection #{conn.id} is {conn.state}")
+        extra = [t for t in conn.tasks if t not in _ACTOR_TASKS]
+        if extra:
+            problems.append(f"connection #{conn.id} has extra tasks: {extra}")
+    expected = len(snap.connections) + (0 if snap.closed else 1)
+    extra = [t for t in snap.tasks if t not in _POOL_TASKS]
+    if extra or len(snap.tasks) > expected:
         problems.append(
-            f"actors {sorted(pool._actors)} != allocator connections {sorted(alloc.connections)}"
+            f"pool nursery has {len(snap.tasks)} task(s) (expected {expected}): {list(snap.tasks)}"
         )
-    nursery = pool._nursery
-    if nursery is not None:
-        names = [_name(t) for t in nursery.child_tasks]
-        expected = len(pool._actors) + (0 if pool._closed.is_set() else 1)
-        extra = [n for n in names if n not in ("run", "_sweeper")]
-        if extra or len(names) > expected:
-            problems.append(f"pool nursery has {len(names)} task(s) (expected {expected}): {names}")
     return problems
 
 

@@ -423,6 +423,11 @@ class RimeCodec:
         flush proves every frame of the utterance has arrived (and was dropped)."""
         if context_id != self._current or self._cancelled:
             return []
+        if self._closing:
+            # The close was sent: its ``done`` ends the utterance. A clear now would race
+            # it; only stop reporting errors for it (it still has to drain).
+            self._cancelled = True
+            return []
         self._closing = self._cancelled = True
         if not self._had_text:
             self._events.append(self._end())  # nothing was sent: nothing can come back

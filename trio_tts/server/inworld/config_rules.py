@@ -45,9 +45,7 @@ def validated(config: proto.Create) -> proto.Create:
     if config.voice_id not in VOICES:
         raise ConfigError(3, f"Unknown voice: {config.voice_id}")
     if not 8000 <= config.sample_rate_hertz <= 48000:
-        raise ConfigError(
-            3, f"sampleRateHertz {config.sample_rate_hertz} is outside 8000..48000"
-        )
+        raise ConfigError(3, f"sampleRateHertz {config.sample_rate_hertz} is outside 8000..48000")
     problem = audio_config_problem(config.encoding, config.sample_rate_hertz, config.bit_rate)
     if problem is not None:
         raise ConfigError(3, problem)

@@ -362,9 +362,7 @@ class Session(SenderFaults):
         if flushed:
             self._control(proto.encode_flush_completed(ctx.id), ctx)
 
-    async def _frames(
-        self, ctx: _Context, text: str, speech: Speech, *, drain: bool
-    ) -> list[str]:
+    async def _frames(self, ctx: _Context, text: str, speech: Speech, *, drain: bool) -> list[str]:
         """The generation's frames; compressed audio is encoded in a worker thread (about
         1-35 ms of CPU per second of audio, see :mod:`._codecs`) so other contexts go on."""
         config = ctx.config
@@ -379,8 +377,16 @@ class Session(SenderFaults):
                 )
             encoder = ctx.encoder
             return await trio.to_thread.run_sync(
-                lambda: audio_frames(ctx.id, text, speech.pcm, speech.words, config,
-                                     self.config.chunk_ms, encoder, drain=drain)
+                lambda: audio_frames(
+                    ctx.id,
+                    text,
+                    speech.pcm,
+                    speech.words,
+                    config,
+                    self.config.chunk_ms,
+                    encoder,
+                    drain=drain,
+                )
             )
         except Exception as exc:  # an encoder failure fails this context only
             self._fail(ctx, 13, f"audio encoding failed: {exc}")
