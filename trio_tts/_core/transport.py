@@ -7,7 +7,7 @@ letters from an in-tray: every method here either puts something in the in-tray
 (``receive_data``) and collects the clerk's work (``events_received``), or drains the out-tray
 onto the socket (``data_to_send``) under the write lock.
 
-Three rules keep it correct under concurrency and cancellation:
+Four rules keep it correct under concurrency and cancellation:
 
 * Incoming bytes are turned into messages *synchronously*, right after they are read, so a
   cancellation between two awaits never loses a message: it stays buffered for the next
@@ -19,6 +19,10 @@ Three rules keep it correct under concurrency and cancellation:
   us must not deadlock us).
 * A write interrupted half-way (cancellation, socket error) leaves the stream in an unknown
   state: the transport is then failed and every later call raises :class:`ConnectionLost`.
+* A message over ``max_message_size`` is refused from its frame header, before its payload is
+  buffered: the server gets close code 1009 (message too big) and, after the messages that
+  came before it, :meth:`~WebSocketTransport.receive` raises :class:`ConnectionLost`
+  (``code=1009``).
 
 Nothing here logs the URL, the query string or any header; the ``websockets`` protocol gets a
 private, disabled logger because it would otherwise print request headers at DEBUG.
@@ -34,8 +38,8 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from websockets.client import ClientProtocol
@@ -47,7 +51,19 @@ from websockets.uri import parse_uri
 
 from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
 
-__all__ = ["Transport", "WebSocketTransport", "connect"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "Transport",
+    "TransportFactory",
+    "WebSocketTransport",
+    "connect",
+]
+
+#: The largest message :func:`connect` accepts by default: 1 MiB. The largest real messages
+#: are audio chunks of a few tens of KB at most (Inworld's base64 JSON audio frames are about
+#: 13 KB), so this leaves a wide margin while a broken or hostile server can no longer make
+#: each connection buffer 16 MiB.
+DEFAULT_MAX_MESSAGE_SIZE = 1_048_576
 
 # A logger outside the logging hierarchy, disabled: websockets would otherwise log request
 # lines (with the query) and headers (with the credential) when DEBUG is on.
@@ -82,6 +98,24 @@ class Transport(Protocol):
         ...
 
 
+class TransportFactory(Protocol):
+    """Opens one WebSocket: :func:`connect`, or a test double (``MemoryServer.connect``).
+
+    The pool calls it with exactly these keywords; implementations may accept more, with
+    defaults (:func:`connect` also takes ``read_size`` and ``ssl_context``).
+    """
+
+    def __call__(
+        self,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        *,
+        handshake_timeout: float,
+        close_timeout: float,
+        max_message_size: int,
+    ) -> Awaitable[Transport]: ...
+
+
 class WebSocketTransport:
     """A client WebSocket over a trio stream, driven by ``websockets``' sans-io protocol.
 
@@ -99,6 +133,7 @@ class WebSocketTransport:
         host: str,
         port: int,
         close_timeout: float,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         read_size: int,
     ) -> None:
         self._stream = stream
@@ -106,6 +141,7 @@ class WebSocketTransport:
         self._host = host
         self._port = port
         self._close_timeout = close_timeout
+        self._max_message_size = max_message_size
         self._read_size = read_size
         self._write_lock = trio.Lock()
         self._messages: collections.deque[str | bytes] = collections.deque()
@@ -301,7 +337,12 @@ class WebSocketTransport:
             text = f"connection to {where} closed by the server (code {code})"
             return ConnectionLost(f"{text}: {reason}" if reason else text, code=code)
         if isinstance(protocol.parser_exc, PayloadTooBig):
-            return ConnectionLost(f"message from {where} exceeds max_message_size", code=1009)
+            return ConnectionLost(
+                f"a message from {where} is larger than max_message_size "
+                f"({self._max_message_size} bytes), so the connection was closed with code "
+                "1009 (message too big); max_message_size is a setting",
+                code=1009,
+            )
         if protocol.parser_exc is not None and not isinstance(protocol.parser_exc, EOFError):
             name = type(protocol.parser_exc).__name__
             return ConnectionLost(f"invalid WebSocket data from {where} ({name})", code=1002)
@@ -377,14 +418,26 @@ async def connect(
     *,
     handshake_timeout: float = 10.0,
     close_timeout: float = 2.0,
-    max_message_size: int = 16 * 2**20,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     read_size: int = 256 * 1024,
     ssl_context: ssl.SSLContext | None = None,
 ) -> WebSocketTransport:
     """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) with extra handshake ``headers``.
 
     TCP connect, TLS and the HTTP upgrade together are bounded by ``handshake_timeout``.
-    Error messages name ``host:port`` only: never the path, query or headers.
+    Error messages name ``host:port`` only: never the path, query or headers. The first
+    three keywords are the :class:`TransportFactory` contract; the rest are optional.
+
+    Args:
+        handshake_timeout: seconds for TCP connect, TLS and the upgrade together.
+        close_timeout: seconds :meth:`~WebSocketTransport.aclose` waits for the server's
+            close frame before closing the socket anyway.
+        max_message_size: the largest message accepted, in bytes (default 1 MiB,
+            :data:`DEFAULT_MAX_MESSAGE_SIZE`: real audio chunks are a few tens of KB). A
+            larger one closes the connection with code 1009 and ends receiving with
+            :class:`ConnectionLost`.
+        read_size: the most bytes read from the socket at once.
+        ssl_context: for ``wss://`` (default: the system's trust store).
 
     Raises:
         InvalidOptions: ``url`` is not a ws/wss URL.
@@ -445,6 +498,7 @@ async def connect(
             host=wsuri.host,
             port=wsuri.port,
             close_timeout=close_timeout,
+            max_message_size=max_message_size,
             read_size=read_size,
         )
         # Frames that arrived together with the 101 response.
@@ -476,3 +530,7 @@ async def _read_response(
             return events[0], [e for e in events[1:] if isinstance(e, Frame)]
         if protocol.handshake_exc is not None or not data:
             return None, []
+
+
+if TYPE_CHECKING:  # connect() keeps the TransportFactory contract (checked by mypy)
+    _connect_is_a_factory: TransportFactory = connect
