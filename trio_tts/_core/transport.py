@@ -7,7 +7,7 @@ letters from an in-tray: every method here either puts something in the in-tray
 (``receive_data``) and collects the clerk's work (``events_received``), or drains the out-tray
 onto the socket (``data_to_send``) under the write lock.
 
-Three rules keep it correct under concurrency and cancellation:
+Four rules keep it correct under concurrency, cancellation and dying peers:
 
 * Incoming bytes are turned into messages *synchronously*, right after they are read, so a
   cancellation between two awaits never loses a message: it stays buffered for the next
@@ -17,8 +17,22 @@ Three rules keep it correct under concurrency and cancellation:
   replies (pong, close) only if nobody holds the lock — otherwise the holder will write them —
   so the reader never blocks behind a writer (a peer that stops reading while it writes to
   us must not deadlock us).
-* A write interrupted half-way (cancellation, socket error) leaves the stream in an unknown
-  state: the transport is then failed and every later call raises :class:`ConnectionLost`.
+* Sending and receiving end separately. A write that failed or was interrupted half-way
+  (a reset connection, a cancellation) leaves the stream in an unknown state, so nothing more
+  is written and every later send raises :class:`ConnectionLost` at once. But a peer that
+  drops the connection has usually just said its last words — audio frames,
+  ``flushCompleted``, ``contextClosed``, a close frame — and they are still in the socket.
+  So :meth:`~WebSocketTransport.receive` carries on *draining*: it returns every message
+  already buffered and keeps reading until EOF, a close frame, or ``drain_timeout`` seconds
+  (trio's clock) after the failed write, and only then raises the write's
+  :class:`ConnectionLost`. A reader already blocked when the write fails gets the same bound.
+* A message over ``max_message_size`` is refused from its frame header, before its payload is
+  buffered: the server gets close code 1009 (message too big) and, after the messages that
+  came before it, :meth:`~WebSocketTransport.receive` raises :class:`ConnectionLost`
+  (``code=1009``).
+
+The first failure is the one reported: by sends, by :meth:`~WebSocketTransport.ping` and,
+once receiving has ended, by :meth:`~WebSocketTransport.receive`.
 
 Nothing here logs the URL, the query string or any header; the ``websockets`` protocol gets a
 private, disabled logger because it would otherwise print request headers at DEBUG.
@@ -31,11 +45,12 @@ import contextlib
 import email.utils
 import http
 import logging
+import math
 import os
 import ssl
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from websockets.client import ClientProtocol
@@ -47,7 +62,24 @@ from websockets.uri import parse_uri
 
 from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
 
-__all__ = ["Transport", "WebSocketTransport", "connect"]
+__all__ = [
+    "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "Transport",
+    "TransportFactory",
+    "WebSocketTransport",
+    "connect",
+]
+
+#: The largest message :func:`connect` accepts by default: 1 MiB. The largest real messages
+#: are audio chunks of a few tens of KB at most (Inworld's base64 JSON audio frames are about
+#: 13 KB), so this leaves a wide margin while a broken or hostile server can no longer make
+#: each connection buffer 16 MiB.
+DEFAULT_MAX_MESSAGE_SIZE = 1_048_576
+
+#: How long :meth:`WebSocketTransport.receive` keeps reading after a write failed, for the
+#: messages the server sent before it went away (seconds).
+DEFAULT_DRAIN_TIMEOUT = 1.0
 
 # A logger outside the logging hierarchy, disabled: websockets would otherwise log request
 # lines (with the query) and headers (with the credential) when DEBUG is on.
@@ -70,7 +102,11 @@ class Transport(Protocol):
         ...
 
     async def receive(self) -> str | bytes:
-        """Return the next data message; raise :class:`ConnectionLost` once the connection ends."""
+        """Return the next data message; raise :class:`ConnectionLost` once the connection ends.
+
+        After a failed send it still returns what the server sent before the connection
+        died (bounded by the transport's drain timeout), then raises the send's error.
+        """
         ...
 
     async def ping(self) -> None:
@@ -80,6 +116,24 @@ class Transport(Protocol):
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close gracefully (bounded), then close the socket. Idempotent, never raises."""
         ...
+
+
+class TransportFactory(Protocol):
+    """Opens one WebSocket: :func:`connect`, or a test double (``MemoryServer.connect``).
+
+    The pool calls it with exactly these keywords; implementations may accept more, with
+    defaults (:func:`connect` also takes ``drain_timeout``, ``read_size``, ``ssl_context``).
+    """
+
+    def __call__(
+        self,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        *,
+        handshake_timeout: float,
+        close_timeout: float,
+        max_message_size: int,
+    ) -> Awaitable[Transport]: ...
 
 
 class WebSocketTransport:
@@ -99,6 +153,8 @@ class WebSocketTransport:
         host: str,
         port: int,
         close_timeout: float,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         read_size: int,
     ) -> None:
         self._stream = stream
@@ -106,27 +162,44 @@ class WebSocketTransport:
         self._host = host
         self._port = port
         self._close_timeout = close_timeout
+        self._drain_timeout = drain_timeout
+        self._max_message_size = max_message_size
         self._read_size = read_size
         self._write_lock = trio.Lock()
         self._messages: collections.deque[str | bytes] = collections.deque()
         self._fragments: list[bytes] = []
         self._fragment_opcode: Opcode | None = None
-        # Outstanding pings in send order: payload -> event set when its pong arrives.
+        # Outstanding pings in send order: payload -> event set when its pong arrives (the
+        # pong removes the entry) or when the connection fails (the entry stays).
         self._pings: dict[bytes, trio.Event] = {}
-        self._close_received = trio.Event()
+        # The first failure (write broken, receiving ended, closed): what every call raises.
         self._failure: ConnectionLost | None = None
-        self._reading = False
-        self._closing = False
+        # Nothing more may be written: a write failed or was interrupted half-way.
         self._write_broken = False
+        # Set once nothing more will be received; receive() then raises after the buffer.
+        self._recv_done = trio.Event()
+        # When the write broke: reading stops at this trio time (drain_timeout later).
+        self._drain_deadline = math.inf
+        # The reading task's current read, so a failed write can bound it.
+        self._read_scope: trio.CancelScope | None = None
+        self._reading = False
+        self._reader_left = trio.Event()  # set (and replaced) each time a reader leaves
+        self._closing = False
+
+    @property
+    def _where(self) -> str:
+        return f"{self._host}:{self._port}"
 
     def __repr__(self) -> str:
         if self._closing:
             state = "closed"
-        elif self._failure is not None:
+        elif self._recv_done.is_set():
             state = "failed"
+        elif self._write_broken:
+            state = "draining"
         else:
             state = self._protocol.state.name.lower()
-        return f"<WebSocketTransport {self._host}:{self._port} {state}>"
+        return f"<WebSocketTransport {self._where} {state}>"
 
     # ----------------------------------------------------------------------------- sending
 
@@ -169,34 +242,42 @@ class WebSocketTransport:
             self._protocol.send_ping(payload)
             await self._flush()
             await event.wait()
+            if payload in self._pings:  # woken by a failure, not by the pong
+                raise self._failure or self._closing_error()
         finally:
             self._pings.pop(payload, None)
-        if self._failure is not None:
-            raise self._failure
 
     async def _flush(self) -> None:
         """Write everything the protocol has queued. Raises ConnectionLost when broken."""
         async with self._write_lock:
-            await self._drain_locked()
+            if self._write_broken:
+                raise self._failure or self._closing_error()
+            try:
+                while chunks := self._protocol.data_to_send():
+                    for chunk in chunks:
+                        if chunk:
+                            await self._stream.send_all(chunk)
+                        elif isinstance(self._stream, trio.SocketStream):
+                            await self._stream.send_eof()
+            except BaseException as exc:
+                # The stream may be half-written: nothing more can be sent on it. What the
+                # server sent before can still be read: receive() drains it.
+                if isinstance(exc, _STREAM_ERRORS):
+                    lost = ConnectionLost(f"write to {self._where} failed")
+                    self._write_failed(lost)
+                    raise lost from exc
+                self._write_failed(ConnectionLost(f"write to {self._where} was interrupted"))
+                raise
 
-    async def _drain_locked(self) -> None:
-        if self._write_broken:
-            raise self._failure or ConnectionLost("connection is broken")
-        try:
-            while chunks := self._protocol.data_to_send():
-                for chunk in chunks:
-                    if chunk:
-                        await self._stream.send_all(chunk)
-                    elif isinstance(self._stream, trio.SocketStream):
-                        await self._stream.send_eof()
-        except BaseException as exc:
-            # The stream may be half-written: nothing more can be sent on it.
-            lost = ConnectionLost(f"write to {self._host}:{self._port} failed")
-            self._write_broken = True
-            self._fail(lost)
-            if isinstance(exc, _STREAM_ERRORS):
-                raise lost from None
-            raise
+    def _write_failed(self, exc: ConnectionLost) -> None:
+        self._write_broken = True
+        if self._failure is None:
+            self._failure = exc
+        if self._drain_deadline == math.inf:
+            self._drain_deadline = trio.current_time() + self._drain_timeout
+            if self._read_scope is not None:
+                self._read_scope.deadline = self._drain_deadline
+        self._wake_pings()
 
     # --------------------------------------------------------------------------- receiving
 
@@ -204,56 +285,70 @@ class WebSocketTransport:
         """Return the next data message (``str`` for text, ``bytes`` for binary frames).
 
         Fragmented messages are reassembled. Messages that arrived before the connection
-        ended are returned first; then every call raises.
+        ended are returned first; then every call raises. After a failed or interrupted
+        send, it keeps reading what the server had sent until EOF, a close frame or
+        ``drain_timeout`` (see :func:`connect`), then raises the send's error.
 
         Raises:
             ConnectionLost: the server closed the connection (``code`` is its close code, or
-                1006 when the TCP connection ended without a close frame) or it failed.
+                1006 when the TCP connection ended without a close frame), a message was over
+                ``max_message_size`` (``code`` 1009), a send failed, or it was closed.
             trio.BusyResourceError: another task is already inside ``receive()``.
         """
         if self._reading:
-            if self._closing:
-                # aclose() is reading the server's close frame: wait for it, then fail.
-                await self._close_received.wait()
-                raise self._failure or ConnectionLost("connection closed")
-            raise trio.BusyResourceError("another task is already receiving")
+            if not self._closing:
+                raise trio.BusyResourceError("another task is already receiving")
+            # aclose() is reading the server's close frame: wait for it.
+            await self._recv_done.wait()
+            return self._next_message()
         self._reading = True
         try:
-            while not self._messages:
-                if self._failure is not None:
-                    raise self._failure
+            while not self._messages and not self._recv_done.is_set():
                 await self._read_once()
-            return self._messages.popleft()
         finally:
             self._reading = False
+            self._reader_left.set()
+            self._reader_left = trio.Event()
+        return self._next_message()
+
+    def _next_message(self) -> str | bytes:
+        if self._messages:
+            return self._messages.popleft()
+        raise self._failure or self._closing_error()
 
     async def _read_once(self) -> None:
-        try:
-            data = await self._stream.receive_some(self._read_size)
-        except _STREAM_ERRORS:
-            if self._failure is None:
-                self._fail(self._lost_from_protocol(eof=True))
+        """Read once (bounded by the drain deadline) and turn the bytes into messages."""
+        data: bytes | bytearray = b""
+        with trio.CancelScope(deadline=self._drain_deadline) as scope:
+            self._read_scope = scope
+            try:
+                data = await self._stream.receive_some(self._read_size)
+            except _STREAM_ERRORS:
+                pass  # a reset connection, or aclose() closed the stream: like EOF
+            finally:
+                self._read_scope = None
+        if scope.cancelled_caught:
+            # drain_timeout has passed since the write failed (or aclose() stopped us).
+            self._end_receive(self._failure or self._closing_error())
             return
         if data:
             self._protocol.receive_data(data)
         else:
             self._protocol.receive_eof()
-        self._process_events(eof=not data)
+        self._process_events(self._protocol.events_received(), eof=not data)
         # Automatic replies (pong, close): write them now unless a writer holds the lock, in
         # which case it drains them after its current write.
-        if not self._write_lock.locked():
+        if not self._write_lock.locked() and not self._write_broken:
             with contextlib.suppress(ConnectionLost):
                 await self._flush()
 
-    def _process_events(self, *, eof: bool = False) -> None:
-        for event in self._protocol.events_received():
-            if isinstance(event, Frame):
+    def _process_events(self, events: Sequence[object], *, eof: bool = False) -> None:
+        for event in events:
+            if isinstance(event, Frame) and not self._recv_done.is_set():
                 self._handle_frame(event)
         protocol = self._protocol
-        if self._failure is None and (
-            protocol.close_rcvd is not None or protocol.parser_exc is not None or eof
-        ):
-            self._fail(self._lost_from_protocol(eof=eof))
+        if protocol.close_rcvd is not None or protocol.parser_exc is not None or eof:
+            self._end_receive(self._lost_from_protocol(eof=eof))
 
     def _handle_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -278,9 +373,7 @@ class WebSocketTransport:
                     self._pings.pop(payload).set()
                     if payload == pong:
                         break
-        elif opcode is Opcode.CLOSE:
-            self._close_received.set()
-        # PING: the protocol already queued the pong.
+        # PING: the protocol already queued the pong. CLOSE: _process_events ends receiving.
 
     def _deliver(self, opcode: Opcode, data: bytes | bytearray | memoryview) -> None:
         if opcode is Opcode.BINARY:
@@ -290,18 +383,37 @@ class WebSocketTransport:
             self._messages.append(str(data, "utf-8"))
         except UnicodeDecodeError:
             self._protocol.fail(1007, "invalid UTF-8")
-            self._fail(ConnectionLost("server sent invalid UTF-8 in a text message", code=1007))
+            self._end_receive(
+                ConnectionLost("server sent invalid UTF-8 in a text message", code=1007)
+            )
+
+    def _end_receive(self, exc: ConnectionLost) -> None:
+        """Nothing more will be received: after the buffered messages, receive() raises the
+        first failure (``exc`` unless something failed before)."""
+        if self._failure is None:
+            self._failure = exc
+        self._recv_done.set()
+        self._wake_pings()
+
+    def _wake_pings(self) -> None:
+        for event in self._pings.values():
+            event.set()
 
     def _lost_from_protocol(self, *, eof: bool) -> ConnectionLost:
         protocol = self._protocol
-        where = f"{self._host}:{self._port}"
+        where = self._where
         if protocol.close_rcvd is not None:
             code = protocol.close_rcvd.code
             reason = redact(protocol.close_rcvd.reason)[:80]
             text = f"connection to {where} closed by the server (code {code})"
             return ConnectionLost(f"{text}: {reason}" if reason else text, code=code)
         if isinstance(protocol.parser_exc, PayloadTooBig):
-            return ConnectionLost(f"message from {where} exceeds max_message_size", code=1009)
+            return ConnectionLost(
+                f"a message from {where} is larger than max_message_size "
+                f"({self._max_message_size} bytes), so the connection was closed with code "
+                "1009 (message too big); max_message_size is a setting",
+                code=1009,
+            )
         if protocol.parser_exc is not None and not isinstance(protocol.parser_exc, EOFError):
             name = type(protocol.parser_exc).__name__
             return ConnectionLost(f"invalid WebSocket data from {where} ({name})", code=1002)
@@ -312,46 +424,51 @@ class WebSocketTransport:
     def _check_open(self) -> None:
         if self._failure is not None:
             raise self._failure
-        if self._protocol.state is not State.OPEN:
-            raise ConnectionLost(f"connection to {self._host}:{self._port} is closing")
+        if self._closing or self._protocol.state is not State.OPEN:
+            raise self._closing_error()
 
-    def _fail(self, exc: ConnectionLost) -> None:
-        if self._failure is None:
-            self._failure = exc
-        for event in self._pings.values():
-            event.set()
-        self._close_received.set()
+    def _closing_error(self) -> ConnectionLost:
+        return ConnectionLost(f"connection to {self._where} is closing")
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection: send a close frame, wait at most ``close_timeout`` for the
         server's, then close the socket.
 
         Idempotent and safe to call while another task is inside :meth:`receive` (that task
-        then raises :class:`ConnectionLost`). Never raises for a dead or silent peer; honours
-        the caller's cancellation (the socket is closed regardless).
+        then raises :class:`ConnectionLost`, after the messages already buffered). After a
+        failed send it closes the socket at once: no close frame can be written. Never raises
+        for a dead or silent peer; honours the caller's cancellation (the socket is closed
+        regardless).
         """
         if self._closing:
             return
         self._closing = True
         try:
             with trio.move_on_after(self._close_timeout):
-                if self._failure is None and self._protocol.state is State.OPEN:
-                    self._protocol.send_close(code, reason)
-                    await self._flush()
-                while not self._close_received.is_set():
-                    if self._reading:
-                        await self._close_received.wait()
-                    else:
-                        self._reading = True
-                        try:
-                            await self._read_once()
-                        finally:
-                            self._reading = False
+                if not self._write_broken:
+                    if self._failure is None and self._protocol.state is State.OPEN:
+                        self._protocol.send_close(code, reason)
+                    await self._flush()  # ours, or a 1007/1009 close the protocol queued
+                    await self._wait_end_of_receive()
         except ConnectionLost:
-            pass
+            pass  # the close frame could not be written
         finally:
-            self._fail(ConnectionLost(f"connection to {self._host}:{self._port} closed", code=code))
+            self._end_receive(ConnectionLost(f"connection to {self._where} closed", code=code))
+            if self._read_scope is not None:
+                self._read_scope.cancel()
             await trio.aclose_forcefully(self._stream)
+
+    async def _wait_end_of_receive(self) -> None:
+        """Until the server's close frame or EOF: read it here, or let the reader do it."""
+        while not self._recv_done.is_set() and not self._write_broken:
+            if self._reading:
+                await self._reader_left.wait()
+            else:
+                self._reading = True
+                try:
+                    await self._read_once()
+                finally:
+                    self._reading = False
 
 
 # ------------------------------------------------------------------------------- connecting
@@ -377,14 +494,29 @@ async def connect(
     *,
     handshake_timeout: float = 10.0,
     close_timeout: float = 2.0,
-    max_message_size: int = 16 * 2**20,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
     read_size: int = 256 * 1024,
     ssl_context: ssl.SSLContext | None = None,
 ) -> WebSocketTransport:
     """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) with extra handshake ``headers``.
 
     TCP connect, TLS and the HTTP upgrade together are bounded by ``handshake_timeout``.
-    Error messages name ``host:port`` only: never the path, query or headers.
+    Error messages name ``host:port`` only: never the path, query or headers. The first
+    three keywords are the :class:`TransportFactory` contract; the rest are optional.
+
+    Args:
+        handshake_timeout: seconds for TCP connect, TLS and the upgrade together.
+        close_timeout: seconds :meth:`~WebSocketTransport.aclose` waits for the server's
+            close frame before closing the socket anyway.
+        max_message_size: the largest message accepted, in bytes (default 1 MiB,
+            :data:`DEFAULT_MAX_MESSAGE_SIZE`: real audio chunks are a few tens of KB). A
+            larger one closes the connection with code 1009 and ends receiving with
+            :class:`ConnectionLost`.
+        drain_timeout: after a failed send, how long :meth:`~WebSocketTransport.receive`
+            keeps reading what the server sent before the connection died (default 1 s).
+        read_size: the most bytes read from the socket at once.
+        ssl_context: for ``wss://`` (default: the system's trust store).
 
     Raises:
         InvalidOptions: ``url`` is not a ws/wss URL.
@@ -445,12 +577,11 @@ async def connect(
             host=wsuri.host,
             port=wsuri.port,
             close_timeout=close_timeout,
+            drain_timeout=drain_timeout,
+            max_message_size=max_message_size,
             read_size=read_size,
         )
-        # Frames that arrived together with the 101 response.
-        for frame in early_frames:
-            transport._handle_frame(frame)
-        transport._process_events()
+        transport._process_events(early_frames)  # frames that came with the 101 response
         return transport
     if stream is not None:
         await trio.aclose_forcefully(stream)
@@ -476,3 +607,7 @@ async def _read_response(
             return events[0], [e for e in events[1:] if isinstance(e, Frame)]
         if protocol.handshake_exc is not None or not data:
             return None, []
+
+
+if TYPE_CHECKING:  # connect() keeps the TransportFactory contract (checked by mypy)
+    _connect_is_a_factory: TransportFactory = connect
