@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
@@ -33,6 +33,7 @@ from .errors import ConnectionLost, HandshakeRejected, TTSError
 from .events import Event
 from .provider import ClientCodec, Provider
 from .quota import Lease, Quota
+from .transport import TransportFactory
 
 __all__ = [
     "ConnectionActor",
@@ -45,20 +46,6 @@ __all__ = [
 logger = logging.getLogger("trio_tts.connection")
 
 
-class TransportFactory(Protocol):
-    """Opens one WebSocket: :func:`trio_tts._core.transport.connect`'s signature (a test seam)."""
-
-    def __call__(
-        self,
-        url: str,
-        headers: Sequence[tuple[str, str]],
-        *,
-        handshake_timeout: float,
-        close_timeout: float,
-        max_message_size: int,
-    ) -> Awaitable[_transport.Transport]: ...
-
-
 @attrs.frozen(kw_only=True)
 class ConnectionSettings:
     """Per-connection timing and sizing (derived from :class:`~trio_tts.PoolSettings`)."""
@@ -69,7 +56,7 @@ class ConnectionSettings:
     heartbeat_interval: float | None = 20.0
     heartbeat_timeout: float = 10.0
     outbound_buffer: int = 64
-    max_message_size: int = 2**20
+    max_message_size: int = _transport.DEFAULT_MAX_MESSAGE_SIZE
     #: How long a graceful close waits for the answer to the codec's ``goodbye`` frames
     #: (Rime's ``eos``) before sending the close frame anyway.
     goodbye_timeout: float = 1.0

@@ -35,6 +35,7 @@ import attrs
 import trio
 
 from .._core.errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
+from .._core.transport import DEFAULT_MAX_MESSAGE_SIZE
 from ..server import LocalServer, ServerConfig
 from ..server._app import App
 from ..server._core import Core
@@ -43,7 +44,15 @@ __all__ = ["HandshakeStatistics", "MemoryServer", "MemoryTransport", "open_memor
 
 _HOST, _PORT = "memory", 80
 _WHERE = f"{_HOST}:{_PORT}"
-_DEFAULT_MAX_MESSAGE = 16 * 2**20
+_DEFAULT_MAX_MESSAGE = DEFAULT_MAX_MESSAGE_SIZE
+
+
+def _too_big(limit: int) -> str:
+    """The real transport's message for an oversize message (same words, same code)."""
+    return (
+        f"a message from {_WHERE} is larger than max_message_size ({limit} bytes), so the "
+        "connection was closed with code 1009 (message too big); max_message_size is a setting"
+    )
 
 
 @attrs.frozen
@@ -215,14 +224,14 @@ class MemoryTransport:
             if size > self._max_message_size:
                 self._link.client_close(1009)
                 raise self._fail(
-                    ConnectionLost(f"message from {_WHERE} exceeds max_message_size", code=1009)
+                    ConnectionLost(_too_big(self._max_message_size), code=1009)
                 )
             return item
         if isinstance(item, bytes):
             if len(item) > self._max_message_size:
                 self._link.client_close(1009)
                 raise self._fail(
-                    ConnectionLost(f"message from {_WHERE} exceeds max_message_size", code=1009)
+                    ConnectionLost(_too_big(self._max_message_size), code=1009)
                 )
             return item
         if isinstance(item, _Closed):
