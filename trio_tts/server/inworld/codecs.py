@@ -1,4 +1,5 @@
-"""Compressed audio for the local server: one continuous MP3, Ogg Opus or FLAC stream per context.
+"""Inworld's compressed audio on the local server: one continuous MP3, Ogg Opus or FLAC stream
+per context.
 
 A client that asks for ``MP3``, ``OGG_OPUS`` or ``FLAC`` writes the chunks of a context to one
 file, in order, and expects a file that plays. So each context (and each HTTP request) owns
@@ -40,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _sndfile
-from ._sndfile import (
+from .. import _sndfile
+from .._sndfile import (
     FORMAT_FLAC_16,
     FORMAT_MP3,
     FORMAT_OGG_OPUS,
