@@ -25,6 +25,7 @@ import trio
 
 from ._asgi import JSON_HEADERS, ASGIReceive, ASGISend, HTTPHandler, Scope, header, respond_json
 from ._core import Core
+from ._websocket import WebSocketSession
 from .inworld import http as inworld_http
 from .inworld.session import InworldSession
 from .rime import http as rime_http
@@ -33,7 +34,7 @@ from .rime.session import RimeSession
 __all__ = ["HTTP_ROUTES", "SESSIONS", "App"]
 
 #: WebSocket path → the session class that serves it (a benchmark may swap one).
-SESSIONS: dict[str, type[InworldSession] | type[RimeSession]] = {
+SESSIONS: dict[str, type[WebSocketSession]] = {
     InworldSession.PATH: InworldSession,
     RimeSession.PATH: RimeSession,
 }

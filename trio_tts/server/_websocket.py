@@ -22,7 +22,7 @@ session shares, all in one nursery that lives exactly as long as the WebSocket:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import trio
@@ -56,9 +56,12 @@ class Outgoing:
 class WebSocketSession:
     """Serves one accepted WebSocket until the client leaves or a fault ends it.
 
-    Subclasses implement :meth:`read` and :meth:`inactivity_frame`, and may extend
-    :meth:`closed`."""
+    Subclasses set :attr:`PATH` and :attr:`AUTH_SCHEME`, implement :meth:`read` and
+    :meth:`inactivity_frame`, and may override :meth:`refusal` and :meth:`closed`."""
 
+    #: The WebSocket path the session serves, and the ``Authorization`` scheme of its key.
+    PATH: ClassVar[str]
+    AUTH_SCHEME: ClassVar[str]
     nursery: trio.Nursery  # set by run(): the session's tasks live in it
 
     def __init__(
@@ -82,6 +85,11 @@ class WebSocketSession:
         self._drop_at: tuple[object, int] | None = None
 
     # -- what a protocol supplies ----------------------------------------------------------
+
+    @staticmethod
+    def refusal(scope: Scope) -> str | None:
+        """Why to refuse this upgrade with HTTP 400 (checked before accepting), or None."""
+        return None
 
     async def read(self) -> None:
         """Read and apply the client's frames until it leaves (the session's own task)."""

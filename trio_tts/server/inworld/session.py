@@ -75,11 +75,6 @@ class InworldSession(WebSocketSession, InworldContextFaults):
         self.contexts: dict[str, _Context] = {}
         self.creates = 0
 
-    @staticmethod
-    def refusal(scope: Scope) -> str | None:
-        """Why to refuse this upgrade with HTTP 400 (never: the settings come per context)."""
-        return None
-
     def closed(self) -> None:
         self.core.contexts_open -= len(self.contexts)
         self.contexts.clear()
