@@ -13,8 +13,7 @@ import zlib
 
 import numpy as np
 
-from trio_tts.server import Speech, tone_pcm, tone_speech
-from trio_tts.server._speech import VOICES, UnknownVoice
+from trio_tts.server import VOICES, Speech, UnknownVoice, tone_pcm, tone_speech
 
 __all__ = ["FirehoseSynthesizer", "firehose_pcm"]
 

@@ -32,7 +32,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def commandstat(quota: trio_tts.RedisQuota) -> int:
-    info = await quota._client.info("commandstats")
+    info = await quota.client.info("commandstats")
     stat = info.get("cmdstat_evalsha", {})
     return int(stat.get("calls", 0)) if isinstance(stat, dict) else 0
 

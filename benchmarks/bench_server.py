@@ -50,7 +50,7 @@ from trio_tts.server import (
 )
 from trio_tts.server.inworld import chunks as _chunks
 from trio_tts.server.inworld import proto
-from trio_tts.server.inworld import session as _session
+from trio_tts.server.inworld.session import InworldSession
 
 _PLACEHOLDER = "@@CONTEXT-ID@@"
 
@@ -99,7 +99,7 @@ def _split(frame: str) -> tuple[str, str]:
     return head, tail
 
 
-class FirehoseSession(_session.Session):
+class FirehoseSession(InworldSession):
     """A ``trio_tts.server`` session whose generations come from a :class:`FrameCache`,
     optionally paced (``--server local``)."""
 
@@ -126,10 +126,10 @@ class FirehoseSession(_session.Session):
             for n, (head, tail) in enumerate(frames):
                 if step:
                     await trio.sleep_until(start + n * step)
-                await self._budget.acquire()
-                self._out_send.send_nowait(_session._Out(head + cid + tail, ctx, audio=True))
+                await self.acquire_audio()
+                self.queue_audio(head + cid + tail, ctx)
         if flushed:
-            self._control(proto.encode_flush_completed(ctx.id), ctx)
+            self.queue_control(proto.encode_flush_completed(ctx.id), ctx)
 
 
 def _cpu_seconds() -> float:
@@ -223,7 +223,7 @@ async def main() -> None:
             nursery.cancel_scope.cancel()
         return
     FirehoseSession.cache = cache
-    _app.Session = FirehoseSession  # type: ignore[misc]  # the benchmark-only session
+    _app.SESSIONS[FirehoseSession.PATH] = FirehoseSession  # the benchmark-only session
     config = ServerConfig(
         synthesizer=synth,
         chunk_ms=s.chunk_ms,

@@ -190,7 +190,10 @@ def test_runtime_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
     assert not (tmp_path / "v.wav").exists() and not list(tmp_path.glob("*.part"))
 
 
-class _Server:
+class ServeProcess:
+    """``trio-tts serve`` in a child process (tone synthesiser, a free port); also used by the
+    examples' and the official plugin's tests."""
+
     def __init__(self, *args: str, **env: str) -> None:
         self.proc = subprocess.Popen(
             [*COMMAND, "serve", "--port", "0", "--synth", "tone", *args],
@@ -219,7 +222,7 @@ class _Server:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_serve_answers_clients_then_exits_cleanly(tmp_path: Path, signum: int) -> None:
-    server = _Server()
+    server = ServeProcess()
     try:
         response = httpx.get(f"{server.base_url}/tts/v1/voices", timeout=TIMEOUT)
         assert response.status_code == 200
@@ -243,7 +246,7 @@ def test_serve_answers_clients_then_exits_cleanly(tmp_path: Path, signum: int) -
 
 def test_serve_with_a_key_rejects_clients_without_it() -> None:
     key = "serve-secret-KEY-4d5e6f"
-    server = _Server("--key-env", "SERVE_KEY", SERVE_KEY=key)
+    server = ServeProcess("--key-env", "SERVE_KEY", SERVE_KEY=key)
     try:
         denied = run("voices", "--url", server.base_url)
         line = assert_one_line_error(denied, 1)

@@ -43,3 +43,18 @@ def test_importing_trio_tts_needs_no_optional_dependency() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_test_only_helpers_load_only_when_imported_by_name() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trio_tts, trio_tts.testing; "
+        "print('trio_tts.testing.redis_server' in sys.modules, 'coredis' in sys.modules, "
+        "'trio_tts.server' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["False", "False", "False"]

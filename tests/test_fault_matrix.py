@@ -516,7 +516,7 @@ async def test_tcp_retry_after_is_honoured() -> None:
     faults = Faults(reject=RejectHandshake(status=429, retry_after=1, count=1))
     async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
         outcomes = await _tcp_turns(server, 3)
-        times = server._core.handshake_times
+        times = server.statistics().handshake_times
     assert {o.kind for o in outcomes} == {"audio"}
     assert len(times) == 2 and times[1] - times[0] >= 1.0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import _Server, read_wav, run
+from test_cli import ServeProcess, read_wav, run
 
 from trio_tts.server import tone_pcm
 
@@ -74,7 +74,7 @@ def example_client(ws_url: str, encoding: str, out: Path) -> list[dict[str, Any]
 def test_an_inworld_example_client_gets_a_playable_file(
     tmp_path: Path, encoding: str, codec: str
 ) -> None:
-    server = _Server()
+    server = ServeProcess()
     try:
         ws_url = server.base_url.replace("http://", "ws://") + "/tts/v1/voice:streamBidirectional"
         out = tmp_path / f"example.{codec}"

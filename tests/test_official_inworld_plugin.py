@@ -45,7 +45,7 @@ import pytest
 import trio
 from livekit.agents import tokenize, tts
 from livekit.plugins import inworld
-from test_cli import TIMEOUT, _Server
+from test_cli import TIMEOUT, ServeProcess
 from test_livekit_plugin import pcm_of, run
 
 import trio_tts
@@ -69,7 +69,7 @@ class Served:
     """A running ``trio-tts serve --port 0`` (a free port, printed by the server)."""
 
     def __init__(self, synth: str) -> None:
-        self._server = _Server("--synth", synth)  # the last --synth wins
+        self._server = ServeProcess("--synth", synth)  # the last --synth wins
         self.base_url = self._server.base_url
         #: The root, as the plugin takes it (its default is ``wss://api.inworld.ai/``).
         self.ws_root = self.base_url.replace("http://", "ws://", 1) + "/"

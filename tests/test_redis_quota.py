@@ -256,13 +256,13 @@ async def test_lost_state_with_the_slots_taken_reports_the_leases_lost(
     async with trio_tts.open_redis_quota(own_redis.url, name, 2, **FAST) as quota:  # type: ignore[arg-type]
         leases = [await quota.acquire(), await quota.acquire()]
         # Atomically: the state is lost and another process takes every slot first.
-        await quota._client.eval(
+        await quota.client.eval(
             "for _, k in ipairs(KEYS) do redis.call('DEL', k) end "
             "redis.call('SET', KEYS[1], 2) redis.call('SET', KEYS[2], 'new') "
             "local t = redis.call('TIME') "
             "redis.call('ZADD', KEYS[3], t[1] * 1000 + 60000, 'other:1', t[1] * 1000 + 60000,"
             " 'other:2') return 1",
-            keys=quota._keys,
+            keys=list(quota.redis_keys),
         )
         with trio.fail_after(1):
             for lease in leases:

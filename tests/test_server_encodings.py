@@ -24,7 +24,8 @@ from trio_tts.server import open_server, tone_pcm, tone_speech
 av = pytest.importorskip("av")
 soundfile = pytest.importorskip("soundfile")
 
-# About 2.5 s each: a flush costs up to ~70 ms of padding silence (MP3 at 24 kHz), see _codecs.
+# About 2.5 s each: a flush costs up to ~70 ms of padding silence (MP3 at 24 kHz); see
+# trio_tts/server/inworld/codecs.py.
 TEXTS = [
     "Hello there, big world, how are you today?",
     "A second sentence follows the first one here!",

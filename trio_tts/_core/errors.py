@@ -7,8 +7,14 @@ server-provided text only, and :func:`redact` scrubs what a server might echo ba
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
+import threading
 import urllib.parse
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import attrs
 
 __all__ = [
     "CapacityTimeout",
@@ -125,23 +131,160 @@ class SlowConsumer(TTSError):
     """
 
 
-_SECRETS: set[str] = set()
-_SECRET_PATTERN: re.Pattern[str] | None = None
+# -- secrets ---------------------------------------------------------------------------------
+#
+# Every client hands its API key to :func:`register_api_key`; :func:`redact` then scrubs that
+# key (raw, base64, URL-encoded) from anything a server echoes back. The registry is a coat
+# check: registering a secret hands in a coat (the same secret again only adds a ticket),
+# :func:`unregister_secret` returns one ticket and the coat leaves with its last ticket. The
+# room holds :data:`MAX_SECRETS` coats; when a new one comes in and it is full, the coat handed
+# in longest ago leaves, so a process that creates clients with ever new keys and never
+# releases them still holds a bounded set. The one regular expression covering them all is
+# rebuilt only when :func:`redact` runs after a change, not on every registration.
+
+#: How many distinct secrets :func:`redact` remembers at most (the most recently registered).
+MAX_SECRETS = 256
 
 
-def register_secret(secret: str) -> None:
-    """Remember ``secret`` so that :func:`redact` removes it (and its common encodings)."""
-    global _SECRET_PATTERN
-    if len(secret) < 4:
-        return
+@attrs.frozen
+class SecretStatistics:
+    """What a :class:`SecretRegistry` holds (never the secrets themselves).
+
+    ``secrets`` distinct secrets, ``references`` registrations not yet unregistered,
+    ``evicted`` secrets dropped by the capacity, ``pattern_builds`` times the pattern was
+    compiled."""
+
+    secrets: int
+    references: int
+    capacity: int
+    evicted: int
+    pattern_builds: int
+
+
+def _forms(secret: str) -> set[str]:
     forms = {
         secret,
         base64.b64encode(secret.encode()).decode(),
         urllib.parse.quote(secret, safe=""),
         urllib.parse.quote_plus(secret),
     }
-    _SECRETS.update(f for f in forms if f)
-    _SECRET_PATTERN = re.compile("|".join(re.escape(s) for s in sorted(_SECRETS, key=len)[::-1]))
+    return {f for f in forms if f}
+
+
+class SecretRegistry:
+    """The secrets :meth:`redact` removes: reference-counted, at most ``capacity`` of them
+    (least recently registered out first), the pattern compiled lazily. Thread-safe.
+
+    Example::
+
+        secrets = SecretRegistry()
+        with secrets.registered("sk-123456"):
+            secrets.redact("key sk-123456")   # "key ***"
+        secrets.redact("key sk-123456")       # unchanged: the secret was released
+    """
+
+    def __init__(self, capacity: int = MAX_SECRETS) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._refs: OrderedDict[str, int] = OrderedDict()  # secret -> registrations, LRU first
+        self._lock = threading.Lock()
+        self._pattern: re.Pattern[str] | None = None
+        self._stale = False  # the secrets changed since the pattern was built
+        self._evicted = 0
+        self._builds = 0
+
+    def register(self, secret: str) -> None:
+        """Remember ``secret`` (one more reference); secrets under 4 characters are ignored."""
+        if len(secret) < 4:
+            return
+        with self._lock:
+            count = self._refs.get(secret, 0)
+            self._refs[secret] = count + 1
+            self._refs.move_to_end(secret)
+            if count == 0:
+                self._stale = True
+            while len(self._refs) > self.capacity:
+                self._refs.popitem(last=False)
+                self._evicted += 1
+
+    def unregister(self, secret: str) -> None:
+        """Drop one reference to ``secret``; the last one forgets it. A secret that is not
+        registered (never, too short, already evicted) is ignored."""
+        with self._lock:
+            count = self._refs.get(secret)
+            if count is None:
+                return
+            if count > 1:
+                self._refs[secret] = count - 1
+            else:
+                del self._refs[secret]
+                self._stale = True
+
+    @contextlib.contextmanager
+    def registered(self, secret: str) -> Iterator[None]:
+        """Hold a reference to ``secret`` for the ``with`` block."""
+        self.register(secret)
+        try:
+            yield
+        finally:
+            self.unregister(secret)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every registered secret (raw, base64, URL-encoded) replaced."""
+        if self._stale:
+            self._rebuild()
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub("***", text)
+
+    def _rebuild(self) -> None:
+        with self._lock:
+            if not self._stale:
+                return
+            forms: set[str] = set()
+            for secret in self._refs:
+                forms |= _forms(secret)
+            longest_first = sorted(forms, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, longest_first))) if forms else None
+            self._stale = False
+            self._builds += 1
+
+    def statistics(self) -> SecretStatistics:
+        with self._lock:
+            return SecretStatistics(
+                secrets=len(self._refs),
+                references=sum(self._refs.values()),
+                capacity=self.capacity,
+                evicted=self._evicted,
+                pattern_builds=self._builds,
+            )
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return f"<SecretRegistry secrets={s.secrets}/{s.capacity} references={s.references}>"
+
+
+#: The process's registry, behind the module functions below.
+SECRETS = SecretRegistry()
+
+
+def register_secret(secret: str) -> None:
+    """Remember ``secret`` so that :func:`redact` removes it (and its common encodings).
+
+    Each call is one reference; pair it with :func:`unregister_secret` when the owner of the
+    secret closes (or use :func:`registered_secret`). Unpaired calls are bounded by
+    :data:`MAX_SECRETS`."""
+    SECRETS.register(secret)
+
+
+def unregister_secret(secret: str) -> None:
+    """Give back one :func:`register_secret` reference; the last one forgets the secret."""
+    SECRETS.unregister(secret)
+
+
+def registered_secret(secret: str) -> contextlib.AbstractContextManager[None]:
+    """``with registered_secret(key): ...`` — :func:`register_secret` for the block."""
+    return SECRETS.registered(secret)
 
 
 def register_api_key(api_key: str | None) -> None:
@@ -156,8 +299,12 @@ def register_api_key(api_key: str | None) -> None:
         register_secret(api_key)
 
 
+def unregister_api_key(api_key: str | None) -> None:
+    """Undo one :func:`register_api_key` (at the client's close); ``None`` does nothing."""
+    if isinstance(api_key, str):
+        unregister_secret(api_key)
+
+
 def redact(text: str) -> str:
     """Return ``text`` with every registered secret (raw, base64, URL-encoded) replaced."""
-    if _SECRET_PATTERN is None:
-        return text
-    return _SECRET_PATTERN.sub("***", text)
+    return SECRETS.redact(text)

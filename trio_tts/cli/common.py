@@ -1,5 +1,6 @@
 """What the ``trio-tts`` commands share: sentences, service URLs, where the audio comes from
-(:class:`Target`, :func:`endpoints`) and the progress line."""
+(:class:`Target`, :func:`endpoints`), the progress line and how an error ends a command
+(:func:`explain_error`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import attrs
 
-from .._core.errors import InvalidOptions
+from .._core.errors import HandshakeRejected, InvalidOptions, TTSError
 from .._core.text import split_text
 from ..providers.rime.protocol import DEFAULT_HTTP_URL as RIME_HTTP_URL
 from ..providers.rime.protocol import DEFAULT_URL as RIME_URL
@@ -21,7 +22,15 @@ from ..providers.rime.protocol import DEFAULT_URL as RIME_URL
 if TYPE_CHECKING:
     from ..server import LocalServer
 
-__all__ = ["Progress", "Target", "endpoints", "rime_urls", "service_urls", "split_sentences"]
+__all__ = [
+    "Progress",
+    "Target",
+    "endpoints",
+    "explain_error",
+    "rime_urls",
+    "service_urls",
+    "split_sentences",
+]
 
 _WS_PATH = "/tts/v1/voice:streamBidirectional"
 _PIECE_CHARS = 1000  # Inworld's limit per send_text; also well under voice:stream's 2000
@@ -162,3 +171,32 @@ class Progress:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def explain_error(exc: BaseException) -> tuple[int, str]:
+    """The exit status and one-line message for an error that ended a command (2 for
+    invalid options, 130 after Ctrl-C, else 1; an empty message says nothing to print)."""
+    leaves = _leaves(exc)
+    chosen = next((e for e in leaves if isinstance(e, TTSError)), None) or next(
+        (e for e in leaves if isinstance(e, OSError)), leaves[0]
+    )
+    if isinstance(chosen, BrokenPipeError):
+        return 1, ""  # stdout went away (``trio-tts voices | head``): nothing to say
+    if isinstance(chosen, KeyboardInterrupt):
+        return 130, "interrupted"
+    if isinstance(chosen, InvalidOptions):
+        return 2, str(chosen)
+    if isinstance(chosen, HandshakeRejected) and chosen.is_auth_error:
+        return 1, f"{chosen} (check the API key)"
+    if isinstance(chosen, TTSError):
+        return 1, str(chosen)
+    if isinstance(chosen, OSError):
+        where = f": {chosen.filename}" if chosen.filename else ""
+        return 1, f"{chosen.strerror or chosen}{where}"
+    return 1, f"internal error: {type(chosen).__name__}: {chosen} (--debug shows the traceback)"

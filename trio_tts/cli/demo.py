@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import trio
 
-from .main import _explain, speak
+from .common import explain_error
+from .main import speak
 
 __all__ = ["PARAGRAPH", "main"]
 
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     except Exception as exc:
-        code, message = _explain(exc)
+        code, message = explain_error(exc)
         print(f"demo: error: {message}", file=sys.stderr)
         return code
     print(f"wrote {result.path}")

@@ -36,8 +36,8 @@ from typing import NoReturn
 
 import trio
 
-from .._core.errors import HandshakeRejected, InvalidOptions, TTSError
 from .commands import read_text, serve_command, speak_command, voices_command
+from .common import explain_error
 from .common import rime_urls as rime_urls
 from .common import service_urls as service_urls
 from .common import split_sentences as split_sentences
@@ -119,34 +119,6 @@ def _parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------- main
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
-
-
-def _explain(exc: BaseException) -> tuple[int, str]:
-    """The exit status and one-line message for an error that ended a command."""
-    leaves = _leaves(exc)
-    chosen = next((e for e in leaves if isinstance(e, TTSError)), None) or next(
-        (e for e in leaves if isinstance(e, OSError)), leaves[0]
-    )
-    if isinstance(chosen, BrokenPipeError):
-        return 1, ""  # stdout went away (``trio-tts voices | head``): nothing to say
-    if isinstance(chosen, KeyboardInterrupt):
-        return 130, "interrupted"
-    if isinstance(chosen, InvalidOptions):
-        return 2, str(chosen)
-    if isinstance(chosen, HandshakeRejected) and chosen.is_auth_error:
-        return 1, f"{chosen} (check the API key)"
-    if isinstance(chosen, TTSError):
-        return 1, str(chosen)
-    if isinstance(chosen, OSError):
-        where = f": {chosen.filename}" if chosen.filename else ""
-        return 1, f"{chosen.strerror or chosen}{where}"
-    return 1, f"internal error: {type(chosen).__name__}: {chosen} (--debug shows the traceback)"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``trio-tts`` console script. Returns the exit status."""
     parser = _parser()
@@ -161,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:
         if args.debug or isinstance(exc, SystemExit):
             raise
-        code, message = _explain(exc)
+        code, message = explain_error(exc)
         if message:
             print(f"trio-tts: error: {message}", file=sys.stderr)
         return code

@@ -1,5 +1,5 @@
 """``open_redis_quota``: check the settings of a :class:`~trio_tts.RedisQuota`, connect, and
-run its three background tasks (keeper, releaser, listener) for the block.
+run it (:meth:`~trio_tts.RedisQuota.run`: its keeper, releaser and listener) for the block.
 
 Leaving the block gives every lease of this process back to Redis at once (bounded by one
 round trip), so the fleet gets them now rather than after ``lease_ttl``.
@@ -14,7 +14,7 @@ import coredis
 import trio
 
 from .._core.errors import InvalidOptions
-from .quota import _UNREACHABLE, QuotaUnavailable, RedisQuota, _check_positive
+from .quota import RedisQuota, check_positive
 
 __all__ = ["open_redis_quota"]
 
@@ -62,17 +62,17 @@ async def open_redis_quota(
         QuotaUnavailable: Redis is unreachable at open and no fallback share is configured.
     """
     if capacity is not None:
-        _check_positive("capacity", capacity)
+        check_positive("capacity", capacity)
     if fallback_share is not None:
-        _check_positive("fallback_share", fallback_share)
-    _check_positive("lease_ttl", lease_ttl, integer=False)
+        check_positive("fallback_share", fallback_share)
+    check_positive("lease_ttl", lease_ttl, integer=False)
     if not isinstance(name, str) or not name or "{" in name or "}" in name:
         raise InvalidOptions(f"name: {name!r} must be a non-empty string without braces")
     beat = lease_ttl / 5 if heartbeat_interval is None else heartbeat_interval
     margin = lease_ttl / 10 if loss_margin is None else loss_margin
     wttl = lease_ttl / 2 if waiter_ttl is None else waiter_ttl
     for key, value in (("heartbeat_interval", beat), ("loss_margin", margin), ("waiter_ttl", wttl)):
-        _check_positive(key, value, integer=False)
+        check_positive(key, value, integer=False)
     if beat >= lease_ttl - margin or wttl <= beat:
         raise InvalidOptions(
             "need heartbeat_interval < lease_ttl - loss_margin and waiter_ttl > heartbeat_interval"
@@ -99,31 +99,15 @@ async def open_redis_quota(
     # open) comes out of them wrapped in groups; unwrap it when it is the only one.
     raised: list[BaseException] = []
     try:
-        async with client, trio.open_nursery() as nursery:  # keeper, releaser, listener
+        async with client, trio.open_nursery() as nursery:  # the quota's run()
             try:
-                try:
-                    await quota._call("stat", [])  # checks the capacity; epoch: from the beat
-                    quota.available = True
-                except (*_UNREACHABLE, trio.TooSlowError) as exc:
-                    if fallback_share is None:
-                        raise QuotaUnavailable(f"quota {name!r}: Redis is unreachable") from exc
-                await nursery.start(quota._listener)
-                nursery.start_soon(quota._releaser)
-                await quota._beat()
-                nursery.start_soon(quota._keeper)
+                await nursery.start(quota.run)
                 yield quota
             except BaseException as exc:
                 raised.append(exc)
                 raise
             finally:
-                # Give every lease back before leaving (bounded): the fleet gets them now,
-                # not after lease_ttl.
-                tokens = list(quota._entries) + list(quota._to_release)
-                with trio.CancelScope(shield=True), trio.move_on_after(quota.op_timeout):
-                    if tokens and quota.available:
-                        with contextlib.suppress(*_UNREACHABLE, trio.TooSlowError):
-                            await quota._call("release", tokens)
-                nursery.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()  # run() gives every lease back as it ends
     except BaseExceptionGroup as group:
         if raised and _only(group, raised[0]):
             raise raised[0] from None

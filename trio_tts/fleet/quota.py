@@ -19,11 +19,12 @@ keeps the whole fleet under one capacity. The decisions live in one atomic Lua s
   ``fallback_share=k``, admits up to ``k`` leases of this process from a local limiter.
 
 Open it with :func:`~trio_tts.open_redis_quota` (:mod:`trio_tts.fleet.open`), which checks
-the settings and owns the nursery of those three tasks.
+the settings and runs :meth:`RedisQuota.run` (the three tasks) for its block.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -43,7 +44,8 @@ __all__ = ["QuotaUnavailable", "RedisQuota", "RedisQuotaStatistics"]
 
 logger = logging.getLogger("trio_tts.quota")
 
-_UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError)
+#: What a Redis round trip raises when Redis cannot be reached (with ``trio.TooSlowError``).
+UNREACHABLE = (coredis.exceptions.ConnectionError, TimeoutError, OSError)
 
 
 class QuotaUnavailable(TTSError):
@@ -186,6 +188,17 @@ class RedisQuota:
         while self._to_release:
             await self._release_done.wait()
 
+    @property
+    def client(self) -> coredis.Redis[str]:
+        """The coredis client this quota talks to Redis through."""
+        return self._client
+
+    @property
+    def redis_keys(self) -> tuple[str, ...]:
+        """The Redis keys holding the quota's state: capacity, epoch, leases, queue, queue
+        expiries, sequence (one hash slot: ``trio-tts:{name}:...``)."""
+        return tuple(self._keys)
+
     # -- fleet-wide ------------------------------------------------------------------------
 
     async def fleet_statistics(self) -> RedisQuotaStatistics:
@@ -197,7 +210,7 @@ class RedisQuota:
 
     async def set_capacity(self, capacity: int) -> None:
         """Change the capacity stored in Redis for the whole fleet (an operator action)."""
-        _check_positive("capacity", capacity)
+        check_positive("capacity", capacity)
         self.capacity = capacity
         await self._call("resize", [])
 
@@ -241,7 +254,7 @@ class RedisQuota:
             with trio.CancelScope(shield=True):  # a cancel never leaves the reply unknown
                 try:
                     status = (await self._call(op, [entry.token]))[0]
-                except (*_UNREACHABLE, trio.TooSlowError) as exc:
+                except (*UNREACHABLE, trio.TooSlowError) as exc:
                     self._unreachable(exc)
                     status = "U"
             if status == "G":
@@ -316,6 +329,45 @@ class RedisQuota:
                     nearest = min(nearest, deadline)
         return nearest
 
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the quota until cancelled (:func:`~trio_tts.open_redis_quota` runs it).
+
+        Checks the capacity with Redis, starts the listener, releaser and keeper, renews once,
+        then reports started. When cancelled it gives every lease of this process back in
+        one round trip (shielded, at most ``op_timeout``), so the fleet gets them now rather
+        than after ``lease_ttl``.
+
+        Raises:
+            QuotaUnavailable: Redis is unreachable at the start and no fallback share is set.
+            InvalidOptions: the capacity differs from the one stored in Redis.
+        """
+        try:
+            await self._call("stat", [])  # checks the capacity; the epoch comes with the beat
+            self.available = True
+        except (*UNREACHABLE, trio.TooSlowError) as exc:
+            if self._fallback is None:
+                raise QuotaUnavailable(f"quota {self.name!r}: Redis is unreachable") from exc
+        try:
+            # The three background tasks; cancelled with this task.
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._listener)
+                nursery.start_soon(self._releaser)
+                await self._beat()
+                nursery.start_soon(self._keeper)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            await self._give_back()
+
+    async def _give_back(self) -> None:
+        tokens = list(self._entries) + list(self._to_release)
+        with trio.CancelScope(shield=True), trio.move_on_after(self.op_timeout):
+            if tokens and self.available:
+                with contextlib.suppress(*UNREACHABLE, trio.TooSlowError):
+                    await self._call("release", tokens)
+
     # -- background tasks ------------------------------------------------------------------
 
     async def _keeper(self) -> None:
@@ -336,7 +388,7 @@ class RedisQuota:
         try:
             with trio.fail_at(min(nearest, sent + self.op_timeout)):
                 reply = await self._call("beat", args)
-        except (*_UNREACHABLE, trio.TooSlowError) as exc:
+        except (*UNREACHABLE, trio.TooSlowError) as exc:
             self._unreachable(exc)
             return
         if not self.available:
@@ -376,7 +428,7 @@ class RedisQuota:
                 continue
             try:
                 await self._call("release", batch)
-            except (*_UNREACHABLE, trio.TooSlowError):
+            except (*UNREACHABLE, trio.TooSlowError):
                 self._release_kick.set()
                 await trio.sleep(delay)
                 delay = min(delay * 2, self.heartbeat_interval)
@@ -413,7 +465,7 @@ class RedisQuota:
             await trio.sleep(self.heartbeat_interval)
 
 
-def _check_positive(name: str, value: object, *, integer: bool = True) -> None:
+def check_positive(name: str, value: object, *, integer: bool = True) -> None:
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
         raise InvalidOptions(f"{name}: {value!r} must be a positive number")

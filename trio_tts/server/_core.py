@@ -52,6 +52,8 @@ class ServerStatistics:
     ``violations`` lists every time a client went over a provider limit (too many connections
     or contexts, text too long); a well-behaved pool leaves it empty. Fault-injected
     rejections are counted in ``handshakes_rejected`` but are not violations.
+    ``handshake_times`` holds when each WebSocket upgrade request arrived (``trio``'s clock),
+    refused or not, in order.
     """
 
     connections_open: int
@@ -63,6 +65,7 @@ class ServerStatistics:
     handshakes_rejected: dict[int, int]
     frames_sent: int
     violations: tuple[str, ...]
+    handshake_times: tuple[float, ...] = ()
 
 
 class Core:
@@ -87,7 +90,7 @@ class Core:
         self.handshake_times: list[float] = []
         self._faults_changed = trio.Event()
         self._connection_closed = trio.Event()
-        self.sessions: set[Any] = set()  # the live _session.Session objects
+        self.sessions: set[Any] = set()  # the live sessions (_websocket.WebSocketSession)
 
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
@@ -128,4 +131,5 @@ class Core:
             handshakes_rejected=dict(self.handshakes_rejected),
             frames_sent=self.frames_sent,
             violations=tuple(self.violations),
+            handshake_times=tuple(self.handshake_times),
         )

@@ -39,6 +39,7 @@ from collections.abc import Callable
 import attrs
 
 __all__ = [
+    "STRAY_PCM",
     "AcceptThenClose",
     "BadFrame",
     "BlackHole",
@@ -54,6 +55,10 @@ __all__ = [
     "StallContext",
     "StrayAudio",
 ]
+
+#: The audio of a :class:`StrayAudio` chunk: 10 ms of a constant sample (16 kHz int16),
+#: recognisable in any stream it lands in.
+STRAY_PCM = b"\x11\x11" * 160
 
 #: The default size of ``BadFrame(kind="oversize")``: one byte over the client's default
 #: ``max_message_size`` (16 MiB).

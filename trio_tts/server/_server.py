@@ -23,10 +23,12 @@ from typing import Any
 
 import trio
 
-from ._app import WS_PATH, App
+from ._app import App
 from ._core import Core, ServerConfig, ServerStatistics
 from ._faults import Faults
-from .rime.session import RIME_HTTP_PATH, RIME_WS_PATH
+from .inworld.session import WS_PATH as INWORLD_WS_PATH
+from .rime.http import HTTP_PATH as RIME_HTTP_PATH
+from .rime.session import WS_PATH as RIME_WS_PATH
 
 __all__ = ["LocalServer", "open_server", "run_forever", "serve"]
 
@@ -55,7 +57,7 @@ class LocalServer:
     @property
     def ws_url(self) -> str:
         """``ws://127.0.0.1:PORT/tts/v1/voice:streamBidirectional``."""
-        return f"ws://{self.host}:{self.port}{WS_PATH}"
+        return f"ws://{self.host}:{self.port}{INWORLD_WS_PATH}"
 
     @property
     def rime_url(self) -> str:

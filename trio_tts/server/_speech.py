@@ -1,10 +1,13 @@
-"""What a synthesiser produces (:class:`Speech`) and the voices the server offers."""
+"""What a synthesiser produces (:class:`Speech`), its WAV header and the voices the server
+offers."""
 
 from __future__ import annotations
 
+import struct
+
 import attrs
 
-__all__ = ["VOICES", "Speech", "UnknownVoice", "VoiceInfo"]
+__all__ = ["VOICES", "Speech", "UnknownVoice", "VoiceInfo", "wav_header"]
 
 
 class UnknownVoice(ValueError):
@@ -61,3 +64,14 @@ VOICES: dict[str, VoiceInfo] = _voices(
     ("Alain", "fr+m3", "fr", "male", "Smooth French-speaking male voice"),
     ("Hélène", "fr+f3", "fr", "female", "Gentle French-speaking female voice"),
 )
+
+
+def wav_header(data_bytes: int, sample_rate: int, *, channels: int = 1, bits: int = 16) -> bytes:
+    """The 44-byte RIFF/WAVE header of ``data_bytes`` of PCM (Inworld puts one in front of
+    every ``LINEAR16`` chunk; Rime's HTTP ``audio/wav`` in front of the whole answer)."""
+    block = channels * bits // 8
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, channels,
+        sample_rate, sample_rate * block, block, bits, b"data", data_bytes,
+    )  # fmt: skip

@@ -28,6 +28,8 @@ Pieces:
 * :func:`assert_quiescent` / :func:`check_quiescent` — nothing held, nothing leaked.
 
 Importing this module is cheap; the server (and numpy) load on first use of a server name.
+:mod:`trio_tts.testing.redis_server` (a throwaway ``redis-server`` for the fleet-quota tests)
+is test-only and never imported from here: import it by its full name.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""A throwaway ``redis-server`` on 127.0.0.1 for tests and benchmarks (no persistence).
+"""Test-only: a throwaway ``redis-server`` on 127.0.0.1 for tests and benchmarks (no
+persistence). Not part of the library's API and never imported by ``trio_tts`` or
+``trio_tts.testing``: import it explicitly (``from trio_tts.testing.redis_server import
+RedisServer``) where a test or benchmark needs a Redis of its own. Needs the ``redis-server``
+binary (``make redis``); the rest of the package does not.
 
 ``RedisServer().start()`` runs the Debian ``redis-server`` binary on a free port in a temporary
 directory; ``restart()`` keeps the port and loses the state (a crash without persistence),

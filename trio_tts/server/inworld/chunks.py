@@ -6,8 +6,8 @@ among its letters; the space between two words spans the gap between them). With
 ``timestampTransportStrategy: ASYNC`` the audio chunks carry no timestamps: the generation's
 timestamps follow its audio in one chunk without ``audioContent`` (before ``flushCompleted``).
 
-Compressed encodings (:mod:`._codecs`) run every chunk's samples through the context's
-:class:`~._codecs.StreamEncoder`; an encoder may hand out no bytes for a chunk (it is filling
+Compressed encodings (:mod:`.codecs`) run every chunk's samples through the context's
+:class:`~.codecs.StreamEncoder`; an encoder may hand out no bytes for a chunk (it is filling
 a frame), and then the chunk's words wait for the next chunk that has bytes. The last chunk
 drains the encoder, so a generation's audio is complete before its ``flushCompleted``.
 """
@@ -18,8 +18,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .._codecs import StreamEncoder
+from .._speech import wav_header
 from . import proto
+from .codecs import StreamEncoder
 
 __all__ = ["audio_frames", "timestamp_info"]
 
@@ -108,7 +109,7 @@ def audio_frames(
             if not data and not last:
                 continue
         elif config.encoding == "LINEAR16":
-            data = proto.wav_header(len(data), rate) + data
+            data = wav_header(len(data), rate) + data
         info = timestamp_info(pending, kind, previous) if sync and kind is not None else None
         if pending:
             previous = pending[-1][2]

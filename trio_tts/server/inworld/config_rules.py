@@ -6,7 +6,7 @@ rate, temperature, language, text normalisation, timestamps and the buffering se
 (``autoMode``, ``bufferCharThreshold``, ``maxBufferDelayMs``) at any time: they apply from the
 next generation. It may not change the model (the service binds a context to one model), and
 it may change the audio (encoding, sample rate, bit rate) only before the context's first
-audio: a context's chunks form one continuous stream (see :mod:`._codecs`).
+audio: a context's chunks form one continuous stream (see :mod:`.codecs`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import attrs
 
-from .._codecs import COMPRESSED, audio_config_problem
 from .._speech import VOICES
 from . import proto
+from .codecs import COMPRESSED, audio_config_problem
 
 __all__ = ["ConfigError", "updated", "validated"]
 

@@ -15,12 +15,13 @@ field of the wrong type raises :class:`DecodeError` naming it as the client spel
 from __future__ import annotations
 
 import base64
-import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import msgspec
+
+from .._speech import wav_header as wav_header  # in front of every LINEAR16 chunk
 
 __all__ = [
     "AUDIO_ENCODINGS",
@@ -423,13 +424,3 @@ def encode_http_audio(
             "modelId": model_id or "",
         }
     return _encode({"result": result}).decode()
-
-
-def wav_header(data_bytes: int, sample_rate: int, *, channels: int = 1, bits: int = 16) -> bytes:
-    """The 44-byte RIFF/WAVE header Inworld puts in front of every ``LINEAR16`` chunk."""
-    block = channels * bits // 8
-    return struct.pack(
-        "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, channels,
-        sample_rate, sample_rate * block, block, bits, b"data", data_bytes,
-    )  # fmt: skip

@@ -1,6 +1,7 @@
-"""One WebSocket connection of the local server: its contexts, their synthesis, its sender.
+"""One Inworld WebSocket connection of the local server: its contexts and their synthesis.
 
-Tasks, all in the session's nursery (it lives exactly as long as the WebSocket):
+Tasks, all in the session's nursery (see :mod:`.._websocket` for the sender and watchdog it
+shares with Rime's session):
 
 * the **reader** (the session's own task) decodes client frames and applies them to the
   context table synchronously: create/cancel and every error reply are decided here, and
@@ -8,10 +9,7 @@ Tasks, all in the session's nursery (it lives exactly as long as the WebSocket):
   the reader never waits on synthesis or on the socket;
 * one **worker** per context buffers its text, synthesises generations and queues their
   frames; contexts are independent, so a long synthesis never holds up another context;
-* the **sender** is the only task that writes to the socket. It drains one FIFO of frames
-  (so per-context order is kept), applies the frame-count faults, and drops queued audio of
-  a cancelled context. Audio frames hold a token of a per-connection budget until sent:
-  that is the back-pressure from a slow client to the workers (control frames need none).
+* the shared **sender** writes them, holding audio to the connection's budget.
 """
 
 from __future__ import annotations
@@ -19,39 +17,31 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import attrs
 import trio
 
-from .._codecs import COMPRESSED, StreamEncoder, synthesis_rate
+from .._asgi import ASGIReceive, ASGISend, Scope
 from .._core import Core
+from .._faults import STRAY_PCM
 from .._speech import Speech
+from .._websocket import WebSocketSession
 from . import proto
 from .chunks import audio_frames, closing_frame
+from .codecs import COMPRESSED, StreamEncoder, synthesis_rate
 from .config_rules import ConfigError, updated, validated
-from .session_faults import SenderFaults
+from .session_faults import InworldContextFaults
 
-ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
-ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
+__all__ = ["WS_PATH", "InworldSession"]
 
+WS_PATH = "/tts/v1/voice:streamBidirectional"
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"')\]]*(\s+|$)")
 _DEFAULT_AUTO_THRESHOLD = 250
-#: A stray audio chunk: 10 ms of a constant sample, recognisable in any stream it lands in.
-_STRAY_PCM = b"\x11\x11" * 160
 
 
 class _ContextEnded(Exception):
     """Raised inside a context's worker when the context failed and its slot was released."""
-
-
-@attrs.define(eq=False)
-class _Out:
-    frame: str | bytes
-    context: _Context | None = None
-    audio: bool = False
-    close: tuple[int, str] | None = None
 
 
 @attrs.define(eq=False)
@@ -72,71 +62,37 @@ class _Context:
     encoder: StreamEncoder | None = None
 
 
-class Session(SenderFaults):
-    """Serves one accepted WebSocket until the client leaves or a fault ends it."""
+class InworldSession(WebSocketSession, InworldContextFaults):
+    """Serves one accepted ``voice:streamBidirectional`` WebSocket (see the module docstring)."""
+
+    PATH = WS_PATH
+    AUTH_SCHEME = "Basic"
 
     def __init__(
-        self, core: Core, index: int, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend
+        self, core: Core, index: int, scope: Scope, receive: ASGIReceive, send: ASGISend
     ) -> None:
-        self.core = core
-        self.config = core.config
-        self.index = index
-        self.scope = scope
-        self._receive = receive
-        self._send = send
+        super().__init__(core, index, scope, receive, send)
         self.contexts: dict[str, _Context] = {}
         self.creates = 0
-        self.frames_sent = 0
-        self._bad_frame_sent = False
-        self._last_activity = trio.current_time()
-        self._out_send, self._out_receive = trio.open_memory_channel[_Out](math.inf)
-        self._budget = trio.Semaphore(32)
-        # Fault state: the in-memory transport's link (None under hypercorn), a black hole,
-        # and each DropConnection rule's frame count for this connection.
-        self._link: Any = scope.get("trio_tts.link")
-        self._blackholed = False
-        self._drop_at: tuple[object, int] | None = None
 
-    def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
-        """Queue a close frame after what is already queued (graceful server shutdown)."""
-        self._out_send.send_nowait(_Out("", close=(code, reason)))
+    def closed(self) -> None:
+        self.core.contexts_open -= len(self.contexts)
+        self.contexts.clear()
 
-    async def run(self) -> None:
-        self.core.sessions.add(self)
-        try:
-            # Lives as long as the WebSocket: sender, watchdog and one worker per context.
-            # The sender cancels it to end the session (close frame or dropped socket).
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._sender)
-                nursery.start_soon(self._watchdog)
-                await self._reader()
-                nursery.cancel_scope.cancel()
-        finally:
-            self.core.sessions.discard(self)
-            self.core.contexts_open -= len(self.contexts)
-            self.contexts.clear()
+    def inactivity_frame(self) -> str:
+        return proto.encode_error(10, "Paused due to inactivity")
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def _reader(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message["type"] != "websocket.receive":
-                continue
-            self._last_activity = trio.current_time()
-            if self._blackholed:
-                continue  # read and ignored: nothing comes back from a black hole
-            text = message.get("text")
-            if text is None:
+    async def read(self) -> None:
+        while (frame := await self.receive_frame()) is not None:
+            if isinstance(frame, bytes):
                 self._control(
                     proto.encode_error(3, "binary frames are not supported; send JSON text")
                 )
                 continue
             try:
-                command = proto.decode_command(text)
+                command = proto.decode_command(frame)
             except proto.DecodeError as exc:
                 if exc.context_id is not None:
                     self._control(proto.encode_status(exc.context_id, 3, str(exc)))
@@ -146,7 +102,7 @@ class Session(SenderFaults):
             self._dispatch(command)
 
     def _control(self, frame: str, context: _Context | None = None) -> None:
-        self._out_send.send_nowait(_Out(frame, context))
+        self.queue_control(frame, context)
 
     def _dispatch(self, command: proto.Command) -> None:
         if isinstance(command, proto.Create):
@@ -214,11 +170,8 @@ class Session(SenderFaults):
         except ConfigError as exc:
             self._control(proto.encode_status(cid, exc.code, str(exc)))
             return
-        fault = self.core.faults.context_error
-        if (
-            fault is not None and not fault.after_audio and fault.connections(self.index)
-            and fault.when(index, cid)
-        ):  # fmt: skip
+        fault = self.refused_create(index, cid)
+        if fault is not None:
             self._control(proto.encode_status(cid, fault.code, fault.message))
             return
         send, receive = trio.open_memory_channel[tuple[str, Any]](math.inf)
@@ -230,20 +183,12 @@ class Session(SenderFaults):
             self.core.peak_contexts_per_connection, len(self.contexts)
         )
         self._control(proto.encode_context_created(cid, config), ctx)
-        close = self.core.faults.close
-        if (
-            close is not None
-            and close.connections(self.index)
-            and self.creates == close.after_contexts
-        ):
-            self._out_send.send_nowait(_Out("", close=(close.code, close.reason)))
-        stray = self.core.faults.stray_audio
-        if (
-            stray is not None and stray.kind == "unknown" and stray.connections(self.index)
-            and stray.when(index, cid)
-        ):  # fmt: skip
-            self._control(proto.encode_audio_chunk(f"stray-{cid}", _STRAY_PCM))
-        self._nursery.start_soon(self._worker, ctx)
+        close = self.close_after_create(self.creates)
+        if close is not None:
+            self.queue_close(close.code, close.reason)
+        if self.stray_after_create(index, cid):
+            self._control(proto.encode_audio_chunk(f"stray-{cid}", STRAY_PCM))
+        self.nursery.start_soon(self._worker, ctx)
 
     def _release(self, ctx: _Context) -> None:
         if self.contexts.get(ctx.id) is ctx:
@@ -286,16 +231,12 @@ class Session(SenderFaults):
                             )
                         end = closing_frame(ctx.id, ctx.encoder, ctx.config.model_id)
                         if end is not None:
-                            await self._budget.acquire()
-                            self._out_send.send_nowait(_Out(end, ctx, audio=True))
+                            await self.acquire_audio()
+                            self.queue_audio(end, ctx)
                         self._release(ctx)
                         self._control(proto.encode_context_closed(ctx.id), ctx)
-                        stray = self.core.faults.stray_audio
-                        if (
-                            stray is not None and stray.kind == "closed"
-                            and stray.connections(self.index) and stray.when(ctx.index, ctx.id)
-                        ):  # fmt: skip
-                            self._control(proto.encode_audio_chunk(ctx.id, _STRAY_PCM))
+                        if self.stray_after_close(ctx):
+                            self._control(proto.encode_audio_chunk(ctx.id, STRAY_PCM))
                         return
                     continue
                 # maxBufferDelayMs passed since the oldest buffered text arrived.
@@ -338,11 +279,8 @@ class Session(SenderFaults):
         config = ctx.config
         if text.strip():
             ctx.generations += 1
-            fault = self.core.faults.context_error
-            if (
-                fault is not None and fault.after_audio and fault.connections(self.index)
-                and fault.when(ctx.index, ctx.id)
-            ):  # fmt: skip
+            fault = self.failed_generation(ctx)
+            if fault is not None:
                 self._fail(ctx, fault.code, fault.message)
             try:
                 speech = await self.core.synthesizer.synthesize(
@@ -353,18 +291,18 @@ class Session(SenderFaults):
             except Exception as exc:  # a synthesiser failure fails this context only
                 self._fail(ctx, 13, f"synthesis failed: {exc}")
             if ctx.generations == 1:
-                await self._delay_first_audio(ctx)
+                await self.delay_first_audio(ctx)
             for frame in await self._frames(ctx, text, speech, drain=flushed):
-                await self._stall_context_if_faulted(ctx)
-                await self._budget.acquire()
+                await self.wait_while_stalled(ctx)
+                await self.acquire_audio()
                 ctx.audio_frames += 1
-                self._out_send.send_nowait(_Out(frame, ctx, audio=True))
+                self.queue_audio(frame, ctx)
         if flushed:
             self._control(proto.encode_flush_completed(ctx.id), ctx)
 
     async def _frames(self, ctx: _Context, text: str, speech: Speech, *, drain: bool) -> list[str]:
         """The generation's frames; compressed audio is encoded in a worker thread (about
-        1-35 ms of CPU per second of audio, see :mod:`._codecs`) so other contexts go on."""
+        1-35 ms of CPU per second of audio, see :mod:`.codecs`) so other contexts go on."""
         config = ctx.config
         if config.encoding not in COMPRESSED:
             return audio_frames(
@@ -390,33 +328,3 @@ class Session(SenderFaults):
             )
         except Exception as exc:  # an encoder failure fails this context only
             self._fail(ctx, 13, f"audio encoding failed: {exc}")
-
-    # -- writing -------------------------------------------------------------------------------
-
-    async def _sender(self) -> None:
-        async for out in self._out_receive:
-            if out.audio:
-                self._budget.release()
-                if out.context is not None and out.context.cancelled:
-                    continue
-            if out.close is not None:
-                code, reason = out.close
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
-                self._nursery.cancel_scope.cancel()
-                return
-            await self._stall_if_faulted()
-            if await self._close_if_faulted():
-                return
-            await self._send({"type": "websocket.send", "text": out.frame})
-            self.frames_sent += 1
-            self.core.frames_sent += 1
-            await self._after_send_faults()
-
-    async def _watchdog(self) -> None:
-        timeout = self.config.inactivity_timeout
-        while True:
-            await trio.sleep_until(self._last_activity + timeout)
-            if trio.current_time() >= self._last_activity + timeout:
-                self._control(proto.encode_error(10, "Paused due to inactivity"))
-                self._out_send.send_nowait(_Out("", close=(1000, "inactivity timeout")))
-                return

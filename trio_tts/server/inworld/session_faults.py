@@ -1,44 +1,74 @@
-"""The faults a session applies to its contexts and, frame by frame, to its connection.
+"""The context-level faults of an Inworld session: which contexts a rule selects, and when.
 
-A mixin of :class:`~._session.Session`: a context's worker calls :meth:`_delay_first_audio`
-and :meth:`_stall_context_if_faulted`; the sender calls :meth:`_stall_if_faulted` and
-:meth:`_close_if_faulted` before each frame and :meth:`_after_send_faults` after it.
+A mixin of :class:`~.session.InworldSession`; the connection-level faults (drop, black hole,
+stall, close, bad frame) come with the shared sender (:mod:`.._websocket`). Each rule
+selects contexts by ``connections(index)`` and ``when(create_index, context_id)``, and is
+read from ``core.faults`` at the moment it could fire, so a change at runtime applies at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from .._core import Core
-from .._faults import BadFrame
-from .._tcp import drop_tcp, write_raw
+from .._faults import CloseAfterContexts, ContextErrorFault
 
-__all__ = ["SenderFaults"]
-
-#: An unmasked server text frame whose payload is not UTF-8 (for the TCP "utf8" fault).
-_RAW_BAD_UTF8 = b"\x81\x04\xff\xfe\xfd\xfc"
+__all__ = ["InworldContextFaults"]
 
 
-class SenderFaults:
-    """Fault state and actions of one connection's sender (the session sets the fields)."""
+class InworldContextFaults:
+    """Fault decisions for the contexts of one connection (the session sets the fields)."""
 
     core: Core
     index: int
-    scope: dict[str, Any]
-    frames_sent: int
-    _send: Callable[[dict[str, Any]], Awaitable[None]]
-    _nursery: trio.Nursery
-    _link: Any
-    _blackholed: bool
-    _bad_frame_sent: bool
-    _drop_at: tuple[object, int] | None
 
-    # -- context faults (the context's worker) ---------------------------------------------
+    def refused_create(self, create_index: int, context_id: str) -> ContextErrorFault | None:
+        """ContextErrorFault: the rule that answers this ``create`` with an error status."""
+        fault = self.core.faults.context_error
+        if (
+            fault is not None and not fault.after_audio and fault.connections(self.index)
+            and fault.when(create_index, context_id)
+        ):  # fmt: skip
+            return fault
+        return None
 
-    async def _delay_first_audio(self, ctx: Any) -> None:
+    def failed_generation(self, ctx: Any) -> ContextErrorFault | None:
+        """ContextErrorFault(after_audio=True): the rule that fails this context's flush."""
+        fault = self.core.faults.context_error
+        if (
+            fault is not None and fault.after_audio and fault.connections(self.index)
+            and fault.when(ctx.index, ctx.id)
+        ):  # fmt: skip
+            return fault
+        return None
+
+    def close_after_create(self, creates: int) -> CloseAfterContexts | None:
+        """CloseAfterContexts: the rule that closes the connection after this create."""
+        close = self.core.faults.close
+        if close is not None and close.connections(self.index) and creates == close.after_contexts:
+            return close
+        return None
+
+    def stray_after_create(self, create_index: int, context_id: str) -> bool:
+        """StrayAudio(kind="unknown"): send audio for a never-created id after this create."""
+        stray = self.core.faults.stray_audio
+        return (
+            stray is not None and stray.kind == "unknown" and stray.connections(self.index)
+            and stray.when(create_index, context_id)
+        )  # fmt: skip
+
+    def stray_after_close(self, ctx: Any) -> bool:
+        """StrayAudio(kind="closed"): send audio for this context after its close."""
+        stray = self.core.faults.stray_audio
+        return (
+            stray is not None and stray.kind == "closed" and stray.connections(self.index)
+            and stray.when(ctx.index, ctx.id)
+        )  # fmt: skip
+
+    async def delay_first_audio(self, ctx: Any) -> None:
+        """``first_audio_delay`` and DelayFirstAudio: hold the context's first audio."""
         faults = self.core.faults
         delay = faults.first_audio_delay
         rule = faults.delay_first_audio
@@ -47,7 +77,8 @@ class SenderFaults:
         if delay > 0:
             await trio.sleep(delay)
 
-    async def _stall_context_if_faulted(self, ctx: Any) -> None:
+    async def wait_while_stalled(self, ctx: Any) -> None:
+        """StallContext: hold the context's next audio frame while the rule selects it."""
         while True:
             rule = self.core.faults.stall_context
             if (
@@ -56,74 +87,3 @@ class SenderFaults:
             ):  # fmt: skip
                 return
             await self.core.wait_faults_changed(at_most=0.05)
-
-    # -- connection faults (the sender) ------------------------------------------------------
-
-    async def _close_if_faulted(self) -> bool:
-        """CloseConnection: a close frame instead of the next frame. True if it closed."""
-        rule = self.core.faults.close_connection
-        if (
-            rule is None or not rule.connections(self.index)
-            or self.frames_sent < rule.after_frames
-        ):  # fmt: skip
-            return False
-        await self._send({"type": "websocket.close", "code": rule.code, "reason": rule.reason})
-        self._nursery.cancel_scope.cancel()
-        return True
-
-    async def _stall_if_faulted(self) -> None:
-        while True:
-            hole = self.core.faults.blackhole
-            if (
-                self._blackholed or (hole is not None and hole.connections(self.index)
-                and self.frames_sent >= hole.after_frames)
-            ):  # fmt: skip
-                # For good: the sender sleeps until the client's close ends the session.
-                self._blackholed = True
-                if self._link is not None:
-                    self._link.blackhole()
-                await trio.sleep_forever()
-            stall = self.core.faults.stall
-            if (
-                stall is None
-                or not stall.connections(self.index)
-                or self.frames_sent < stall.after_frames
-            ):
-                return
-            await self.core.wait_faults_changed(at_most=0.05)
-
-    async def _after_send_faults(self) -> None:
-        faults = self.core.faults
-        bad = faults.bad_frame
-        if (
-            bad is not None and not self._bad_frame_sent and bad.connections(self.index)
-            and self.frames_sent >= bad.after_frames
-        ):  # fmt: skip
-            self._bad_frame_sent = True
-            await self._send_bad_frame(bad)
-        drop = faults.drop
-        if drop is not None and drop.connections(self.index):
-            if self._drop_at is None or self._drop_at[0] is not drop:
-                after = drop.after_frames
-                self._drop_at = (drop, after(self.index) if callable(after) else after)
-            if self.frames_sent >= self._drop_at[1]:
-                if self._link is not None:
-                    self._link.abort()
-                else:
-                    drop_tcp(self.scope)
-                self._nursery.cancel_scope.cancel()
-                await trio.lowlevel.checkpoint()
-
-    async def _send_bad_frame(self, bad: BadFrame) -> None:
-        if bad.kind == "binary":
-            await self._send({"type": "websocket.send", "bytes": b"\x00\x01binary"})
-        elif bad.kind == "oversize":
-            await self._send({"type": "websocket.send", "text": "x" * bad.size})
-        elif bad.kind == "utf8":
-            if self._link is not None:
-                # The in-memory link checks UTF-8 like the wire: lone surrogates cannot encode.
-                await self._send({"type": "websocket.send", "text": "\udcff\udcfe"})
-            else:
-                write_raw(self.scope, _RAW_BAD_UTF8)
-        else:
-            await self._send({"type": "websocket.send", "text": '{"result": {"contextId": '})

@@ -1,4 +1,5 @@
-"""Compressed audio for the local server: one continuous MP3, Ogg Opus or FLAC stream per context.
+"""Inworld's compressed audio on the local server: one continuous MP3, Ogg Opus or FLAC stream
+per context.
 
 A client that asks for ``MP3``, ``OGG_OPUS`` or ``FLAC`` writes the chunks of a context to one
 file, in order, and expects a file that plays. So each context (and each HTTP request) owns
@@ -6,7 +7,8 @@ one :class:`StreamEncoder`, created with its first audio, fed every generation's
 closed when the context closes: the chunks of all its generations concatenate into **one**
 stream (one Ogg logical stream whose pages follow each other, one run of MP3 frames, one FLAC
 stream). The encoders are libsndfile's (the ``soundfile`` wheels ship libopus/libogg, LAME
-and libFLAC), writing into a :class:`_Sink` that hands out each new byte once.
+and libFLAC; :mod:`._sndfile` drives libsndfile), writing into memory that hands out each
+new byte once.
 
 Flushes: an encoder holds samples back (a 20 ms Opus frame and its Ogg page, LAME's MDCT
 look-ahead, a 1152-sample FLAC block), but a client waiting for ``flushCompleted`` expects the
@@ -35,20 +37,27 @@ Opus's target bit rate and MP3's constant bit rate; FLAC is lossless and has non
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
+
+from .. import _sndfile
+from .._sndfile import (
+    FORMAT_FLAC_16,
+    FORMAT_MP3,
+    FORMAT_OGG_OPUS,
+    SFC_SET_BITRATE_MODE,
+    SFC_SET_COMPRESSION_LEVEL,
+    SFC_SET_OGG_PAGE_LATENCY_MS,
+    SFC_SET_ORIGINAL_SAMPLERATE,
+    SndfileStream,
+)
 
 __all__ = ["COMPRESSED", "StreamEncoder", "audio_config_problem", "synthesis_rate"]
 
 COMPRESSED = frozenset({"MP3", "OGG_OPUS", "FLAC"})
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-_SFC_SET_COMPRESSION_LEVEL = 0x1301
-_SFC_SET_OGG_PAGE_LATENCY_MS = 0x1302
-_SFC_SET_BITRATE_MODE = 0x1305
-_SFC_SET_ORIGINAL_SAMPLERATE = 0x1500
 _BITRATE_CONSTANT = 0
 #: Ogg pages close after this much audio: a page per two Opus frames (~3 kbit/s of overhead).
 _OGG_PAGE_MS = 40.0
@@ -73,8 +82,8 @@ def audio_config_problem(encoding: str, sample_rate: int, bit_rate: int) -> str 
             "(use LINEAR16, PCM, MP3, OGG_OPUS or FLAC)"
         )
     try:
-        import soundfile  # noqa: F401
-    except ImportError:  # pragma: no cover - the server extra installs it
+        _sndfile.library()
+    except OSError:  # pragma: no cover - the server extra installs it
         return f"audioEncoding {encoding} needs the soundfile package (trio-tts[server])"
     if encoding == "MP3" and sample_rate not in MP3_RATES:
         rates = ", ".join(map(str, MP3_RATES))
@@ -86,56 +95,6 @@ def audio_config_problem(encoding: str, sample_rate: int, bit_rate: int) -> str 
     return None
 
 
-class _Sink(io.RawIOBase):
-    """A write-only file for libsndfile that gives out every byte once (:meth:`take`).
-
-    Writes before what was already taken (header rewrites at close) are dropped: those bytes
-    are on the wire already."""
-
-    def __init__(self) -> None:
-        self._base = 0  # stream offset of _pending[0]
-        self._pending = bytearray()
-        self._pos = 0
-        self._end = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
-
-    def write(self, data: Any) -> int:
-        data = bytes(data)
-        n = len(data)
-        start = self._pos - self._base
-        if start < 0:
-            data, start = data[-start:], 0
-        self._pending[start : start + len(data)] = data
-        self._pos += n
-        self._end = max(self._end, self._pos)
-        return n
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._end}[whence]
-        self._pos = base + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def take(self) -> bytes:
-        out = bytes(self._pending)
-        self._base += len(out)
-        self._pending.clear()
-        return out
-
-
 class StreamEncoder:
     """One continuous compressed stream: :meth:`encode` samples, :meth:`drain` at a flush,
     :meth:`close` at the end. Each call returns the stream's next bytes (maybe none).
@@ -145,57 +104,41 @@ class StreamEncoder:
     """
 
     def __init__(self, encoding: str, sample_rate: int, bit_rate: int) -> None:
-        import soundfile
-
         problem = audio_config_problem(encoding, sample_rate, bit_rate)
         if problem is not None or encoding not in COMPRESSED:
             raise ValueError(problem or f"{encoding} is not a compressed encoding")
         self.encoding = encoding
         self.input_rate = synthesis_rate(encoding, sample_rate)
-        self._sink = _Sink()
-        fmt, subtype = {
-            "MP3": ("MP3", "MPEG_LAYER_III"),
-            "OGG_OPUS": ("OGG", "OPUS"),
-            "FLAC": ("FLAC", "PCM_16"),
-        }[encoding]
-        self._file = soundfile.SoundFile(
-            self._sink, mode="w", format=fmt, subtype=subtype, samplerate=self.input_rate,
-            channels=1,
-        )  # fmt: skip
+        fmt = {"MP3": FORMAT_MP3, "OGG_OPUS": FORMAT_OGG_OPUS, "FLAC": FORMAT_FLAC_16}[encoding]
+        stream = self._stream = SndfileStream(fmt, self.input_rate)
         if encoding == "OGG_OPUS":
-            self._command(_SFC_SET_OGG_PAGE_LATENCY_MS, "double", _OGG_PAGE_MS)
-            self._command(_SFC_SET_COMPRESSION_LEVEL, "double",
-                          min(1.0, max(0.0, 1 - (bit_rate - 6000 + 0.5) / 250000)))  # fmt: skip
+            stream.command_double(SFC_SET_OGG_PAGE_LATENCY_MS, _OGG_PAGE_MS)
+            level = min(1.0, max(0.0, 1 - (bit_rate - 6000 + 0.5) / 250000))
+            stream.command_double(SFC_SET_COMPRESSION_LEVEL, level)
             if sample_rate != self.input_rate:
-                self._command(_SFC_SET_ORIGINAL_SAMPLERATE, "int", sample_rate)
+                stream.command_int(SFC_SET_ORIGINAL_SAMPLERATE, sample_rate)
         elif encoding == "MP3":
-            self._command(_SFC_SET_BITRATE_MODE, "int", _BITRATE_CONSTANT)
+            stream.command_int(SFC_SET_BITRATE_MODE, _BITRATE_CONSTANT)
             low, high = (32, 320) if self.input_rate >= 32000 else (8, 160)
             if self.input_rate < 16000:
                 low, high = 8, 64
             kbps = min(high, max(low, bit_rate // 1000))
-            self._command(_SFC_SET_COMPRESSION_LEVEL, "double",
-                          min(1.0, max(0.0, (high - kbps - 0.5) / (high - low))))  # fmt: skip
+            level = min(1.0, max(0.0, (high - kbps - 0.5) / (high - low)))
+            stream.command_double(SFC_SET_COMPRESSION_LEVEL, level)
         else:
-            self._command(_SFC_SET_COMPRESSION_LEVEL, "double", 0.0)
+            stream.command_double(SFC_SET_COMPRESSION_LEVEL, 0.0)
         self._written = 0  # samples written, padding included
         self._real = 0  # samples of speech written (what a drain must get out)
         self._scan = _Scanner(encoding)
         self.closed = False
 
-    def _command(self, command: int, kind: str, value: float) -> None:
-        from soundfile import _ffi, _snd
-
-        data = _ffi.new(f"{kind}*", value)
-        _snd.sf_command(self._file._file, command, data, _ffi.sizeof(kind))
-
     def _write(self, samples: np.ndarray[Any, Any]) -> None:
         if len(samples):
-            self._file.write(samples)
+            self._stream.write(samples)
             self._written += len(samples)
 
     def _take(self) -> bytes:
-        return self._scan.feed(self._sink.take())
+        return self._scan.feed(self._stream.take())
 
     def encode(self, pcm: bytes) -> bytes:
         """Feed int16 LE mono samples at :attr:`input_rate`; return the new stream bytes."""
@@ -219,8 +162,7 @@ class StreamEncoder:
         if self.closed:
             return b""
         self.closed = True
-        self._file.close()
-        return self._take()
+        return self._scan.feed(self._stream.close())
 
 
 # MPEG audio layer III bit rates (kbit/s) by [MPEG-1?][index].
