@@ -43,7 +43,7 @@ from livekit.agents.utils import is_given
 
 import trio_tts
 from trio_tts.http import HTTPClient
-from trio_tts.providers.inworld.protocol import DEFAULT_URL as DEFAULT_WS_URL
+from trio_tts.providers.inworld.provider import DEFAULT_URL as DEFAULT_WS_URL
 
 from ._livekit_common import _SHARED as _SHARED  # the registry of shared pools
 from ._livekit_common import (

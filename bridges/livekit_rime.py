@@ -56,14 +56,9 @@ from livekit.agents.utils import is_given
 
 import trio_tts
 from trio_tts.http import RimeHTTPClient
-from trio_tts.providers.rime.protocol import (
-    _ARCANA_FIELDS,
-    _MIST_FIELDS,
-    DEFAULT_HTTP_URL,
-    RimeOptions,
-    RimeProvider,
-    _is_mist,
-)
+from trio_tts.providers.rime.http import DEFAULT_HTTP_URL
+from trio_tts.providers.rime.options import ARCANA_FIELDS, MIST_FIELDS, RimeOptions, is_mist
+from trio_tts.providers.rime.provider import RimeProvider
 
 from ._livekit_common import (
     NUM_CHANNELS,
@@ -102,7 +97,7 @@ def _default_sample_rate(model: str) -> int:
 
 
 def _default_speaker(model: str) -> str:
-    if _is_mist(model):
+    if is_mist(model):
         return DEFAULT_MIST_VOICE
     return DEFAULT_CODA_VOICE if model == MODEL_CODA else "astra"
 
@@ -385,8 +380,8 @@ class TTS(_PooledTTS[RimeHTTPClient | None]):
             phonemize_between_brackets=phonemize_between_brackets,
         )
         old = self._opts
-        if "model" in changes and _is_mist(changes["model"]) != _is_mist(old.model):
-            for name in _MIST_FIELDS if _is_mist(old.model) else _ARCANA_FIELDS:
+        if "model" in changes and is_mist(changes["model"]) != is_mist(old.model):
+            for name in MIST_FIELDS if is_mist(old.model) else ARCANA_FIELDS:
                 changes.setdefault(name, None)
         if "model" in changes and "sample_rate" not in changes and not self._explicit_sample_rate:
             changes["sample_rate"] = _default_sample_rate(changes["model"])

@@ -18,7 +18,9 @@ import trio_tts
 from trio_tts._core import transport as _transport
 from trio_tts._core.events import Audio, ContextClosed, FlushCompleted
 from trio_tts.http import RimeHTTPClient
-from trio_tts.providers.rime.protocol import RimeCodec, RimeOptions, RimeProvider
+from trio_tts.providers.rime.codec import RimeCodec
+from trio_tts.providers.rime.options import RimeOptions
+from trio_tts.providers.rime.provider import RimeProvider
 from trio_tts.server import LocalServer, ServerConfig, open_server, tone_pcm
 
 RATE = 24000

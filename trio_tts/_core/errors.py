@@ -18,6 +18,7 @@ __all__ = [
     "InvalidOptions",
     "PoolClosed",
     "ProtocolError",
+    "RequestRejected",
     "SlowConsumer",
     "TTSError",
 ]
@@ -73,6 +74,33 @@ class HandshakeRejected(ConnectionLost):
     def is_auth_error(self) -> bool:
         """True for 401/403: retrying with the same credentials cannot help."""
         return self.status in (401, 403)
+
+
+class RequestRejected(HandshakeRejected):
+    """An HTTP request was answered with an error status (401, 403, 429, 5xx ...).
+
+    A :class:`~trio_tts.HandshakeRejected`, so ``except HandshakeRejected`` and
+    ``is_auth_error`` work the same for the pool and the HTTP client.
+
+    Attributes:
+        status: the HTTP status code.
+        retry_after: seconds from a ``Retry-After`` header, when the server sent one.
+        grpc_code: the gRPC code from the error body, when it had one.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str = "",
+        retry_after: float | None = None,
+        *,
+        request: str = "request",
+        grpc_code: int | None = None,
+    ) -> None:
+        super().__init__(status, reason, retry_after)
+        self.grpc_code = grpc_code
+        text = f"{request} rejected with HTTP {status}"
+        self.args = (f"{text}: {reason}" if reason else text,)
 
 
 class ContextFailed(TTSError):

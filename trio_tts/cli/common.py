@@ -15,8 +15,8 @@ import attrs
 
 from .._core.errors import InvalidOptions
 from .._core.text import split_text
-from ..providers.rime.protocol import DEFAULT_HTTP_URL as RIME_HTTP_URL
-from ..providers.rime.protocol import DEFAULT_URL as RIME_URL
+from ..providers.rime.http import DEFAULT_HTTP_URL as RIME_HTTP_URL
+from ..providers.rime.provider import DEFAULT_URL as RIME_URL
 
 if TYPE_CHECKING:
     from ..server import LocalServer
