@@ -87,6 +87,7 @@ def to_api_error(exc: trio_tts.TTSError, *, provider: str = "Inworld") -> APIErr
     ===================== ==========================================================
     ``CapacityTimeout``   ``APITimeoutError`` (retryable)
     ``HandshakeRejected`` ``APIStatusError(status)``: 401/403 final, 429/5xx retried
+    ``RequestRejected``   the same, for the HTTP client's refusals
     ``ConnectionLost``    ``APIConnectionError`` (retryable; includes ``ProtocolError``)
     ``ContextFailed``     ``APIStatusError`` with the gRPC code mapped to HTTP (500 without)
     ``PoolClosed``        ``APIConnectionError(retryable=False)`` (shutting down)
@@ -95,7 +96,7 @@ def to_api_error(exc: trio_tts.TTSError, *, provider: str = "Inworld") -> APIErr
     """
     if isinstance(exc, trio_tts.CapacityTimeout):
         return APITimeoutError(str(exc))
-    if isinstance(exc, trio_tts.HandshakeRejected):
+    if isinstance(exc, trio_tts.HandshakeRejected | trio_tts.RequestRejected):
         return APIStatusError(str(exc), status_code=exc.status, body={"status": exc.status})
     if isinstance(exc, trio_tts.ConnectionLost):
         return APIConnectionError(str(exc))

@@ -103,9 +103,9 @@ async def test_http_one_shot_synthesis(server: LocalServer) -> None:
             await client.synthesize("   ")
     async with open_server(ServerConfig(synthesizer="tone", api_key="k")) as srv:
         async with RimeHTTPClient("wrong", url=srv.rime_http_url) as client:
-            with pytest.raises(trio_tts.HandshakeRejected) as info:
+            with pytest.raises(trio_tts.RequestRejected) as info:
                 await client.synthesize("Hi.")
-            assert info.value.status == 401
+            assert info.value.status == 401 and info.value.is_auth_error
         async with RimeHTTPClient("k", url=srv.rime_http_url) as client:
             with pytest.raises(trio_tts.ContextFailed, match="exceeds 500"):
                 await client.synthesize("x" * 501)

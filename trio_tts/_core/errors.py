@@ -76,11 +76,13 @@ class HandshakeRejected(ConnectionLost):
         return self.status in (401, 403)
 
 
-class RequestRejected(HandshakeRejected):
-    """An HTTP request was answered with an error status (401, 403, 429, 5xx ...).
+class RequestRejected(TTSError):
+    """A one-shot HTTP request (``trio_tts.http``) was answered with an error status (401,
+    403, 429, 5xx ...).
 
-    A :class:`~trio_tts.HandshakeRejected`, so ``except HandshakeRejected`` and
-    ``is_auth_error`` work the same for the pool and the HTTP client.
+    Not a :class:`HandshakeRejected`: no WebSocket was involved, so nothing was connected and
+    nothing was lost. ``except (HandshakeRejected, RequestRejected)`` catches both refusals;
+    ``status``, ``retry_after`` and ``is_auth_error`` mean the same on both.
 
     Attributes:
         status: the HTTP status code.
@@ -97,10 +99,16 @@ class RequestRejected(HandshakeRejected):
         request: str = "request",
         grpc_code: int | None = None,
     ) -> None:
-        super().__init__(status, reason, retry_after)
+        self.status = status
+        self.retry_after = retry_after
         self.grpc_code = grpc_code
         text = f"{request} rejected with HTTP {status}"
-        self.args = (f"{text}: {reason}" if reason else text,)
+        super().__init__(f"{text}: {reason}" if reason else text)
+
+    @property
+    def is_auth_error(self) -> bool:
+        """True for 401/403: retrying with the same credentials cannot help."""
+        return self.status in (401, 403)
 
 
 class ContextFailed(TTSError):

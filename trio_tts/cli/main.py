@@ -36,7 +36,7 @@ from typing import NoReturn
 
 import trio
 
-from .._core.errors import HandshakeRejected, InvalidOptions, TTSError
+from .._core.errors import HandshakeRejected, InvalidOptions, RequestRejected, TTSError
 from .commands import read_text, serve_command, speak_command, voices_command
 from .common import rime_urls as rime_urls
 from .common import service_urls as service_urls
@@ -137,7 +137,7 @@ def _explain(exc: BaseException) -> tuple[int, str]:
         return 130, "interrupted"
     if isinstance(chosen, InvalidOptions):
         return 2, str(chosen)
-    if isinstance(chosen, HandshakeRejected) and chosen.is_auth_error:
+    if isinstance(chosen, HandshakeRejected | RequestRejected) and chosen.is_auth_error:
         return 1, f"{chosen} (check the API key)"
     if isinstance(chosen, TTSError):
         return 1, str(chosen)
