@@ -23,7 +23,7 @@ H = TypeVar("H", bound=trio.abc.AsyncResource | None)
 S = TypeVar("S", bound=tts.SynthesizeStream)
 
 
-class _SharedPool(Generic[H]):
+class SharedPool(Generic[H]):
     """One AsyncioPool per (loop, endpoint, key, settings), shared by the process's TTSes,
     and the HTTP client of one-shot synthesis (``trio_tts.http``; None: the provider has
     none) in the same trio run.
@@ -55,7 +55,7 @@ class _SharedPool(Generic[H]):
         await asyncio.shield(self._opening)
         return self.pool
 
-    def acquire(self) -> _SharedPool[H]:
+    def acquire(self) -> SharedPool[H]:
         """One more holder; pair with :meth:`release`."""
         self.users += 1
         return self
@@ -87,10 +87,15 @@ class _SharedPool(Generic[H]):
             await self.pool.aclose()
 
 
-_SHARED: dict[tuple[Any, ...], _SharedPool[Any]] = {}
+_SHARED: dict[tuple[Any, ...], SharedPool[Any]] = {}
 
 
-def _pool_key(
+def shared_pool_count() -> int:
+    """How many shared pools are open in this process (for tests: 0 once every TTS closed)."""
+    return len(_SHARED)
+
+
+def pool_key(
     endpoint: tuple[Any, ...], settings: Mapping[str, Any], prefetch: int
 ) -> tuple[Any, ...]:
     """The identity of a shared pool on the running loop: the provider's endpoint (URL,
@@ -103,30 +108,30 @@ def _pool_key(
     )
 
 
-def _shared_pool(
+def shared_pool(
     key: tuple[Any, ...],
     provider: Callable[[], trio_tts.Provider[Any]],
     http: Callable[[], H],
     settings: Mapping[str, Any],
     prefetch: int,
-) -> _SharedPool[H]:
-    """The shared pool filed under ``key`` (see :func:`_pool_key`), made on first use from
+) -> SharedPool[H]:
+    """The shared pool filed under ``key`` (see :func:`pool_key`), made on first use from
     the ``provider`` and ``http`` factories, with one more user."""
     shared = _SHARED.get(key)
     if shared is None:
         pool = AsyncioPool(provider(), prefetch=prefetch, **settings)
-        shared = _SHARED[key] = _SharedPool(key, pool, http())
+        shared = _SHARED[key] = SharedPool(key, pool, http())
     shared.users += 1
     return shared
 
 
-class _PooledTTS(tts.TTS[None], Generic[H]):
+class PooledTTS(tts.TTS[None], Generic[H]):
     """The part of a plugin's ``TTS`` that manages its shared pool, prewarm and streams.
 
     A subclass calls :meth:`_init_pool` in its constructor and implements :meth:`_acquire`
     (this TTS's shared pool, made on first use)."""
 
-    _shared: _SharedPool[H] | None
+    _shared: SharedPool[H] | None
 
     def _init_pool(
         self,
@@ -142,8 +147,19 @@ class _PooledTTS(tts.TTS[None], Generic[H]):
         self._streams = weakref.WeakSet[tts.SynthesizeStream]()
         self._sentence_tokenizer = sentence_tokenizer
 
-    def _acquire(self) -> _SharedPool[H]:
+    def _acquire(self) -> SharedPool[H]:
         raise NotImplementedError
+
+    @property
+    def sentence_tokenizer(self) -> tokenize.SentenceTokenizer:
+        """What splits the agent's text into sentences for :meth:`stream`."""
+        return self._sentence_tokenizer
+
+    async def shared(self) -> SharedPool[H]:
+        """This TTS's shared pool (and HTTP client), opened on first use."""
+        shared = self._acquire()
+        await shared.get()
+        return shared
 
     async def pool(self) -> AsyncioPool:
         """The process's shared pool for this endpoint, opened on first use."""
@@ -164,7 +180,7 @@ class _PooledTTS(tts.TTS[None], Generic[H]):
         self._streams.add(stream)
         return stream
 
-    async def _let_go(self, shared: _SharedPool[H]) -> None:
+    async def _let_go(self, shared: SharedPool[H]) -> None:
         """Give up this TTS's hold on ``shared`` (on :meth:`aclose`)."""
         await shared.release()
 
@@ -181,7 +197,20 @@ class _PooledTTS(tts.TTS[None], Generic[H]):
             await self._let_go(shared)
 
 
-def _initialize(
+class PooledSynthesizeStream(tts.SynthesizeStream):
+    """What the plugins' streaming ``SynthesizeStream`` classes share."""
+
+    async def _read_input(self, sentences: tokenize.SentenceStream) -> None:
+        """Feed the agent's text (and flushes) from this stream's input into ``sentences``."""
+        async for data in self._input_ch:
+            if isinstance(data, self._FlushSentinel):
+                sentences.flush()
+            else:
+                sentences.push_text(data)
+        sentences.end_input()
+
+
+def initialize(
     emitter: tts.AudioEmitter, sample_rate: int, mime_type: str, *, stream: bool = False
 ) -> None:
     """Start ``emitter`` for a new request (mono audio)."""
@@ -194,17 +223,7 @@ def _initialize(
     )
 
 
-async def _read_input(stream: tts.SynthesizeStream, sentences: tokenize.SentenceStream) -> None:
-    """Feed the agent's text (and flushes) from ``stream``'s input into ``sentences``."""
-    async for data in stream._input_ch:
-        if isinstance(data, stream._FlushSentinel):
-            sentences.flush()
-        else:
-            sentences.push_text(data)
-    sentences.end_input()
-
-
-def _raise_failed(*tasks: asyncio.Task[Any]) -> None:
+def raise_failed(*tasks: asyncio.Task[Any]) -> None:
     """Re-raise the exception of the first of ``tasks`` that failed, if any."""
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
@@ -212,7 +231,7 @@ def _raise_failed(*tasks: asyncio.Task[Any]) -> None:
 
 
 @contextlib.contextmanager
-def _api_errors(
+def api_errors(
     to_api_error: Callable[[trio_tts.TTSError], APIError],
     failure: str,
     *,
