@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import os
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -29,13 +32,17 @@ class SharedPool(Generic[H]):
     none) in the same trio run.
 
     ``users`` counts the holders (each TTS using it, and anything else that called
-    :meth:`acquire`); the last :meth:`release` closes the pool and the HTTP client."""
+    :meth:`acquire`); the last :meth:`release` closes the pool and the HTTP client and takes
+    it out of the registry."""
 
-    def __init__(self, key: tuple[Any, ...], pool: AsyncioPool, http: H) -> None:
+    def __init__(
+        self, key: str, pool: AsyncioPool, http: H, registry: dict[str, SharedPool[Any]]
+    ) -> None:
         self.key = key
         self.pool = pool
         self.http = http
         self.users = 0
+        self._registry = registry  # the pools of the loop this one belongs to
         self._opening: asyncio.Task[None] | None = None
 
     @property
@@ -60,24 +67,24 @@ class SharedPool(Generic[H]):
         self.users += 1
         return self
 
-    def rekey(self, key: tuple[Any, ...]) -> bool:
+    def rekey(self, key: str) -> bool:
         """File this pool under ``key`` (its defaults changed); False if ``key`` is taken."""
         if key == self.key:
             return True
-        if key in _SHARED:
+        if key in self._registry:
             return False
-        if _SHARED.get(self.key) is self:
-            del _SHARED[self.key]
+        if self._registry.get(self.key) is self:
+            del self._registry[self.key]
         self.key = key
-        _SHARED[key] = self
+        self._registry[key] = self
         return True
 
     async def release(self) -> None:
         self.users -= 1
         if self.users > 0:
             return
-        if _SHARED.get(self.key) is self:
-            del _SHARED[self.key]
+        if self._registry.get(self.key) is self:
+            del self._registry[self.key]
         opening, self._opening = self._opening, None
         if opening is not None:
             with contextlib.suppress(Exception):
@@ -87,40 +94,72 @@ class SharedPool(Generic[H]):
             await self.pool.aclose()
 
 
-_SHARED: dict[tuple[Any, ...], SharedPool[Any]] = {}
+# The registry: each event loop's shared pools, filed by pool_key(). Bounded on both levels:
+# a loop's pools go when the loop is garbage (a weak key) or closed (pruned on every use),
+# and a pool goes when its last user releases it. Keys are keyed digests, so the registry
+# holds no credential (the pools' providers do, behind their redacting reprs).
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedPool[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+# Keys the digests: without it they are useless outside this process.
+_KEY_SECRET = os.urandom(32)
+
+
+def _prune() -> None:
+    """Forget closed loops (their pools can never run again) and loops without pools."""
+    for loop, pools in list(_SHARED.items()):
+        if loop.is_closed() or not pools:
+            del _SHARED[loop]
+
+
+def _running_loop_pools() -> dict[str, SharedPool[Any]]:
+    _prune()
+    return _SHARED.setdefault(asyncio.get_running_loop(), {})
 
 
 def shared_pool_count() -> int:
-    """How many shared pools are open in this process (for tests: 0 once every TTS closed)."""
-    return len(_SHARED)
+    """How many shared pools the process's live event loops hold. Testing and debugging
+    only: 0 once every TTS is closed or its loop is."""
+    _prune()
+    return sum(len(pools) for pools in _SHARED.values())
+
+
+def shared_pool_keys() -> list[str]:
+    """The keys the shared pools are filed under (digests, never a credential). Testing and
+    debugging only."""
+    _prune()
+    return [key for pools in _SHARED.values() for key in pools]
 
 
 def pool_key(
-    endpoint: tuple[Any, ...], settings: Mapping[str, Any], prefetch: int
-) -> tuple[Any, ...]:
-    """The identity of a shared pool on the running loop: the provider's endpoint (URL,
-    credential ...), the read-ahead and the pool settings (compared by ``repr``)."""
-    return (
-        id(asyncio.get_running_loop()),
-        *endpoint,
-        prefetch,
-        tuple(sorted((k, repr(v)) for k, v in settings.items())),
+    endpoint: tuple[str, ...],
+    credential: str | None,
+    settings: Mapping[str, Any],
+    prefetch: int,
+) -> str:
+    """The identity of a shared pool on its loop: the provider's endpoint (URLs ...), the
+    credential, the read-ahead and the pool settings (compared by ``repr``), as one keyed
+    SHA-256 digest: equal for equal parts, and no part can be read back from it."""
+    identity = repr(
+        (endpoint, credential, prefetch, tuple(sorted((k, repr(v)) for k, v in settings.items())))
     )
+    return hmac.new(_KEY_SECRET, identity.encode(), hashlib.sha256).hexdigest()
 
 
 def shared_pool(
-    key: tuple[Any, ...],
+    key: str,
     provider: Callable[[], trio_tts.Provider[Any]],
     http: Callable[[], H],
     settings: Mapping[str, Any],
     prefetch: int,
 ) -> SharedPool[H]:
-    """The shared pool filed under ``key`` (see :func:`pool_key`), made on first use from
-    the ``provider`` and ``http`` factories, with one more user."""
-    shared = _SHARED.get(key)
+    """The running loop's shared pool filed under ``key`` (see :func:`pool_key`), made on
+    first use from the ``provider`` and ``http`` factories, with one more user."""
+    pools = _running_loop_pools()
+    shared = pools.get(key)
     if shared is None:
         pool = AsyncioPool(provider(), prefetch=prefetch, **settings)
-        shared = _SHARED[key] = SharedPool(key, pool, http())
+        shared = pools[key] = SharedPool(key, pool, http(), pools)
     shared.users += 1
     return shared
 

@@ -57,6 +57,7 @@ from ._livekit_common import (
     shared_pool,
 )
 from ._livekit_common import shared_pool_count as shared_pool_count
+from ._livekit_common import shared_pool_keys as shared_pool_keys
 from .asyncio_adapter import AsyncioContext
 
 __all__ = ["DEFAULT_WS_URL", "TTS", "ChunkedStream", "SynthesizeStream", "to_api_error"]
@@ -228,7 +229,7 @@ class TTS(PooledTTS[HTTPClient]):
         if self._shared is None:
             url, base_url, api_key = self._ws_url, self._base_url, self._api_key
             self._shared = shared_pool(
-                pool_key((url, base_url, api_key), self._pool_settings, self._prefetch),
+                pool_key((url, base_url), api_key, self._pool_settings, self._prefetch),
                 lambda: trio_tts.InworldProvider(api_key, url=url),
                 lambda: HTTPClient(api_key, base_url=base_url),
                 self._pool_settings,

@@ -280,8 +280,8 @@ class TTS(PooledTTS[RimeHTTPClient | None]):
             return {**self._pool_settings, "defaults": self._opts}
         return {**self._pool_settings, "min_connections": 0}
 
-    def _key(self) -> tuple[Any, ...]:
-        return pool_key(("rime", self._base_url, self._api_key), self._settings(), self._prefetch)
+    def _key(self) -> str:
+        return pool_key(("rime", self._base_url), self._api_key, self._settings(), self._prefetch)
 
     def _acquire(self) -> SharedPool[RimeHTTPClient | None]:
         if self._shared is None:
