@@ -135,7 +135,7 @@ def bench_framing() -> list[tuple[str, float]]:
 def bench_decoding() -> list[tuple[str, float]]:
     import msgspec
 
-    from trio_tts.providers.inworld.protocol import _DECODER, InworldCodec
+    from trio_tts.providers.inworld.codec import FRAME_DECODER, InworldCodec
 
     frames = [inworld_frame(i) for i in range(200)]
 
@@ -152,7 +152,7 @@ def bench_decoding() -> list[tuple[str, float]]:
 
     def msgspec_typed() -> None:
         for f in frames:
-            _DECODER.decode(f)
+            FRAME_DECODER.decode(f)
 
     codec = InworldCodec()
 
@@ -218,7 +218,7 @@ async def _serve(port_out: Callable[[int], None]) -> None:
 
 async def _client_ours(url: str, turns: int) -> None:
     from trio_tts._core.transport import connect
-    from trio_tts.providers.inworld.protocol import InworldCodec
+    from trio_tts.providers.inworld.codec import InworldCodec
 
     codec = InworldCodec()
     ws = await connect(url, [])
@@ -233,7 +233,7 @@ def _client_tw(queue: int, read: int) -> Callable[[str, int], Awaitable[None]]:
     async def run(url: str, turns: int) -> None:
         import trio_websocket
 
-        from trio_tts.providers.inworld.protocol import InworldCodec
+        from trio_tts.providers.inworld.codec import InworldCodec
 
         codec = InworldCodec()
         async with trio_websocket.open_websocket_url(

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import os
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -23,19 +26,23 @@ H = TypeVar("H", bound=trio.abc.AsyncResource | None)
 S = TypeVar("S", bound=tts.SynthesizeStream)
 
 
-class _SharedPool(Generic[H]):
+class SharedPool(Generic[H]):
     """One AsyncioPool per (loop, endpoint, key, settings), shared by the process's TTSes,
     and the HTTP client of one-shot synthesis (``trio_tts.http``; None: the provider has
     none) in the same trio run.
 
     ``users`` counts the holders (each TTS using it, and anything else that called
-    :meth:`acquire`); the last :meth:`release` closes the pool and the HTTP client."""
+    :meth:`acquire`); the last :meth:`release` closes the pool and the HTTP client and takes
+    it out of the registry."""
 
-    def __init__(self, key: tuple[Any, ...], pool: AsyncioPool, http: H) -> None:
+    def __init__(
+        self, key: str, pool: AsyncioPool, http: H, registry: dict[str, SharedPool[Any]]
+    ) -> None:
         self.key = key
         self.pool = pool
         self.http = http
         self.users = 0
+        self._registry = registry  # the pools of the loop this one belongs to
         self._opening: asyncio.Task[None] | None = None
 
     @property
@@ -55,29 +62,29 @@ class _SharedPool(Generic[H]):
         await asyncio.shield(self._opening)
         return self.pool
 
-    def acquire(self) -> _SharedPool[H]:
+    def acquire(self) -> SharedPool[H]:
         """One more holder; pair with :meth:`release`."""
         self.users += 1
         return self
 
-    def rekey(self, key: tuple[Any, ...]) -> bool:
+    def rekey(self, key: str) -> bool:
         """File this pool under ``key`` (its defaults changed); False if ``key`` is taken."""
         if key == self.key:
             return True
-        if key in _SHARED:
+        if key in self._registry:
             return False
-        if _SHARED.get(self.key) is self:
-            del _SHARED[self.key]
+        if self._registry.get(self.key) is self:
+            del self._registry[self.key]
         self.key = key
-        _SHARED[key] = self
+        self._registry[key] = self
         return True
 
     async def release(self) -> None:
         self.users -= 1
         if self.users > 0:
             return
-        if _SHARED.get(self.key) is self:
-            del _SHARED[self.key]
+        if self._registry.get(self.key) is self:
+            del self._registry[self.key]
         opening, self._opening = self._opening, None
         if opening is not None:
             with contextlib.suppress(Exception):
@@ -87,46 +94,83 @@ class _SharedPool(Generic[H]):
             await self.pool.aclose()
 
 
-_SHARED: dict[tuple[Any, ...], _SharedPool[Any]] = {}
+# The registry: each event loop's shared pools, filed by pool_key(). Bounded on both levels:
+# a loop's pools go when the loop is garbage (a weak key) or closed (pruned on every use),
+# and a pool goes when its last user releases it. Keys are keyed digests, so the registry
+# holds no credential (the pools' providers do, behind their redacting reprs).
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedPool[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+# Keys the digests: without it they are useless outside this process.
+_KEY_SECRET = os.urandom(32)
 
 
-def _pool_key(
-    endpoint: tuple[Any, ...], settings: Mapping[str, Any], prefetch: int
-) -> tuple[Any, ...]:
-    """The identity of a shared pool on the running loop: the provider's endpoint (URL,
-    credential ...), the read-ahead and the pool settings (compared by ``repr``)."""
-    return (
-        id(asyncio.get_running_loop()),
-        *endpoint,
-        prefetch,
-        tuple(sorted((k, repr(v)) for k, v in settings.items())),
+def _prune() -> None:
+    """Forget closed loops (their pools can never run again) and loops without pools."""
+    for loop, pools in list(_SHARED.items()):
+        if loop.is_closed() or not pools:
+            del _SHARED[loop]
+
+
+def _running_loop_pools() -> dict[str, SharedPool[Any]]:
+    _prune()
+    return _SHARED.setdefault(asyncio.get_running_loop(), {})
+
+
+def shared_pool_count() -> int:
+    """How many shared pools the process's live event loops hold. Testing and debugging
+    only: 0 once every TTS is closed or its loop is."""
+    _prune()
+    return sum(len(pools) for pools in _SHARED.values())
+
+
+def shared_pool_keys() -> list[str]:
+    """The keys the shared pools are filed under (digests, never a credential). Testing and
+    debugging only."""
+    _prune()
+    return [key for pools in _SHARED.values() for key in pools]
+
+
+def pool_key(
+    endpoint: tuple[str, ...],
+    credential: str | None,
+    settings: Mapping[str, Any],
+    prefetch: int,
+) -> str:
+    """The identity of a shared pool on its loop: the provider's endpoint (URLs ...), the
+    credential, the read-ahead and the pool settings (compared by ``repr``), as one keyed
+    SHA-256 digest: equal for equal parts, and no part can be read back from it."""
+    identity = repr(
+        (endpoint, credential, prefetch, tuple(sorted((k, repr(v)) for k, v in settings.items())))
     )
+    return hmac.new(_KEY_SECRET, identity.encode(), hashlib.sha256).hexdigest()
 
 
-def _shared_pool(
-    key: tuple[Any, ...],
+def shared_pool(
+    key: str,
     provider: Callable[[], trio_tts.Provider[Any]],
     http: Callable[[], H],
     settings: Mapping[str, Any],
     prefetch: int,
-) -> _SharedPool[H]:
-    """The shared pool filed under ``key`` (see :func:`_pool_key`), made on first use from
-    the ``provider`` and ``http`` factories, with one more user."""
-    shared = _SHARED.get(key)
+) -> SharedPool[H]:
+    """The running loop's shared pool filed under ``key`` (see :func:`pool_key`), made on
+    first use from the ``provider`` and ``http`` factories, with one more user."""
+    pools = _running_loop_pools()
+    shared = pools.get(key)
     if shared is None:
         pool = AsyncioPool(provider(), prefetch=prefetch, **settings)
-        shared = _SHARED[key] = _SharedPool(key, pool, http())
+        shared = pools[key] = SharedPool(key, pool, http(), pools)
     shared.users += 1
     return shared
 
 
-class _PooledTTS(tts.TTS[None], Generic[H]):
+class PooledTTS(tts.TTS[None], Generic[H]):
     """The part of a plugin's ``TTS`` that manages its shared pool, prewarm and streams.
 
     A subclass calls :meth:`_init_pool` in its constructor and implements :meth:`_acquire`
     (this TTS's shared pool, made on first use)."""
 
-    _shared: _SharedPool[H] | None
+    _shared: SharedPool[H] | None
 
     def _init_pool(
         self,
@@ -142,8 +186,19 @@ class _PooledTTS(tts.TTS[None], Generic[H]):
         self._streams = weakref.WeakSet[tts.SynthesizeStream]()
         self._sentence_tokenizer = sentence_tokenizer
 
-    def _acquire(self) -> _SharedPool[H]:
+    def _acquire(self) -> SharedPool[H]:
         raise NotImplementedError
+
+    @property
+    def sentence_tokenizer(self) -> tokenize.SentenceTokenizer:
+        """What splits the agent's text into sentences for :meth:`stream`."""
+        return self._sentence_tokenizer
+
+    async def shared(self) -> SharedPool[H]:
+        """This TTS's shared pool (and HTTP client), opened on first use."""
+        shared = self._acquire()
+        await shared.get()
+        return shared
 
     async def pool(self) -> AsyncioPool:
         """The process's shared pool for this endpoint, opened on first use."""
@@ -164,7 +219,7 @@ class _PooledTTS(tts.TTS[None], Generic[H]):
         self._streams.add(stream)
         return stream
 
-    async def _let_go(self, shared: _SharedPool[H]) -> None:
+    async def _let_go(self, shared: SharedPool[H]) -> None:
         """Give up this TTS's hold on ``shared`` (on :meth:`aclose`)."""
         await shared.release()
 
@@ -181,7 +236,20 @@ class _PooledTTS(tts.TTS[None], Generic[H]):
             await self._let_go(shared)
 
 
-def _initialize(
+class PooledSynthesizeStream(tts.SynthesizeStream):
+    """What the plugins' streaming ``SynthesizeStream`` classes share."""
+
+    async def _read_input(self, sentences: tokenize.SentenceStream) -> None:
+        """Feed the agent's text (and flushes) from this stream's input into ``sentences``."""
+        async for data in self._input_ch:
+            if isinstance(data, self._FlushSentinel):
+                sentences.flush()
+            else:
+                sentences.push_text(data)
+        sentences.end_input()
+
+
+def initialize(
     emitter: tts.AudioEmitter, sample_rate: int, mime_type: str, *, stream: bool = False
 ) -> None:
     """Start ``emitter`` for a new request (mono audio)."""
@@ -194,17 +262,7 @@ def _initialize(
     )
 
 
-async def _read_input(stream: tts.SynthesizeStream, sentences: tokenize.SentenceStream) -> None:
-    """Feed the agent's text (and flushes) from ``stream``'s input into ``sentences``."""
-    async for data in stream._input_ch:
-        if isinstance(data, stream._FlushSentinel):
-            sentences.flush()
-        else:
-            sentences.push_text(data)
-    sentences.end_input()
-
-
-def _raise_failed(*tasks: asyncio.Task[Any]) -> None:
+def raise_failed(*tasks: asyncio.Task[Any]) -> None:
     """Re-raise the exception of the first of ``tasks`` that failed, if any."""
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
@@ -212,7 +270,7 @@ def _raise_failed(*tasks: asyncio.Task[Any]) -> None:
 
 
 @contextlib.contextmanager
-def _api_errors(
+def api_errors(
     to_api_error: Callable[[trio_tts.TTSError], APIError],
     failure: str,
     *,

@@ -43,20 +43,21 @@ from livekit.agents.utils import is_given
 
 import trio_tts
 from trio_tts.http import HTTPClient
-from trio_tts.providers.inworld.protocol import DEFAULT_URL as DEFAULT_WS_URL
+from trio_tts.providers.inworld.provider import DEFAULT_URL as DEFAULT_WS_URL
 
-from ._livekit_common import _SHARED as _SHARED  # the registry of shared pools
 from ._livekit_common import (
     NUM_CHANNELS,
-    _api_errors,
-    _initialize,
-    _pool_key,
-    _PooledTTS,
-    _raise_failed,
-    _read_input,
-    _shared_pool,
-    _SharedPool,
+    PooledSynthesizeStream,
+    PooledTTS,
+    SharedPool,
+    api_errors,
+    initialize,
+    pool_key,
+    raise_failed,
+    shared_pool,
 )
+from ._livekit_common import shared_pool_count as shared_pool_count
+from ._livekit_common import shared_pool_keys as shared_pool_keys
 from .asyncio_adapter import AsyncioContext
 
 __all__ = ["DEFAULT_WS_URL", "TTS", "ChunkedStream", "SynthesizeStream", "to_api_error"]
@@ -87,6 +88,7 @@ def to_api_error(exc: trio_tts.TTSError, *, provider: str = "Inworld") -> APIErr
     ===================== ==========================================================
     ``CapacityTimeout``   ``APITimeoutError`` (retryable)
     ``HandshakeRejected`` ``APIStatusError(status)``: 401/403 final, 429/5xx retried
+    ``RequestRejected``   the same, for the HTTP client's refusals
     ``ConnectionLost``    ``APIConnectionError`` (retryable; includes ``ProtocolError``)
     ``ContextFailed``     ``APIStatusError`` with the gRPC code mapped to HTTP (500 without)
     ``PoolClosed``        ``APIConnectionError(retryable=False)`` (shutting down)
@@ -95,7 +97,7 @@ def to_api_error(exc: trio_tts.TTSError, *, provider: str = "Inworld") -> APIErr
     """
     if isinstance(exc, trio_tts.CapacityTimeout):
         return APITimeoutError(str(exc))
-    if isinstance(exc, trio_tts.HandshakeRejected):
+    if isinstance(exc, trio_tts.HandshakeRejected | trio_tts.RequestRejected):
         return APIStatusError(str(exc), status_code=exc.status, body={"status": exc.status})
     if isinstance(exc, trio_tts.ConnectionLost):
         return APIConnectionError(str(exc))
@@ -118,7 +120,7 @@ def _timed(words: tuple[trio_tts.WordTiming, ...]) -> list[TimedString]:
     return [TimedString(w.word, start_time=w.start, end_time=w.end) for w in words]
 
 
-class TTS(_PooledTTS[HTTPClient]):
+class TTS(PooledTTS[HTTPClient]):
     """Inworld text-to-speech for LiveKit Agents, served by a shared trio_tts pool.
 
     Arguments mirror ``livekit.plugins.inworld.TTS``; ``ws_url`` is the full WebSocket URL
@@ -223,11 +225,11 @@ class TTS(_PooledTTS[HTTPClient]):
         """The options new utterances of this TTS use."""
         return self._opts
 
-    def _acquire(self) -> _SharedPool[HTTPClient]:
+    def _acquire(self) -> SharedPool[HTTPClient]:
         if self._shared is None:
             url, base_url, api_key = self._ws_url, self._base_url, self._api_key
-            self._shared = _shared_pool(
-                _pool_key((url, base_url, api_key), self._pool_settings, self._prefetch),
+            self._shared = shared_pool(
+                pool_key((url, base_url), api_key, self._pool_settings, self._prefetch),
                 lambda: trio_tts.InworldProvider(api_key, url=url),
                 lambda: HTTPClient(api_key, base_url=base_url),
                 self._pool_settings,
@@ -330,11 +332,10 @@ class ChunkedStream(tts.ChunkedStream):
         self._opts = tts.options
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        _initialize(output_emitter, self._opts.sample_rate, _mime_type(self._opts.encoding))
+        initialize(output_emitter, self._opts.sample_rate, _mime_type(self._opts.encoding))
         pcm = self._opts.encoding.is_pcm
 
         async def fetch() -> None:  # runs in trio; the emitter's push is synchronous
-            assert shared is not None
             with trio.fail_after(self._conn_options.timeout + 60):
                 async with shared.http.stream(self._input_text, options=self._opts) as chunks:
                     async for audio in chunks:
@@ -344,13 +345,12 @@ class ChunkedStream(tts.ChunkedStream):
                         if pcm:
                             output_emitter.flush()
 
-        with _api_errors(to_api_error, "Inworld stream failed", too_slow=True):
-            pool = await self._tts.pool()
-            shared = self._tts._shared
-            await pool.run(fetch)
+        with api_errors(to_api_error, "Inworld stream failed", too_slow=True):
+            shared = await self._tts.shared()
+            await shared.pool.run(fetch)
 
 
-class SynthesizeStream(tts.SynthesizeStream):
+class SynthesizeStream(PooledSynthesizeStream):
     """Streaming synthesis: the agent's text, split into sentences, into one pooled context."""
 
     def __init__(self, *, tts: TTS, conn_options: APIConnectOptions) -> None:
@@ -360,8 +360,8 @@ class SynthesizeStream(tts.SynthesizeStream):
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         mime_type = _mime_type(self._opts.encoding)
-        _initialize(output_emitter, self._opts.sample_rate, mime_type, stream=True)
-        sentences = self._tts._sentence_tokenizer.stream()
+        initialize(output_emitter, self._opts.sample_rate, mime_type, stream=True)
+        sentences = self._tts.sentence_tokenizer.stream()
 
         async def send(ctx: AsyncioContext) -> None:
             async for sentence in sentences:
@@ -372,20 +372,20 @@ class SynthesizeStream(tts.SynthesizeStream):
 
         tasks: list[asyncio.Task[None]] = []
         try:
-            with _api_errors(to_api_error, "Inworld stream failed"):
+            with api_errors(to_api_error, "Inworld stream failed"):
                 pool = await self._tts.pool()
                 timeout = self._conn_options.timeout
                 ctx = await pool.open_context(options=self._opts, timeout=timeout)
                 async with ctx:
                     tasks = [
-                        asyncio.create_task(_read_input(self, sentences)),
+                        asyncio.create_task(self._read_input(sentences)),
                         asyncio.create_task(send(ctx)),
                         asyncio.create_task(_speak(ctx, output_emitter, segment=True)),
                     ]
                     # The speaker ends when the server confirmed the close; any failure ends
                     # all.
                     await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                    _raise_failed(tasks[2], *tasks[:2])
+                    raise_failed(tasks[2], *tasks[:2])
                     await tasks[2]
         finally:
             await utils.aio.gracefully_cancel(*tasks)

@@ -56,25 +56,20 @@ from livekit.agents.utils import is_given
 
 import trio_tts
 from trio_tts.http import RimeHTTPClient
-from trio_tts.providers.rime.protocol import (
-    _ARCANA_FIELDS,
-    _MIST_FIELDS,
-    DEFAULT_HTTP_URL,
-    RimeOptions,
-    RimeProvider,
-    _is_mist,
-)
+from trio_tts.providers.rime.http import DEFAULT_HTTP_URL
+from trio_tts.providers.rime.options import ARCANA_FIELDS, MIST_FIELDS, RimeOptions, is_mist
+from trio_tts.providers.rime.provider import RimeProvider
 
 from ._livekit_common import (
     NUM_CHANNELS,
-    _api_errors,
-    _initialize,
-    _pool_key,
-    _PooledTTS,
-    _raise_failed,
-    _read_input,
-    _shared_pool,
-    _SharedPool,
+    PooledSynthesizeStream,
+    PooledTTS,
+    SharedPool,
+    api_errors,
+    initialize,
+    pool_key,
+    raise_failed,
+    shared_pool,
 )
 from .asyncio_adapter import AsyncioContext, AsyncioPool
 from .livekit import to_api_error
@@ -103,7 +98,7 @@ def _default_sample_rate(model: str) -> int:
 
 
 def _default_speaker(model: str) -> str:
-    if _is_mist(model):
+    if is_mist(model):
         return DEFAULT_MIST_VOICE
     return DEFAULT_CODA_VOICE if model == MODEL_CODA else "astra"
 
@@ -161,7 +156,7 @@ def _timed(words: tuple[trio_tts.WordTiming, ...]) -> list[TimedString]:
     return [TimedString(f"{w.word} ", start_time=w.start, end_time=w.end) for w in words]
 
 
-class TTS(_PooledTTS[RimeHTTPClient | None]):
+class TTS(PooledTTS[RimeHTTPClient | None]):
     """Rime text-to-speech for LiveKit Agents, served by a shared trio_tts pool.
 
     Arguments mirror ``livekit.plugins.rime.TTS`` (the ``/ws3`` and HTTP interfaces):
@@ -261,7 +256,7 @@ class TTS(_PooledTTS[RimeHTTPClient | None]):
             tokenizer if is_given(tokenizer) else tokenize.blingfire.SentenceTokenizer(),
         )
         # Streams in flight per shared pool: they hold it open after update_options moved on.
-        self._leases: dict[_SharedPool[RimeHTTPClient | None], int] = {}
+        self._leases: dict[SharedPool[RimeHTTPClient | None], int] = {}
         self._releasing: set[asyncio.Task[None]] = set()
 
     # -- endpoint and pool -------------------------------------------------------------------
@@ -286,13 +281,13 @@ class TTS(_PooledTTS[RimeHTTPClient | None]):
             return {**self._pool_settings, "defaults": self._opts}
         return {**self._pool_settings, "min_connections": 0}
 
-    def _key(self) -> tuple[Any, ...]:
-        return _pool_key(("rime", self._base_url, self._api_key), self._settings(), self._prefetch)
+    def _key(self) -> str:
+        return pool_key(("rime", self._base_url), self._api_key, self._settings(), self._prefetch)
 
-    def _acquire(self) -> _SharedPool[RimeHTTPClient | None]:
+    def _acquire(self) -> SharedPool[RimeHTTPClient | None]:
         if self._shared is None:
             url, api_key = self._base_url, self._api_key
-            self._shared = _shared_pool(
+            self._shared = shared_pool(
                 self._key(),
                 lambda: self._provider(url),
                 # Streaming has no HTTP endpoint (synthesize() refuses up front).
@@ -308,7 +303,7 @@ class TTS(_PooledTTS[RimeHTTPClient | None]):
         return await self._acquire().get()
 
     @contextlib.asynccontextmanager
-    async def _lease(self) -> AsyncIterator[_SharedPool[RimeHTTPClient | None]]:
+    async def _lease(self) -> AsyncIterator[SharedPool[RimeHTTPClient | None]]:
         """The current shared pool, held until the block ends even if ``update_options``
         moves this TTS to another one meanwhile."""
         shared = self._acquire().acquire()
@@ -322,7 +317,7 @@ class TTS(_PooledTTS[RimeHTTPClient | None]):
             # Closing the pool (the last holder) must finish even if this task is cancelled.
             await asyncio.shield(self._release(shared))
 
-    def _release(self, shared: _SharedPool[RimeHTTPClient | None]) -> asyncio.Task[None]:
+    def _release(self, shared: SharedPool[RimeHTTPClient | None]) -> asyncio.Task[None]:
         task = asyncio.create_task(shared.release(), name="trio_tts.release_pool")
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
@@ -386,8 +381,8 @@ class TTS(_PooledTTS[RimeHTTPClient | None]):
             phonemize_between_brackets=phonemize_between_brackets,
         )
         old = self._opts
-        if "model" in changes and _is_mist(changes["model"]) != _is_mist(old.model):
-            for name in _MIST_FIELDS if _is_mist(old.model) else _ARCANA_FIELDS:
+        if "model" in changes and is_mist(changes["model"]) != is_mist(old.model):
+            for name in MIST_FIELDS if is_mist(old.model) else ARCANA_FIELDS:
                 changes.setdefault(name, None)
         if "model" in changes and "sample_rate" not in changes and not self._explicit_sample_rate:
             changes["sample_rate"] = _default_sample_rate(changes["model"])
@@ -461,7 +456,7 @@ class TTS(_PooledTTS[RimeHTTPClient | None]):
             )
         return self._track(SynthesizeStream(tts=self, conn_options=conn_options))
 
-    async def _let_go(self, shared: _SharedPool[RimeHTTPClient | None]) -> None:
+    async def _let_go(self, shared: SharedPool[RimeHTTPClient | None]) -> None:
         self._release(shared)  # streams may still hold it: aclose waits for the release
 
     async def aclose(self) -> None:
@@ -489,7 +484,7 @@ class ChunkedStream(tts.ChunkedStream):
         self._opts = tts.options
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        _initialize(output_emitter, self._opts.sample_rate, "audio/pcm")
+        initialize(output_emitter, self._opts.sample_rate, "audio/pcm")
         if not self._input_text.strip():
             return  # nothing to say: no request, no audio
 
@@ -499,14 +494,14 @@ class ChunkedStream(tts.ChunkedStream):
                     async for audio in chunks:
                         output_emitter.push(audio.data)
 
-        with _api_errors(_to_api_error, "Rime HTTP request failed", too_slow=True):
+        with api_errors(_to_api_error, "Rime HTTP request failed", too_slow=True):
             async with self._tts._lease() as shared:
                 pool = await shared.get()
                 assert shared.http is not None  # an HTTP TTS (synthesize() checked)
                 await pool.run(partial(fetch, shared.http))
 
 
-class SynthesizeStream(tts.SynthesizeStream):
+class SynthesizeStream(PooledSynthesizeStream):
     """Streaming synthesis: the agent's text, split into sentences, into one pooled Rime
     connection (one utterance: text frames, then a ``flush`` answered by ``done``)."""
 
@@ -516,8 +511,8 @@ class SynthesizeStream(tts.SynthesizeStream):
         self._opts = tts.options
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        _initialize(output_emitter, self._opts.sample_rate, "audio/pcm", stream=True)
-        sentences = self._tts._sentence_tokenizer.stream()
+        initialize(output_emitter, self._opts.sample_rate, "audio/pcm", stream=True)
+        sentences = self._tts.sentence_tokenizer.stream()
 
         async def send(ctx: AsyncioContext, first: str) -> None:
             await ctx.send_text(first + " ")  # a space between sentences, as the official
@@ -542,17 +537,17 @@ class SynthesizeStream(tts.SynthesizeStream):
         tasks: list[asyncio.Task[Any]] = []
         opening: asyncio.Task[AsyncioContext] | None = None
         try:
-            with _api_errors(_to_api_error, "Rime stream failed"):
+            with api_errors(_to_api_error, "Rime stream failed"):
                 async with self._tts._lease() as shared:
                     try:
                         pool = await shared.get()
                         # Take a connection while the first sentence forms (a cold one connects).
-                        # (AsyncioPool is annotated with Inworld's options; it forwards any.)
-                        options = cast(trio_tts.VoiceOptions, self._opts)
                         opening = asyncio.create_task(
-                            pool.open_context(options=options, timeout=self._conn_options.timeout)
+                            pool.open_context(
+                                options=self._opts, timeout=self._conn_options.timeout
+                            )
                         )
-                        tasks.append(asyncio.create_task(_read_input(self, sentences)))
+                        tasks.append(asyncio.create_task(self._read_input(sentences)))
                         waiting = asyncio.create_task(anext(aiter(sentences), None))
                         tasks.append(waiting)  # cancelled with the rest on the way out
                         # A failure to get a connection (a rejected key ...) surfaces at once, not
@@ -573,7 +568,7 @@ class SynthesizeStream(tts.SynthesizeStream):
                             # The speaker ends when the server confirmed the close; any failure
                             # ends all.
                             await asyncio.wait(work, return_when=asyncio.FIRST_EXCEPTION)
-                            _raise_failed(speaker, *work[:2])
+                            raise_failed(speaker, *work[:2])
                             await speaker
                     finally:
                         # Before the lease ends: the pool may close with it.

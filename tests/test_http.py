@@ -204,7 +204,9 @@ async def test_wrong_key_is_a_typed_401_that_never_shows_a_key() -> None:
                 assert (await client.synthesize("Hello.")).audio == tone_pcm("Hello.", 24000)
             assert "KEY" not in repr(client)
     for error in errors:
-        assert isinstance(error, trio_tts.HandshakeRejected)
+        # An HTTP refusal is its own error: no WebSocket was involved, nothing was lost.
+        assert isinstance(error, trio_tts.RequestRejected | trio_tts.TTSError)
+        assert not isinstance(error, trio_tts.HandshakeRejected | trio_tts.ConnectionLost)
         assert error.status == 401 and error.is_auth_error and error.grpc_code == 16
         for text in (str(error), repr(error)):
             assert server_key not in text and client_key not in text

@@ -19,8 +19,9 @@ from trio_tts._core.events import (
     Usage,
     WordTiming,
 )
-from trio_tts._core.options import VoiceOptions
-from trio_tts.providers.inworld.protocol import InworldCodec, InworldProvider, strip_wav_header
+from trio_tts.providers.inworld.codec import InworldCodec, strip_wav_header
+from trio_tts.providers.inworld.options import VoiceOptions
+from trio_tts.providers.inworld.provider import InworldProvider
 
 PCM = bytes(range(256)) * 8
 

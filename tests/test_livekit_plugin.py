@@ -98,7 +98,7 @@ def run(main: Callable[[], Awaitable[Any]], runner: str = "asyncio", *, limit: f
     async def bounded() -> Any:
         async with asyncio.timeout(limit):
             result = await main()
-        assert not livekit._SHARED  # every TTS closed: the shared pool closed with the last
+        assert livekit.shared_pool_count() == 0  # every TTS closed: its shared pool closed too
         assert not asyncio_adapter._ENGINES
         assert not trio.lowlevel.in_trio_run()
         return result

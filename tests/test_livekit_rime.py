@@ -401,4 +401,4 @@ def test_constructor_conventions(monkeypatch: pytest.MonkeyPatch) -> None:
     assert t.sample_rate == 24000
     with pytest.raises(ValueError, match="cannot switch"):
         t.update_options(base_url="wss://users-ws.rime.ai")
-    assert not livekit._SHARED
+    assert livekit.shared_pool_count() == 0

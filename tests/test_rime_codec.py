@@ -16,13 +16,10 @@ from trio_tts._core.events import (
     FlushCompleted,
     WordTiming,
 )
-from trio_tts.providers.rime.protocol import (
-    RimeCodec,
-    RimeOptions,
-    RimeProvider,
-    http_request_body,
-    ws_query,
-)
+from trio_tts.providers.rime.codec import RimeCodec
+from trio_tts.providers.rime.http import request_body
+from trio_tts.providers.rime.options import RimeOptions
+from trio_tts.providers.rime.provider import RimeProvider, ws_query
 
 
 def frames(out: list[str]) -> list[dict[str, object]]:
@@ -85,7 +82,7 @@ def test_websocket_path_refuses_http_only_options_up_front() -> None:
     with pytest.raises(trio_tts.InvalidOptions, match=r"^reduce_latency: an HTTP-only option"):
         RimeProvider().connection_key(opts)
     # ...which the HTTP body carries.
-    assert http_request_body("Hi.", opts)["reduceLatency"] is True
+    assert request_body("Hi.", opts)["reduceLatency"] is True
     with pytest.raises(trio_tts.InvalidOptions, match=r"^options: expected RimeOptions, got "):
         RimeProvider().connection_key(trio_tts.VoiceOptions())  # type: ignore[arg-type]
 
@@ -115,7 +112,7 @@ def test_options_share_what_the_engine_reads() -> None:
 
 
 def test_http_body_is_the_seeds() -> None:
-    assert http_request_body("Hello.", RimeOptions(temperature=0.3)) == {
+    assert request_body("Hello.", RimeOptions(temperature=0.3)) == {
         "speaker": "astra", "text": "Hello.", "modelId": "arcana", "lang": "eng",
         "temperature": 0.3, "samplingRate": 24000,
     }  # fmt: skip

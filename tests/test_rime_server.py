@@ -18,7 +18,9 @@ import trio_tts
 from trio_tts._core import transport as _transport
 from trio_tts._core.events import Audio, ContextClosed, FlushCompleted
 from trio_tts.http import RimeHTTPClient
-from trio_tts.providers.rime.protocol import RimeCodec, RimeOptions, RimeProvider
+from trio_tts.providers.rime.codec import RimeCodec
+from trio_tts.providers.rime.options import RimeOptions
+from trio_tts.providers.rime.provider import RimeProvider
 from trio_tts.server import LocalServer, ServerConfig, open_server, tone_pcm
 
 RATE = 24000
@@ -101,9 +103,9 @@ async def test_http_one_shot_synthesis(server: LocalServer) -> None:
             await client.synthesize("   ")
     async with open_server(ServerConfig(synthesizer="tone", api_key="k")) as srv:
         async with RimeHTTPClient("wrong", url=srv.rime_http_url) as client:
-            with pytest.raises(trio_tts.HandshakeRejected) as info:
+            with pytest.raises(trio_tts.RequestRejected) as info:
                 await client.synthesize("Hi.")
-            assert info.value.status == 401
+            assert info.value.status == 401 and info.value.is_auth_error
         async with RimeHTTPClient("k", url=srv.rime_http_url) as client:
             with pytest.raises(trio_tts.ContextFailed, match="exceeds 500"):
                 await client.synthesize("x" * 501)

@@ -15,7 +15,7 @@ import trio
 from test_server import TIMEOUT, client, recv, send, tone
 
 from trio_tts import VoiceOptions
-from trio_tts.providers.inworld.protocol import InworldCodec
+from trio_tts.providers.inworld.codec import InworldCodec
 from trio_tts.server import open_server
 from trio_tts.server.inworld import proto
 

@@ -27,20 +27,20 @@ from ._core.errors import HandshakeRejected as HandshakeRejected
 from ._core.errors import InvalidOptions as InvalidOptions
 from ._core.errors import PoolClosed as PoolClosed
 from ._core.errors import ProtocolError as ProtocolError
+from ._core.errors import RequestRejected as RequestRejected
 from ._core.errors import SlowConsumer as SlowConsumer
 from ._core.errors import TTSError as TTSError
 from ._core.events import Audio as Audio
 from ._core.events import FlushCompleted as FlushCompleted
 from ._core.events import WordTiming as WordTiming
 from ._core.options import AudioEncoding as AudioEncoding
+from ._core.options import Options as Options
 from ._core.options import TimestampType as TimestampType
-from ._core.options import VoiceOptions as VoiceOptions
 from ._core.pool import Pool as Pool
 from ._core.pool import PoolSnapshot as PoolSnapshot
 from ._core.pool import PoolStatistics as PoolStatistics
 from ._core.pool import open_pool as open_pool
 from ._core.provider import ClientCodec as ClientCodec
-from ._core.provider import Options as Options
 from ._core.provider import Provider as Provider
 from ._core.quota import Lease as Lease
 from ._core.quota import LocalQuota as LocalQuota
@@ -49,9 +49,10 @@ from ._core.quota import QuotaStatistics as QuotaStatistics
 from ._core.settings import PoolSettings as PoolSettings
 from ._core.settings import PoolSettingsKwargs as PoolSettingsKwargs
 from ._core.text import split_text as split_text
-from .providers.inworld.protocol import InworldProvider as InworldProvider
-from .providers.rime.protocol import RimeOptions as RimeOptions
-from .providers.rime.protocol import RimeProvider as RimeProvider
+from .providers.inworld.options import VoiceOptions as VoiceOptions
+from .providers.inworld.provider import InworldProvider as InworldProvider
+from .providers.rime.options import RimeOptions as RimeOptions
+from .providers.rime.provider import RimeProvider as RimeProvider
 
 __version__ = "0.1.0"
 

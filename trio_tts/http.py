@@ -1,14 +1,20 @@
-"""One-shot HTTP synthesis and voice listing: Inworld's :class:`HTTPClient` and Rime's
-:class:`RimeHTTPClient` (httpx, on trio). The clients live beside their providers in
-``trio_tts.providers``; this module is their public home."""
+"""One-shot HTTP synthesis and voice listing: Inworld's :class:`InworldHTTPClient` (also
+:class:`HTTPClient`, its first name) and Rime's :class:`RimeHTTPClient` (httpx, on trio).
 
-from .providers.http import DEFAULT_HTTP_URL as DEFAULT_HTTP_URL
-from .providers.http import STREAM_PATH as STREAM_PATH
-from .providers.http import VOICES_PATH as VOICES_PATH
-from .providers.http import AudioStream as AudioStream
-from .providers.http import HTTPClient as HTTPClient
-from .providers.http import RequestRejected as RequestRejected
-from .providers.http import RimeHTTPClient as RimeHTTPClient
-from .providers.http import Synthesis as Synthesis
-from .providers.http import Voice as Voice
-from .providers.http import request_body as request_body
+The clients live beside their providers (``trio_tts.providers.inworld.http``,
+``trio_tts.providers.rime.http``); this module is their public home.
+"""
+
+from ._core.errors import RequestRejected as RequestRejected
+from .providers.http_common import Synthesis as Synthesis
+from .providers.inworld.http import DEFAULT_HTTP_URL as DEFAULT_HTTP_URL
+from .providers.inworld.http import STREAM_PATH as STREAM_PATH
+from .providers.inworld.http import VOICES_PATH as VOICES_PATH
+from .providers.inworld.http import AudioStream as AudioStream
+from .providers.inworld.http import HTTPClient as HTTPClient
+from .providers.inworld.http import InworldAudioStream as InworldAudioStream
+from .providers.inworld.http import InworldHTTPClient as InworldHTTPClient
+from .providers.inworld.http import Voice as Voice
+from .providers.inworld.http import request_body as request_body
+from .providers.rime.http import RimeAudioStream as RimeAudioStream
+from .providers.rime.http import RimeHTTPClient as RimeHTTPClient

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from .provider import Options
+from .options import Options
 
 __all__ = ["Cancel", "Close", "Command", "Create", "Flush", "SendText"]
 

@@ -25,6 +25,7 @@ __all__ = [
     "InvalidOptions",
     "PoolClosed",
     "ProtocolError",
+    "RequestRejected",
     "SlowConsumer",
     "TTSError",
 ]
@@ -103,6 +104,41 @@ class CircuitOpen(ConnectionLost):
             f" last: {cause}",
             code=cause.code,
         )
+
+
+class RequestRejected(TTSError):
+    """A one-shot HTTP request (``trio_tts.http``) was answered with an error status (401,
+    403, 429, 5xx ...).
+
+    Not a :class:`HandshakeRejected`: no WebSocket was involved, so nothing was connected and
+    nothing was lost. ``except (HandshakeRejected, RequestRejected)`` catches both refusals;
+    ``status``, ``retry_after`` and ``is_auth_error`` mean the same on both.
+
+    Attributes:
+        status: the HTTP status code.
+        retry_after: seconds from a ``Retry-After`` header, when the server sent one.
+        grpc_code: the gRPC code from the error body, when it had one.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str = "",
+        retry_after: float | None = None,
+        *,
+        request: str = "request",
+        grpc_code: int | None = None,
+    ) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        self.grpc_code = grpc_code
+        text = f"{request} rejected with HTTP {status}"
+        super().__init__(f"{text}: {reason}" if reason else text)
+
+    @property
+    def is_auth_error(self) -> bool:
+        """True for 401/403: retrying with the same credentials cannot help."""
+        return self.status in (401, 403)
 
 
 class ContextFailed(TTSError):

@@ -1,19 +1,36 @@
-"""Synthesis options: frozen attrs classes validated at construction.
+"""What every provider's options share: the :class:`Options` protocol the engine reads, the
+audio enums, and the validation helpers the providers' frozen attrs classes use.
 
-Every invalid value raises :class:`~trio_tts.InvalidOptions` with a message naming the
-field, before anything touches the network.
+Each provider defines its own options class beside its codec
+(:class:`~trio_tts.providers.inworld.options.VoiceOptions`,
+:class:`~trio_tts.providers.rime.options.RimeOptions`). Every invalid value raises
+:class:`~trio_tts.InvalidOptions` with a message naming the field, before anything touches the
+network.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import attrs
 
 from .errors import InvalidOptions
 
-__all__ = ["AudioEncoding", "TimestampType", "VoiceOptions"]
+__all__ = [
+    "SAMPLE_RATES",
+    "AudioEncoding",
+    "Options",
+    "TimestampType",
+    "check",
+    "check_fields",
+    "check_names",
+    "check_sample_rate",
+    "is_number",
+    "to_encoding",
+    "to_enum",
+    "to_timestamp_type",
+]
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 
@@ -42,27 +59,56 @@ class TimestampType(enum.StrEnum):
     CHARACTER = "CHARACTER"
 
 
-def _check(cond: bool, field: str, message: str) -> None:
+class Options(Protocol):
+    """What the engine itself reads of a provider's options class.
+
+    The pool treats options opaquely: the provider turns them into a URL, a connection key and
+    ``create`` frames. Only these members are shared (a :class:`~trio_tts.Context` keeps word
+    timings monotonic from the sample rate and encoding): Inworld's
+    :class:`~trio_tts.VoiceOptions` and :class:`~trio_tts.RimeOptions` both have them.
+    """
+
+    @property
+    def voice(self) -> str: ...
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def encoding(self) -> AudioEncoding: ...
+    def replace(self, **changes: Any) -> Self: ...
+
+
+#: The sample rates both providers accept (Hz).
+SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+def check(cond: bool, field: str, message: str) -> None:
+    """Raise ``InvalidOptions("<field>: <message>")`` unless ``cond``."""
     if not cond:
         raise InvalidOptions(f"{field}: {message}")
 
 
-def _check_names(options: object, *fields: str) -> None:
+def is_number(value: object) -> bool:
+    """An int or float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_names(options: object, *fields: str) -> None:
     """Each of ``fields`` (voice, model ...) of ``options`` is a non-empty string."""
     for name in fields:
         value = getattr(options, name)
-        _check(isinstance(value, str) and bool(value.strip()), name, "must be a non-empty string")
+        check(isinstance(value, str) and bool(value.strip()), name, "must be a non-empty string")
 
 
-def _check_sample_rate(sample_rate: object, allowed: tuple[int, ...]) -> None:
-    _check(
+def check_sample_rate(sample_rate: object, allowed: tuple[int, ...] = SAMPLE_RATES) -> None:
+    """``sample_rate`` is an int in ``allowed``."""
+    check(
         isinstance(sample_rate, int) and sample_rate in allowed,
         "sample_rate",
         f"{sample_rate!r} is not one of {', '.join(map(str, allowed))}",
     )
 
 
-def _to_enum(kind: type[_E], value: object) -> _E:
+def to_enum(kind: type[_E], value: object) -> _E:
+    """``value`` as a member of ``kind`` (case-insensitive by value)."""
     if isinstance(value, kind):
         return value
     if isinstance(value, str):
@@ -74,91 +120,22 @@ def _to_enum(kind: type[_E], value: object) -> _E:
     raise InvalidOptions(f"{kind.__name__}: {value!r} is not one of {allowed}")
 
 
-def _to_encoding(value: object) -> AudioEncoding:
-    return _to_enum(AudioEncoding, value)
+def to_encoding(value: object) -> AudioEncoding:
+    """An attrs converter: ``value`` as an :class:`AudioEncoding`."""
+    return to_enum(AudioEncoding, value)
 
 
-def _to_timestamp_type(value: object) -> TimestampType | None:
-    return None if value is None else _to_enum(TimestampType, value)
+def to_timestamp_type(value: object) -> TimestampType | None:
+    """An attrs converter: ``value`` as a :class:`TimestampType` (None stays None)."""
+    return None if value is None else to_enum(TimestampType, value)
 
 
-_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-
-
-@attrs.frozen(kw_only=True)
-class VoiceOptions:
-    """How one context is synthesised (Inworld's ``create`` message).
-
-    Example::
-
-        opts = VoiceOptions(voice="Ashley", sample_rate=24000)
-        faster = opts.replace(speaking_rate=1.2)
+def check_fields(kind: type[attrs.AttrsInstance], changes: dict[str, Any]) -> None:
+    """Every key of ``changes`` names a field of the attrs class ``kind`` (``replace()``).
 
     Raises:
-        InvalidOptions: for an empty voice/model, an unsupported sample rate, a speaking
-            rate outside 0.5–1.5, a temperature outside (0, 2], or a bad enum value.
+        InvalidOptions: for an unknown field name.
     """
-
-    voice: str = "Ashley"
-    model: str = "inworld-tts-1"
-    encoding: AudioEncoding = attrs.field(default=AudioEncoding.LINEAR16, converter=_to_encoding)
-    sample_rate: int = 24000
-    bit_rate: int = 64000
-    speaking_rate: float = 1.0
-    temperature: float = 1.0
-    timestamp_type: TimestampType | None = attrs.field(default=None, converter=_to_timestamp_type)
-    language: str | None = None
-    apply_text_normalization: bool | None = None
-    auto_mode: bool | None = None
-    buffer_char_threshold: int | None = None
-    max_buffer_delay_ms: int | None = None
-
-    def __attrs_post_init__(self) -> None:
-        _check_names(self, "voice", "model")
-        _check_sample_rate(self.sample_rate, _SAMPLE_RATES)
-        _check(
-            isinstance(self.bit_rate, int) and 8000 <= self.bit_rate <= 320000,
-            "bit_rate",
-            f"{self.bit_rate!r} is outside 8000..320000",
-        )
-        _check(
-            isinstance(self.speaking_rate, int | float) and 0.5 <= self.speaking_rate <= 1.5,
-            "speaking_rate",
-            f"{self.speaking_rate!r} is outside 0.5..1.5",
-        )
-        _check(
-            isinstance(self.temperature, int | float) and 0 < self.temperature <= 2,
-            "temperature",
-            f"{self.temperature!r} is outside (0, 2]",
-        )
-        if self.language is not None:
-            _check(
-                isinstance(self.language, str) and bool(self.language),
-                "language",
-                "must be non-empty",
-            )
-        if self.buffer_char_threshold is not None:
-            _check(
-                isinstance(self.buffer_char_threshold, int)
-                and 1 <= self.buffer_char_threshold <= 1000,
-                "buffer_char_threshold",
-                f"{self.buffer_char_threshold!r} is outside 1..1000",
-            )
-        if self.max_buffer_delay_ms is not None:
-            _check(
-                isinstance(self.max_buffer_delay_ms, int)
-                and 0 <= self.max_buffer_delay_ms <= 10000,
-                "max_buffer_delay_ms",
-                f"{self.max_buffer_delay_ms!r} is outside 0..10000",
-            )
-
-    def replace(self, **changes: Any) -> VoiceOptions:
-        """Return a copy with ``changes`` applied (validated the same way).
-
-        Raises:
-            InvalidOptions: for an unknown field name or an invalid value.
-        """
-        unknown = set(changes) - {f.name for f in attrs.fields(VoiceOptions)}
-        if unknown:
-            raise InvalidOptions(f"unknown option(s): {', '.join(sorted(unknown))}")
-        return attrs.evolve(self, **changes)
+    unknown = set(changes) - {f.name for f in attrs.fields(kind)}
+    if unknown:
+        raise InvalidOptions(f"unknown option(s): {', '.join(sorted(unknown))}")

@@ -9,36 +9,19 @@ which provider it serves; everything provider-specific lives behind these interf
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from typing_extensions import TypeVar
 
 from .events import Event
-from .options import AudioEncoding, VoiceOptions
+from .options import Options
 
-__all__ = ["ClientCodec", "Options", "Provider"]
-
-
-class Options(Protocol):
-    """What the engine itself reads of a provider's options class.
-
-    The pool treats options opaquely: the provider turns them into a URL, a connection key and
-    ``create`` frames. Only these members are shared (a :class:`~trio_tts.Context` keeps word
-    timings monotonic from the sample rate and encoding): Inworld's
-    :class:`~trio_tts.VoiceOptions` and :class:`~trio_tts.RimeOptions` both have them.
-    """
-
-    @property
-    def voice(self) -> str: ...
-    @property
-    def sample_rate(self) -> int: ...
-    @property
-    def encoding(self) -> AudioEncoding: ...
-    def replace(self, **changes: Any) -> Self: ...
+__all__ = ["ClientCodec", "OptionsT", "Provider"]
 
 
-#: A provider's options class (``Pool[OptionsT]``, ``Context[OptionsT]``); Inworld's by default.
-OptionsT = TypeVar("OptionsT", bound=Options, default=VoiceOptions)
+#: A provider's options class (``Pool[OptionsT]``, ``Context[OptionsT]``). Unparameterised,
+#: the :class:`Options` protocol: the core names no provider.
+OptionsT = TypeVar("OptionsT", bound=Options, default=Options)
 
 
 class ClientCodec(Protocol):

@@ -13,11 +13,11 @@ from pathlib import Path
 import attrs
 import trio
 
-from .._core.options import VoiceOptions
-from ..providers.http import HTTPClient
-from ..providers.inworld.protocol import DEFAULT_URL
-from ..providers.rime.protocol import DEFAULT_URL as RIME_URL
-from ..providers.rime.protocol import RimeOptions
+from ..providers.inworld.http import InworldHTTPClient
+from ..providers.inworld.options import VoiceOptions
+from ..providers.inworld.provider import DEFAULT_URL
+from ..providers.rime.options import RimeOptions
+from ..providers.rime.provider import DEFAULT_URL as RIME_URL
 from .common import Target, endpoints, rime_urls, service_urls
 from .speak import SpeakResult, speak
 
@@ -48,7 +48,7 @@ async def voices_command(args: argparse.Namespace) -> int:
     target = _target(args)
     async with (
         endpoints(target) as (_, http_base, _),
-        HTTPClient(target.api_key, base_url=http_base) as client,
+        InworldHTTPClient(target.api_key, base_url=http_base) as client,
     ):
         voices = await client.voices(language=args.language)
     if args.json:

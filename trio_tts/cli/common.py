@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, TextIO
 
 import attrs
 
-from .._core.errors import HandshakeRejected, InvalidOptions, TTSError
+from .._core.errors import HandshakeRejected, InvalidOptions, RequestRejected, TTSError
 from .._core.text import split_text
-from ..providers.rime.protocol import DEFAULT_HTTP_URL as RIME_HTTP_URL
-from ..providers.rime.protocol import DEFAULT_URL as RIME_URL
+from ..providers.rime.http import DEFAULT_HTTP_URL as RIME_HTTP_URL
+from ..providers.rime.provider import DEFAULT_URL as RIME_URL
 
 if TYPE_CHECKING:
     from ..server import LocalServer
@@ -192,7 +192,7 @@ def explain_error(exc: BaseException) -> tuple[int, str]:
         return 130, "interrupted"
     if isinstance(chosen, InvalidOptions):
         return 2, str(chosen)
-    if isinstance(chosen, HandshakeRejected) and chosen.is_auth_error:
+    if isinstance(chosen, HandshakeRejected | RequestRejected) and chosen.is_auth_error:
         return 1, f"{chosen} (check the API key)"
     if isinstance(chosen, TTSError):
         return 1, str(chosen)

@@ -30,10 +30,11 @@ import trio
 
 from .._core.errors import InvalidOptions
 from .._core.events import Audio, FlushCompleted
-from .._core.options import AudioEncoding, VoiceOptions
+from .._core.options import AudioEncoding
 from .._core.pool import open_pool
-from ..providers.http import HTTPClient
-from ..providers.inworld.protocol import InworldProvider
+from ..providers.inworld.http import InworldHTTPClient
+from ..providers.inworld.options import VoiceOptions
+from ..providers.inworld.provider import InworldProvider
 
 __all__ = ["CompressedStats", "output_encoding", "write_compressed"]
 
@@ -102,7 +103,7 @@ async def write_compressed(
                 f"text: {len(text)} characters do not fit one HTTP request ({HTTP_MAX_CHARS})"
                 f" and a {options.encoding} file must be one stream; drop --http"
             )
-        client = HTTPClient(api_key, base_url=http_base, defaults=opts)
+        client = InworldHTTPClient(api_key, base_url=http_base, defaults=opts)
         async with client, client.stream(text) as chunks:
             async for audio in chunks:
                 wrote(audio)

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", default="out/demo.wav")
     parser.add_argument("--voice", default="Ashley")
     args = parser.parse_args(argv)
-    from .._core.options import VoiceOptions
+    from ..providers.inworld.options import VoiceOptions
 
     try:
         result = trio.run(

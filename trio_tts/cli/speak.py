@@ -23,11 +23,13 @@ import trio
 
 from .._core.errors import InvalidOptions
 from .._core.events import Audio
-from .._core.options import VoiceOptions
 from .._core.pool import Pool, open_pool
-from ..providers.http import HTTPClient, RimeHTTPClient
-from ..providers.inworld.protocol import InworldProvider
-from ..providers.rime.protocol import RimeOptions, RimeProvider
+from ..providers.inworld.http import InworldHTTPClient
+from ..providers.inworld.options import VoiceOptions
+from ..providers.inworld.provider import InworldProvider
+from ..providers.rime.http import RimeHTTPClient
+from ..providers.rime.options import RimeOptions
+from ..providers.rime.provider import RimeProvider
 from .common import Progress, Target, endpoints, split_sentences
 from .compressed import output_encoding, write_compressed
 
@@ -225,7 +227,7 @@ async def _synthesize_all(
                 )
                 one = _ws_sentence(rime_pool)
         elif use_http:
-            client = HTTPClient(target.api_key, base_url=http_base, defaults=opts)
+            client = InworldHTTPClient(target.api_key, base_url=http_base, defaults=opts)
             await stack.enter_async_context(client)
             one = _http_sentence(client)
         else:
@@ -296,7 +298,7 @@ def _ws_sentence(pool: Pool[Any]) -> SynthesizeOne:
     return one
 
 
-def _http_sentence(client: HTTPClient | RimeHTTPClient) -> SynthesizeOne:
+def _http_sentence(client: InworldHTTPClient | RimeHTTPClient) -> SynthesizeOne:
     """One sentence through one HTTP request: Inworld's ``voice:stream`` or Rime's
     ``/v1/rime-tts`` (whose chunks are never empty)."""
 

@@ -2,7 +2,7 @@
 
 :func:`decode_command` turns one client text frame into a typed command; the ``encode_*``
 functions build the JSON text frames the server sends. The client codec in
-``trio_tts.protocols.inworld`` is tested back to back against this one.
+``trio_tts.providers.inworld.codec`` is tested back to back against this one.
 
 Inworld parses frames as protobuf JSON, so every field is accepted in both spellings: the JSON
 name (``contextId``, ``voiceId``, ``audioConfig``, ``sampleRateHertz``, ``sendText``) and the

@@ -1,7 +1,9 @@
-"""Inworld's bidirectional streaming TTS (``/tts/v1/voice:streamBidirectional``), client side.
+"""Inworld's bidirectional streaming TTS (``/tts/v1/voice:streamBidirectional``): the codec.
 
 Sans-io: :class:`InworldCodec` turns commands into JSON text frames and server frames into
-:mod:`trio_tts._core.events`; :class:`InworldProvider` names the URL, credential and limits.
+:mod:`trio_tts._core.events` (:class:`~.provider.InworldProvider` names the URL, credential and
+limits). The HTTP client (:mod:`.http`) decodes its NDJSON lines with the same
+:data:`FRAME_DECODER`, :func:`word_timings` and :func:`strip_wav_header`.
 
 Commands match what livekit-plugins-inworld 1.8.x sends (camelCase JSON names)::
 
@@ -18,13 +20,11 @@ decodes the base64 while parsing (about 4x faster than ``json.loads`` + ``b64dec
 
 from __future__ import annotations
 
-import os
-from collections.abc import Hashable, Sequence
 from typing import Any, Final
 
 import msgspec
 
-from ..._core.errors import InvalidOptions, ProtocolError, redact, register_api_key
+from ..._core.errors import ProtocolError, redact
 from ..._core.events import (
     Audio,
     ConnectionErrorEvent,
@@ -36,11 +36,17 @@ from ..._core.events import (
     Usage,
     WordTiming,
 )
-from ..._core.options import AudioEncoding, VoiceOptions
+from ..._core.options import AudioEncoding
+from .options import VoiceOptions
 
-__all__ = ["DEFAULT_URL", "InworldCodec", "InworldProvider", "strip_wav_header"]
-
-DEFAULT_URL: Final = "wss://api.inworld.ai/tts/v1/voice:streamBidirectional"
+__all__ = [
+    "FRAME_DECODER",
+    "Frame",
+    "InworldCodec",
+    "TimestampInfo",
+    "strip_wav_header",
+    "word_timings",
+]
 
 _UNSET = msgspec.UNSET
 
@@ -48,59 +54,64 @@ _UNSET = msgspec.UNSET
 # ------------------------------------------------------------------------ server frame types
 
 
-class _WordAlignment(msgspec.Struct):
+class WordAlignment(msgspec.Struct):
     words: list[str] = []
     wordStartTimeSeconds: list[float] = []
     wordEndTimeSeconds: list[float] = []
 
 
-class _CharacterAlignment(msgspec.Struct):
+class CharacterAlignment(msgspec.Struct):
     characters: list[str] = []
     characterStartTimeSeconds: list[float] = []
     characterEndTimeSeconds: list[float] = []
 
 
-class _TimestampInfo(msgspec.Struct):
-    wordAlignment: _WordAlignment | None = None
-    characterAlignment: _CharacterAlignment | None = None
+class TimestampInfo(msgspec.Struct):
+    """Word and/or character timings of an audio chunk."""
+
+    wordAlignment: WordAlignment | None = None
+    characterAlignment: CharacterAlignment | None = None
 
 
-class _Usage(msgspec.Struct):
+class UsageCount(msgspec.Struct):
     processedCharactersCount: int = 0
 
 
-class _AudioChunk(msgspec.Struct):
+class AudioChunk(msgspec.Struct):
     audioContent: bytes = b""
-    timestampInfo: _TimestampInfo | None = None
-    usage: _Usage | None = None
+    timestampInfo: TimestampInfo | None = None
+    usage: UsageCount | None = None
 
 
-class _Status(msgspec.Struct):
+class Status(msgspec.Struct):
     code: int = 0
     message: str = ""
 
 
-class _Result(msgspec.Struct):
+class Result(msgspec.Struct):
     contextId: str | None = None
     # Presence markers: their value ({} or details) carries nothing we use.
     contextCreated: Any = _UNSET
     flushCompleted: Any = _UNSET
     contextClosed: Any = _UNSET
     contextUpdated: Any = _UNSET
-    audioChunk: _AudioChunk | None = None
+    audioChunk: AudioChunk | None = None
     # The older / HTTP shape puts the audio directly in the result.
     audioContent: bytes | None = None
-    timestampInfo: _TimestampInfo | None = None
-    status: _Status | None = None
-    usage: _Usage | None = None
+    timestampInfo: TimestampInfo | None = None
+    status: Status | None = None
+    usage: UsageCount | None = None
 
 
-class _Frame(msgspec.Struct):
-    result: _Result | None = None
-    error: _Status | None = None
+class Frame(msgspec.Struct):
+    """One server frame (WebSocket) or NDJSON line (HTTP ``voice:stream``)."""
+
+    result: Result | None = None
+    error: Status | None = None
 
 
-_DECODER: Final = msgspec.json.Decoder(_Frame)
+#: Decodes one server frame into a :class:`Frame` (base64 audio decoded while parsing).
+FRAME_DECODER: Final = msgspec.json.Decoder(Frame)
 _ENCODE: Final = msgspec.json.Encoder().encode
 
 
@@ -130,7 +141,8 @@ def strip_wav_header(chunk: bytes) -> bytes:
     raise ProtocolError("LINEAR16 chunk has a WAV header without a data chunk")
 
 
-def _words(info: _TimestampInfo | None) -> tuple[WordTiming, ...]:
+def word_timings(info: TimestampInfo | None) -> tuple[WordTiming, ...]:
+    """The word (and character) timings of a chunk, in the order the server sent them."""
     if info is None:
         return ()
     timings: list[WordTiming] = []
@@ -246,7 +258,7 @@ class InworldCodec:
         if not isinstance(frame, str):
             raise ProtocolError("unexpected binary frame from Inworld")
         try:
-            decoded = _DECODER.decode(frame)
+            decoded = FRAME_DECODER.decode(frame)
         except msgspec.DecodeError as exc:
             raise ProtocolError(f"malformed Inworld frame: {_short(str(exc))}") from None
 
@@ -273,13 +285,13 @@ class InworldCodec:
         chunk = result.audioChunk
         if chunk is not None:
             events.append(
-                Audio(ctx, self._pcm(ctx, chunk.audioContent), _words(chunk.timestampInfo))
+                Audio(ctx, self._pcm(ctx, chunk.audioContent), word_timings(chunk.timestampInfo))
             )
             if chunk.usage is not None:
                 events.append(Usage(ctx, chunk.usage.processedCharactersCount))
         elif result.audioContent is not None:
             events.append(
-                Audio(ctx, self._pcm(ctx, result.audioContent), _words(result.timestampInfo))
+                Audio(ctx, self._pcm(ctx, result.audioContent), word_timings(result.timestampInfo))
             )
         if result.usage is not None:
             events.append(Usage(ctx, result.usage.processedCharactersCount))
@@ -307,83 +319,3 @@ class InworldCodec:
         if encoding is AudioEncoding.LINEAR16 and data[:4] == b"RIFF":
             return strip_wav_header(data)
         return data
-
-
-# --------------------------------------------------------------------------------- provider
-
-
-class InworldProvider:
-    """Inworld as a :class:`~trio_tts.protocols.Provider`: URL, credential and limits.
-
-    All contexts share connections (one connection key). ``api_key`` is the Base64 key from
-    the Inworld portal, sent as ``Authorization: Basic <key>``; ``None`` sends no credential
-    (for the local speech server). The key is registered with :func:`trio_tts._core.errors.redact`
-    and never shown by ``repr``.
-
-    Raises:
-        InvalidOptions: a URL that is not ws:// or wss://, a non-positive limit, or an empty
-            or non-string key.
-    """
-
-    name = "inworld"
-    #: Inworld sessions do not expire (only the server's 10-minute inactivity close).
-    max_session_duration: float | None = None
-
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        url: str = DEFAULT_URL,
-        contexts_per_connection: int = 5,
-        max_text_chars: int = 1000,
-    ) -> None:
-        register_api_key(api_key)
-        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise InvalidOptions("url: must start with ws:// or wss://")
-        if len(url.split("://", 1)[1]) == 0 or url.split("://", 1)[1].startswith("/"):
-            raise InvalidOptions("url: has no host")
-        if not isinstance(contexts_per_connection, int) or contexts_per_connection < 1:
-            raise InvalidOptions(
-                f"contexts_per_connection: {contexts_per_connection!r} is not a positive int"
-            )
-        if not isinstance(max_text_chars, int) or max_text_chars < 1:
-            raise InvalidOptions(f"max_text_chars: {max_text_chars!r} is not a positive int")
-        self._api_key = api_key
-        self._url = url
-        self.contexts_per_connection = contexts_per_connection
-        self.max_text_chars = max_text_chars
-
-    @classmethod
-    def from_env(cls, url: str = DEFAULT_URL, **limits: int) -> InworldProvider:
-        """A provider keyed by ``$INWORLD_API_KEY`` (no credential when it is unset or empty)."""
-        return cls(os.environ.get("INWORLD_API_KEY") or None, url=url, **limits)
-
-    def __repr__(self) -> str:
-        key = "***" if self._api_key is not None else "None"
-        return (
-            f"InworldProvider(api_key={key}, url={self._url.split('?', 1)[0]!r}, "
-            f"contexts_per_connection={self.contexts_per_connection}, "
-            f"max_text_chars={self.max_text_chars})"
-        )
-
-    def default_options(self) -> VoiceOptions:
-        """``VoiceOptions()``: the options of contexts when the pool is given none."""
-        return VoiceOptions()
-
-    def connection_key(self, options: VoiceOptions) -> Hashable:
-        """Always the same: any Inworld context may share any connection."""
-        return "inworld"
-
-    def url(self, options: VoiceOptions) -> str:
-        """The WebSocket URL (the same for every context)."""
-        return self._url
-
-    def headers(self) -> Sequence[tuple[str, str]]:
-        """``[("Authorization", "Basic <key>")]``, or ``[]`` without a key. Never log these."""
-        if self._api_key is None:
-            return []
-        return [("Authorization", f"Basic {self._api_key}")]
-
-    def new_codec(self) -> InworldCodec:
-        """A fresh codec for one connection."""
-        return InworldCodec()

@@ -1,0 +1,128 @@
+"""Inworld and Rime are peers: the same four modules, the same shape of names in each, and a
+core that names neither."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from typing_extensions import get_protocol_members
+
+import trio_tts
+import trio_tts.http
+from trio_tts._core.provider import OptionsT
+
+ROOT = Path(trio_tts.__file__).resolve().parent
+MODULES = ("codec", "http", "options", "provider")
+# Per provider: the options class, codec, provider, HTTP client and HTTP audio stream.
+NAMES = {
+    "inworld": ("VoiceOptions", "InworldCodec", "InworldProvider", "InworldHTTPClient",
+                "InworldAudioStream"),
+    "rime": ("RimeOptions", "RimeCodec", "RimeProvider", "RimeHTTPClient", "RimeAudioStream"),
+}  # fmt: skip
+
+
+def module(provider: str, name: str) -> ModuleType:
+    return importlib.import_module(f"trio_tts.providers.{provider}.{name}")
+
+
+def implements(obj: object, protocol: type) -> bool:
+    return all(hasattr(obj, name) for name in get_protocol_members(protocol))
+
+
+def public_methods(cls: type) -> set[str]:
+    return {n for n, _ in inspect.getmembers(cls, callable) if not n.startswith("_")}
+
+
+def test_both_providers_are_the_same_four_modules() -> None:
+    for provider in NAMES:
+        files = {p.stem for p in (ROOT / "providers" / provider).glob("*.py")}
+        assert files == {"__init__", *MODULES}, provider
+        for name in MODULES:
+            mod = module(provider, name)
+            assert mod.__doc__, mod.__name__
+            assert all(hasattr(mod, n) for n in mod.__all__), mod.__name__
+
+
+@pytest.mark.parametrize("provider", list(NAMES))
+def test_each_provider_defines_the_same_kinds_of_names(provider: str) -> None:
+    options, codec, prov, client, stream = NAMES[provider]
+    assert options in module(provider, "options").__all__
+    assert codec in module(provider, "codec").__all__
+    assert {prov, "DEFAULT_URL"} <= set(module(provider, "provider").__all__)
+    assert {client, stream, "DEFAULT_HTTP_URL", "request_body"} <= set(
+        module(provider, "http").__all__
+    )
+    opts = getattr(module(provider, "options"), options)()
+    assert implements(opts, trio_tts.Options)  # voice, sample_rate, encoding, replace
+    provider_obj = getattr(module(provider, "provider"), prov)()
+    assert implements(provider_obj, trio_tts.Provider)
+    assert implements(provider_obj.new_codec(), trio_tts.ClientCodec)
+    assert type(provider_obj.new_codec()).__name__ == codec
+    assert provider_obj.default_options() == opts
+
+
+def test_the_peers_have_the_same_public_methods() -> None:
+    (_, icodec, iprov, iclient, istream), (_, rcodec, rprov, rclient, rstream) = (
+        NAMES["inworld"],
+        NAMES["rime"],
+    )
+    pairs = [("codec", icodec, rcodec), ("provider", iprov, rprov)]
+    for mod, inworld, rime in pairs:
+        assert public_methods(getattr(module("inworld", mod), inworld)) == public_methods(
+            getattr(module("rime", mod), rime)
+        )
+    inworld_client = public_methods(getattr(module("inworld", "http"), iclient))
+    rime_client = public_methods(getattr(module("rime", "http"), rclient))
+    assert inworld_client - rime_client == {"voices"}  # only Inworld lists voices over HTTP
+    assert rime_client <= inworld_client
+    inworld_stream = getattr(module("inworld", "http"), istream)
+    for cls in (inworld_stream, getattr(module("rime", "http"), rstream)):
+        assert {"__aiter__", "__anext__"} <= set(vars(cls))
+
+
+def test_options_are_importable_from_their_provider_and_from_trio_tts() -> None:
+    assert trio_tts.VoiceOptions is module("inworld", "options").VoiceOptions
+    assert trio_tts.RimeOptions is module("rime", "options").RimeOptions
+    from trio_tts import RimeOptions, VoiceOptions
+    from trio_tts.providers.inworld.options import VoiceOptions as InworldOptions
+    from trio_tts.providers.rime.options import RimeOptions as RimeOwnOptions
+
+    assert (VoiceOptions, RimeOptions) == (InworldOptions, RimeOwnOptions)
+
+
+def test_request_rejected_is_an_http_error_not_a_websocket_one() -> None:
+    assert trio_tts.http.RequestRejected is trio_tts.RequestRejected
+    assert issubclass(trio_tts.RequestRejected, trio_tts.TTSError)
+    assert not issubclass(trio_tts.RequestRejected, trio_tts.HandshakeRejected)
+    assert not issubclass(trio_tts.RequestRejected, trio_tts.ConnectionLost)
+    error = trio_tts.RequestRejected(429, "slow down", 3.0, request="POST rime-tts")
+    assert (error.status, error.retry_after, error.is_auth_error) == (429, 3.0, False)
+    assert str(error) == "POST rime-tts rejected with HTTP 429: slow down"
+    assert trio_tts.RequestRejected(401).is_auth_error
+
+
+def test_the_http_module_keeps_every_name_the_readme_and_earlier_versions_use() -> None:
+    for name in (
+        "HTTPClient", "RimeHTTPClient", "InworldHTTPClient", "RequestRejected", "AudioStream",
+        "Synthesis", "Voice", "request_body", "DEFAULT_HTTP_URL", "STREAM_PATH", "VOICES_PATH",
+    ):  # fmt: skip
+        assert hasattr(trio_tts.http, name), name
+    assert trio_tts.http.HTTPClient is trio_tts.http.InworldHTTPClient
+    assert trio_tts.http.AudioStream is trio_tts.http.InworldAudioStream
+
+
+def test_the_core_names_no_provider() -> None:
+    assert OptionsT.__default__ is trio_tts.Options  # type: ignore[attr-defined]
+    for path in (ROOT / "_core").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                target = "." * node.level + (node.module or "")
+                assert "providers" not in target, (path.name, target)
+            elif isinstance(node, ast.Import):
+                assert not any("providers" in a.name for a in node.names), path.name

@@ -1,0 +1,92 @@
+"""Inworld as a :class:`~trio_tts.Provider`: the WebSocket URL, the credential and the limits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Sequence
+from typing import Final
+
+from ..._core.errors import InvalidOptions, register_api_key
+from .codec import InworldCodec
+from .options import VoiceOptions
+
+__all__ = ["DEFAULT_URL", "InworldProvider"]
+
+DEFAULT_URL: Final = "wss://api.inworld.ai/tts/v1/voice:streamBidirectional"
+
+
+class InworldProvider:
+    """Inworld as a :class:`~trio_tts.Provider`: URL, credential and limits.
+
+    All contexts share connections (one connection key). ``api_key`` is the Base64 key from
+    the Inworld portal, sent as ``Authorization: Basic <key>``; ``None`` sends no credential
+    (for the local speech server). The key is registered with :func:`trio_tts._core.errors.redact`
+    and never shown by ``repr``.
+
+    Raises:
+        InvalidOptions: a URL that is not ws:// or wss://, a non-positive limit, or an empty
+            or non-string key.
+    """
+
+    name = "inworld"
+    #: Inworld sessions do not expire (only the server's 10-minute inactivity close).
+    max_session_duration: float | None = None
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        url: str = DEFAULT_URL,
+        contexts_per_connection: int = 5,
+        max_text_chars: int = 1000,
+    ) -> None:
+        register_api_key(api_key)
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise InvalidOptions("url: must start with ws:// or wss://")
+        if len(url.split("://", 1)[1]) == 0 or url.split("://", 1)[1].startswith("/"):
+            raise InvalidOptions("url: has no host")
+        if not isinstance(contexts_per_connection, int) or contexts_per_connection < 1:
+            raise InvalidOptions(
+                f"contexts_per_connection: {contexts_per_connection!r} is not a positive int"
+            )
+        if not isinstance(max_text_chars, int) or max_text_chars < 1:
+            raise InvalidOptions(f"max_text_chars: {max_text_chars!r} is not a positive int")
+        self._api_key = api_key
+        self._url = url
+        self.contexts_per_connection = contexts_per_connection
+        self.max_text_chars = max_text_chars
+
+    @classmethod
+    def from_env(cls, url: str = DEFAULT_URL, **limits: int) -> InworldProvider:
+        """A provider keyed by ``$INWORLD_API_KEY`` (no credential when it is unset or empty)."""
+        return cls(os.environ.get("INWORLD_API_KEY") or None, url=url, **limits)
+
+    def __repr__(self) -> str:
+        key = "***" if self._api_key is not None else "None"
+        return (
+            f"InworldProvider(api_key={key}, url={self._url.split('?', 1)[0]!r}, "
+            f"contexts_per_connection={self.contexts_per_connection}, "
+            f"max_text_chars={self.max_text_chars})"
+        )
+
+    def default_options(self) -> VoiceOptions:
+        """``VoiceOptions()``: the options of contexts when the pool is given none."""
+        return VoiceOptions()
+
+    def connection_key(self, options: VoiceOptions) -> Hashable:
+        """Always the same: any Inworld context may share any connection."""
+        return "inworld"
+
+    def url(self, options: VoiceOptions) -> str:
+        """The WebSocket URL (the same for every context)."""
+        return self._url
+
+    def headers(self) -> Sequence[tuple[str, str]]:
+        """``[("Authorization", "Basic <key>")]``, or ``[]`` without a key. Never log these."""
+        if self._api_key is None:
+            return []
+        return [("Authorization", f"Basic {self._api_key}")]
+
+    def new_codec(self) -> InworldCodec:
+        """A fresh codec for one connection."""
+        return InworldCodec()
