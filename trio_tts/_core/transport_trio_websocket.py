@@ -436,8 +436,9 @@ async def connect_trio_websocket(
 
     TCP connect, TLS and the HTTP upgrade together are bounded by ``handshake_timeout``.
     ``message_queue_size`` messages are buffered before the reader stops reading the socket;
-    ``receive_buffer_size`` is its read size (trio-websocket's defaults, 1 and 4 KiB, cost
-    ~4x the CPU per audio message). Error messages name ``host:port`` only.
+    ``receive_buffer_size`` is its read size (trio-websocket's own defaults, 1 and 4 KiB,
+    cost ~2.5x the CPU per audio message: ``benchmarks/bench_transport.py``). Error messages
+    name ``host:port`` only.
 
     Raises:
         InvalidOptions: ``url`` is not a ws/wss URL.
@@ -493,7 +494,10 @@ class TrioWebSocketFactory:
         *,
         handshake_timeout: float = 10.0,
         close_timeout: float = 2.0,
+        **_ignored: object,
     ) -> TrioWebSocketTransport:
+        """Open one socket (see :func:`connect_trio_websocket`); its task runs in this
+        factory's nursery. Other keywords a caller passes (a ``nursery``) are ignored."""
         return await connect_trio_websocket(
             url,
             headers,
