@@ -597,3 +597,39 @@ async def test_factory_scope_aborts_a_socket_left_open(server: LocalServer) -> N
             assert isinstance(ws, TrioWebSocketTransport)
         with pytest.raises(ConnectionLost):
             await ws.send("the block ended: the socket was aborted")
+
+
+# ------------------------------------------------------------------------- secret scan
+
+
+@pytest.mark.parametrize(
+    "name", ["401", "429", "rejection-echoes-the-key", "tls-error", "connection-refused",
+             "close-reason-echoes-the-key", "handshake-timeout"],
+)  # fmt: skip
+async def test_secret_scan_over_trio_websocket(
+    name: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_secret_scan's scenarios, each pool opened over the trio-websocket transport: the
+    key shows up in no log record (every logger at DEBUG), error, traceback or repr."""
+    import logging
+
+    import test_secret_scan as scan
+
+    caplog.set_level(logging.DEBUG)
+    for logger in [*scan.LOGGERS, *logging.Logger.manager.loggerDict]:
+        logging.getLogger(logger).setLevel(logging.DEBUG)
+    fail_once = scan.fail_once
+
+    async def over_trio_websocket(url: str, **settings: Any) -> list[str]:
+        async with open_trio_websocket_factory() as factory:
+            texts = await fail_once(url, transport_factory=factory, **settings)
+            texts.append(repr(factory))
+            return texts
+
+    monkeypatch.setattr(scan, "fail_once", over_trio_websocket)
+    texts = await scan.SCENARIOS[name]()
+    texts += scan.log_texts(caplog)
+    assert any(r.name.startswith("trio-websocket") for r in caplog.records) or name in (
+        "tls-error", "connection-refused", "handshake-timeout",
+    )  # fmt: skip
+    scan.assert_no_key(texts)

@@ -45,12 +45,16 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import NamedTuple, cast, final
+from typing import TYPE_CHECKING, NamedTuple, cast, final
 
 import trio
 import trio_websocket
 
 from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
+
+if TYPE_CHECKING:
+    from .connection import TransportFactory
+    from .transport import Transport
 
 __all__ = [
     "TrioWebSocketFactory",
@@ -62,6 +66,24 @@ __all__ = [
 _TOO_BIG = "Exceeded maximum message size"  # trio-websocket's reason when *we* refused one
 
 logger = logging.getLogger("trio_tts.transport")
+
+
+class _RedactFilter(logging.Filter):
+    """On trio-websocket's logger: its DEBUG line for a close repeats the server's reason,
+    which a careless server fills with the credential. Registered secrets become ``***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: keep the format string, drop the arguments
+            text = str(record.msg)
+        record.msg, record.args = redact(text), None
+        return True
+
+
+_LIBRARY_LOGGER = logging.getLogger("trio-websocket")
+if not any(isinstance(f, _RedactFilter) for f in _LIBRARY_LOGGER.filters):
+    _LIBRARY_LOGGER.addFilter(_RedactFilter())
 
 
 class _Options(NamedTuple):
@@ -297,6 +319,7 @@ class TrioWebSocketTransport:
             with self._scope:
                 stream = await self._open_stream(host, port, ssl_context)
                 watched = _WatchedStream(stream, self._stream_ended)
+                failure: ConnectionLost | None = None
                 try:
                     async with trio.open_nursery() as readers:  # trio-websocket's reader only
                         with trio.CancelScope() as handshake:
@@ -324,12 +347,17 @@ class TrioWebSocketTransport:
                     errors, _ = group.split(Exception)
                     if errors is None:
                         raise  # only cancellations: the scopes that own them catch them
-                    if not opened:  # reported by nursery.start() to connect
-                        raise _handshake_error(errors, self._where) from None
-                    # Never raise into the lender's nursery: fail this transport instead.
-                    name = type(_leaves(errors)[0]).__name__
-                    logger.warning("connection to %s: reader task failed (%s)", self._where, name)
-                    self._break(ConnectionLost(f"connection to {self._where} failed ({name})"))
+                    if opened:  # never raise into the lender's nursery: fail this transport
+                        name = type(_leaves(errors)[0]).__name__
+                        logger.warning("connection to %s: reader failed (%s)", self._where, name)
+                        self._break(ConnectionLost(f"connection to {self._where} failed ({name})"))
+                    else:
+                        failure = _handshake_error(errors, self._where)
+                if failure is not None:
+                    # Raised outside the except block: no __context__ chain leads from it to
+                    # trio-websocket's ConnectionRejected (whose headers and body a careless
+                    # server fills with the credential). nursery.start() reports it.
+                    raise failure
         finally:
             self._stream_ended()  # wake pings still waiting
             if stream is not None:
@@ -540,3 +568,9 @@ async def open_trio_websocket_factory(
             receive_buffer_size=receive_buffer_size,
         )
         nursery.cancel_scope.cancel()
+
+
+if TYPE_CHECKING:  # mypy checks that both fit the interfaces the connection actor uses
+
+    def _fits(factory: TrioWebSocketFactory) -> tuple[TransportFactory, type[Transport]]:
+        return factory, TrioWebSocketTransport
