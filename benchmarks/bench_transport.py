@@ -1,6 +1,7 @@
 """Where the client's CPU goes per Inworld audio message (~13 KB of base64 PCM in JSON).
 
-Run: ``.venv/bin/python benchmarks/bench_transport.py``. Prints three tables:
+Run: ``.venv/bin/python benchmarks/bench_transport.py``. Prints four tables (``--only load``
+prints (d) alone; ``--connections``, ``--seconds``, ``--reps`` size it):
 
 (a) WebSocket frame parsing of server frames: websockets' sans-io ``ClientProtocol`` vs
     ``wsproto`` (what trio-websocket uses), fed in 4 KiB and 256 KiB reads.
@@ -10,17 +11,26 @@ Run: ``.venv/bin/python benchmarks/bench_transport.py``. Prints three tables:
     for ``trio_tts._core.transport`` vs trio-websocket (defaults; 16-message queue + 256 KiB
     reads). The server is a separate process that writes pre-built frames, so the CPU
     measured is the client's alone. Each message is also decoded by ``InworldCodec``.
+(d) Under load, the two ``Transport`` implementations side by side: ``connect`` (websockets
+    sans-io) and ``connect_trio_websocket`` (its defaults, then trio-websocket's library
+    defaults), each with 20 connections in a closed loop of turns (send one request, receive
+    and decode 70 audio messages) against the same server process, in the same run,
+    repetitions rotated. Reports messages/s, client CPU per message, and the latency of a
+    turn's first and last message (p50/p99) over the measurement window.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
@@ -247,14 +257,19 @@ def _client_tw(queue: int, read: int) -> Callable[[str, int], Awaitable[None]]:
     return run
 
 
-def bench_end_to_end(turns: int = 60) -> list[tuple[str, float, float]]:
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    """The frame-writing server in its own process; returns it and its URL."""
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
     )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    return proc, f"ws://127.0.0.1:{port}/tts"
+
+
+def bench_end_to_end(turns: int = 60) -> list[tuple[str, float, float]]:
+    proc, url = start_server()
     try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        url = f"ws://127.0.0.1:{port}/tts"
         clients: list[tuple[str, Callable[[str, int], Awaitable[None]]]] = [
             ("trio_tts transport (256 KiB reads)", _client_ours),
             ("trio-websocket defaults (4 KiB, queue 1)", _client_tw(1, 4096)),
@@ -277,6 +292,130 @@ def bench_end_to_end(turns: int = 60) -> list[tuple[str, float, float]]:
         proc.wait()
 
 
+# ------------------------------------------------------------------------ (d) under load
+
+Opener = Callable[[str, trio.Nursery], Awaitable[Any]]
+
+
+def _open_default(url: str, nursery: trio.Nursery) -> Awaitable[Any]:
+    from trio_tts._core.transport import connect
+
+    return connect(url, [])
+
+
+def _open_trio_websocket(**sizes: int) -> Opener:
+    def open_(url: str, nursery: trio.Nursery) -> Awaitable[Any]:
+        from trio_tts._core.transport_trio_websocket import connect_trio_websocket
+
+        return connect_trio_websocket(url, [], nursery=nursery, **sizes)
+
+    return open_
+
+
+LOAD_CLIENTS: list[tuple[str, Opener]] = [
+    ("default (websockets sans-io)", _open_default),
+    ("trio-websocket (queue 16, 256 KiB)", _open_trio_websocket()),
+    (
+        "trio-websocket (lib defaults: 1, 4 KiB)",
+        _open_trio_websocket(message_queue_size=1, receive_buffer_size=4096),
+    ),
+]
+
+
+async def _load_run(
+    open_: Opener, url: str, connections: int, seconds: float, warmup: float
+) -> dict[str, float]:
+    from trio_tts.providers.inworld.protocol import InworldCodec
+
+    first: list[float] = []
+    last: list[float] = []
+    messages = 0
+    measuring = stopping = False
+
+    async def worker(ws: Any) -> None:
+        nonlocal messages
+        codec = InworldCodec()
+        while not stopping:
+            start = time.perf_counter()
+            await ws.send("1")
+            for k in range(TURN_MESSAGES):
+                codec.receive(await ws.receive())
+                if measuring:
+                    messages += 1
+                if k == 0:
+                    first_at = time.perf_counter()
+            if measuring:
+                first.append(first_at - start)
+                last.append(time.perf_counter() - start)
+
+    async with trio.open_nursery() as sockets:  # trio-websocket's socket tasks
+        transports = [await open_(url, sockets) for _ in range(connections)]
+        async with trio.open_nursery() as workers:
+            for ws in transports:
+                workers.start_soon(worker, ws)
+            await trio.sleep(warmup)
+            measuring = True
+            cpu, wall = time.process_time(), time.perf_counter()
+            await trio.sleep(seconds)
+            measuring, stopping = False, True
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        for ws in transports:
+            await ws.aclose()
+
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return {
+        "msgs_per_s": messages / wall,
+        "cpu_us_per_msg": cpu / max(messages, 1) * 1e6,
+        "first_p50": pct(first, 0.50),
+        "first_p99": pct(first, 0.99),
+        "turn_p50": pct(last, 0.50),
+        "turn_p99": pct(last, 0.99),
+    }
+
+
+def bench_load(
+    connections: int = 20, seconds: float = 5.0, reps: int = 3, warmup: float = 1.0
+) -> list[tuple[str, dict[str, float]]]:
+    """Each client ``reps`` times, order rotated; per metric the median over repetitions."""
+    proc, url = start_server()
+    try:
+        runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in LOAD_CLIENTS}
+        for rep in range(reps):
+            order = (
+                LOAD_CLIENTS[rep % len(LOAD_CLIENTS) :] + LOAD_CLIENTS[: rep % len(LOAD_CLIENTS)]
+            )
+            for label, open_ in order:
+                runs[label].append(trio.run(_load_run, open_, url, connections, seconds, warmup))
+        return [
+            (label, {k: statistics.median(r[k] for r in results) for k in results[0]})
+            for label, results in runs.items()
+        ]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def print_load(rows: list[tuple[str, dict[str, float]]], connections: int) -> None:
+    print(
+        f"\n(d) under load: {connections} connections, closed loop of {TURN_MESSAGES}-message"
+        " turns (median of repetitions)"
+    )
+    print(
+        f"    {'transport':<40} {'msgs/s':>8} {'CPU µs/msg':>10}"
+        f" {'first p50/p99 ms':>17} {'turn p50/p99 ms':>17}"
+    )
+    for label, m in rows:
+        first = f"{m['first_p50']:.1f}/{m['first_p99']:.1f}"
+        whole = f"{m['turn_p50']:.1f}/{m['turn_p99']:.1f}"
+        print(
+            f"    {label:<40} {m['msgs_per_s']:8.0f} {m['cpu_us_per_msg']:10.1f}"
+            f" {first:>17} {whole:>17}"
+        )
+
+
 def main() -> None:
     if sys.argv[1:] == ["--serve"]:
 
@@ -284,6 +423,15 @@ def main() -> None:
             print(port, flush=True)
 
         trio.run(_serve, announce)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--only", choices=["load"], help="run one section only")
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measurement window")
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    if args.only == "load":
+        print_load(bench_load(args.connections, args.seconds, args.reps), args.connections)
         return
     msg_size = len(inworld_frame(0))
     print(f"Inworld audio message: {msg_size} bytes of JSON, {TURN_MESSAGES} per turn\n")
@@ -302,6 +450,7 @@ def main() -> None:
         "\n    CPU relative to trio_tts transport: "
         + ", ".join(f"{r[1] / base:.2f}x" for r in rows)
     )
+    print_load(bench_load(args.connections, args.seconds, args.reps), args.connections)
 
 
 if __name__ == "__main__":
