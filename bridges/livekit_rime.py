@@ -36,7 +36,7 @@ import os
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import trio
 from livekit.agents import (

@@ -25,12 +25,16 @@ from helpers import PCM, expected, provider_for, turn, wait_quiet
 TEXT = "The quick brown fox jumps over the lazy dog."
 
 
-@pytest.fixture(params=["websockets", "trio-websocket"])
+@pytest.fixture(params=["websockets", "trio-websocket", "transport-setting"])
 async def settings(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
-    """``open_pool`` settings choosing the transport. The trio-websocket factory's nursery
-    must hold no socket once the pool inside it has closed."""
+    """``open_pool`` settings choosing the transport: the default, a trio-websocket factory
+    the test owns (its nursery must hold no socket once the pool inside it has closed), and
+    the ``transport="trio-websocket"`` setting (the pool owns the factory)."""
     if request.param == "websockets":
         yield {"defaults": PCM}
+        return
+    if request.param == "transport-setting":
+        yield {"defaults": PCM, "transport": "trio-websocket"}
         return
     async with open_trio_websocket_factory() as factory:
         yield {"defaults": PCM, "transport_factory": factory}

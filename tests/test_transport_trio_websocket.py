@@ -256,7 +256,7 @@ async def test_large_message_and_message_too_big(open_ws: Connect, nursery: trio
         await ws.aclose()
         small = await open_ws(url, [], max_message_size=1000)
         await small.send("y" * 2000)
-        with pytest.raises(ConnectionLost, match="exceeds max_message_size") as info:
+        with pytest.raises(ConnectionLost, match="larger than max_message_size") as info:
             await small.receive()
         assert info.value.code == 1009
         await small.aclose()

@@ -26,7 +26,8 @@ import trio
 from .commands import Close, Command, Flush, SendText
 from .errors import InvalidOptions, SlowConsumer, TTSError
 from .events import Audio, Event, FlushCompleted, Usage, WordTiming
-from .provider import Options, OptionsT
+from .options import Options
+from .provider import OptionsT
 from .text import split_text
 
 __all__ = ["Context", "ContextOwner", "ContextState", "ContextStream"]

@@ -25,6 +25,7 @@ Connection failures feed one :class:`~trio_tts._core.backoff.ReconnectPolicy` fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -57,6 +58,8 @@ from .events import Audio, ConnectionErrorEvent, ContextClosed, ContextCreated, 
 from .provider import OptionsT, Provider
 from .quota import Lease, LocalQuota, Quota
 from .settings import PoolSettings, PoolSettingsKwargs
+from .transport import connect
+from .transport_trio_websocket import open_trio_websocket_factory
 
 __all__ = [
     "ConnectionSnapshot",
@@ -249,10 +252,10 @@ class Pool(Generic[OptionsT]):
             heartbeat_interval=s.heartbeat_interval,
             heartbeat_timeout=s.heartbeat_timeout,
             max_message_size=s.max_message_size,
-            transport_factory=(
-                transport_factory if transport_factory is not None else _factory(s.transport)
-            ),
+            # "trio-websocket" gets its factory in _serve (its sockets need a nursery).
+            transport_factory=transport_factory if transport_factory is not None else connect,
         )
+        self._own_trio_websocket = transport_factory is None and s.transport == "trio-websocket"
         self._policy = ReconnectPolicy(
             base=s.backoff_base,
             maximum=s.backoff_max,
@@ -897,19 +900,18 @@ class Pool(Generic[OptionsT]):
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """The pool's own tasks (connection actors, moves, the sweeper), in a nursery that
-        :meth:`aclose` cancels without touching the caller's code."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._sweeper)
-            task_status.started()
-
-
-def _factory(name: str) -> TransportFactory:
-    if name == "trio-websocket":
-        raise InvalidOptions("transport: 'trio-websocket' is not available yet")
-    from .transport import connect
-
-    return connect
+        :meth:`aclose` cancels without touching the caller's code. With
+        ``transport="trio-websocket"`` the sockets' tasks live in a nursery around it."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._own_trio_websocket:
+                factory = await stack.enter_async_context(
+                    open_trio_websocket_factory(max_message_size=self.settings.max_message_size)
+                )
+                self._conn_settings = attrs.evolve(self._conn_settings, transport_factory=factory)
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._sweeper)
+                task_status.started()
 
 
 @asynccontextmanager

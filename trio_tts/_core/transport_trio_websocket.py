@@ -283,7 +283,11 @@ class TrioWebSocketTransport:
         if closed is None:
             return ConnectionLost(f"invalid WebSocket data from {where}", code=1002)
         if code == 1009 and (closed.reason or "").startswith(_TOO_BIG):
-            return ConnectionLost(f"message from {where} exceeds max_message_size", code=1009)
+            return ConnectionLost(
+                f"a message from {where} is larger than max_message_size, so the connection "
+                "was closed with code 1009 (message too big); max_message_size is a setting",
+                code=1009,
+            )
         text = f"connection to {where} closed by the server (code {code})"
         reason = redact(closed.reason or "")[:80]
         return ConnectionLost(f"{text}: {reason}" if reason else text, code=code)
