@@ -24,6 +24,7 @@ from ._faults import DelayFirstAudio as DelayFirstAudio
 from ._faults import DropConnection as DropConnection
 from ._faults import Faults as Faults
 from ._faults import NoHandshakeAnswer as NoHandshakeAnswer
+from ._faults import PaceAudio as PaceAudio
 from ._faults import RejectHandshake as RejectHandshake
 from ._faults import Stall as Stall
 from ._faults import StallContext as StallContext
@@ -56,6 +57,7 @@ __all__ = [
     "Faults",
     "LocalServer",
     "NoHandshakeAnswer",
+    "PaceAudio",
     "RejectHandshake",
     "ServerConfig",
     "ServerStatistics",

@@ -150,13 +150,16 @@ class ContextErrorFault:
     """Answer ``create`` with an error status instead of ``contextCreated`` for the contexts
     ``when(create_index, context_id)`` selects (``create_index`` counts creates on the
     connection from 0). With ``after_audio=True`` the context is created and fails on its
-    first flush instead, after ``contextCreated``."""
+    first flush instead, after ``contextCreated``. With ``without_context_id=True`` the error
+    is a top-level ``{"error": ...}`` frame naming no context (the server still drops that
+    context)."""
 
     when: Callable[[int, str], bool]
     code: int = 13
     message: str = "Internal error"
     after_audio: bool = False
     connections: Callable[[int], bool] = _every
+    without_context_id: bool = False
 
 
 @attrs.frozen
@@ -226,6 +229,16 @@ class NoHandshakeAnswer:
     handshakes: Callable[[int], bool] = _every
 
 
+@attrs.frozen
+class PaceAudio:
+    """Send the audio frames of the contexts ``when`` selects ``interval`` seconds apart: a
+    long utterance that keeps streaming (never silent for longer than ``interval``)."""
+
+    interval: float
+    when: Callable[[int, str], bool] = _every_context
+    connections: Callable[[int], bool] = _every
+
+
 @attrs.define
 class Faults:
     """The server's current faults; every field ``None`` (the default) means a healthy server.
@@ -245,6 +258,7 @@ class Faults:
     context_error: ContextErrorFault | None = None
     reject: RejectHandshake | None = None
     blackhole: BlackHole | None = None
+    pace_audio: PaceAudio | None = None
     close_connection: CloseConnection | None = None
     stall_context: StallContext | None = None
     delay_first_audio: DelayFirstAudio | None = None

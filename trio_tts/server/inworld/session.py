@@ -172,7 +172,10 @@ class InworldSession(WebSocketSession, InworldContextFaults):
             return
         fault = self.refused_create(index, cid)
         if fault is not None:
-            self._control(proto.encode_status(cid, fault.code, fault.message))
+            if fault.without_context_id:
+                self._control(proto.encode_error(fault.code, fault.message))
+            else:
+                self._control(proto.encode_status(cid, fault.code, fault.message))
             return
         send, receive = trio.open_memory_channel[tuple[str, Any]](math.inf)
         ctx = _Context(cid, config, index, send, receive)
@@ -242,9 +245,14 @@ class InworldSession(WebSocketSession, InworldContextFaults):
                 # maxBufferDelayMs passed since the oldest buffered text arrived.
                 await self._generate(ctx, self._take(ctx, len(ctx.buffer)))
 
-    def _fail(self, ctx: _Context, code: int, message: str) -> NoReturn:
+    def _fail(
+        self, ctx: _Context, code: int, message: str, *, top_level: bool = False
+    ) -> NoReturn:
         self._release(ctx)
-        self._control(proto.encode_status(ctx.id, code, message), ctx)
+        if top_level:
+            self._control(proto.encode_error(code, message), ctx)
+        else:
+            self._control(proto.encode_status(ctx.id, code, message), ctx)
         raise _ContextEnded
 
     def _buffer(self, ctx: _Context, text: str) -> None:
@@ -281,7 +289,7 @@ class InworldSession(WebSocketSession, InworldContextFaults):
             ctx.generations += 1
             fault = self.failed_generation(ctx)
             if fault is not None:
-                self._fail(ctx, fault.code, fault.message)
+                self._fail(ctx, fault.code, fault.message, top_level=fault.without_context_id)
             try:
                 speech = await self.core.synthesizer.synthesize(
                     text, voice=config.voice_id,
@@ -293,6 +301,7 @@ class InworldSession(WebSocketSession, InworldContextFaults):
             if ctx.generations == 1:
                 await self.delay_first_audio(ctx)
             for frame in await self._frames(ctx, text, speech, drain=flushed):
+                await self.pace_audio(ctx)
                 await self.wait_while_stalled(ctx)
                 await self.acquire_audio()
                 ctx.audio_frames += 1

@@ -77,6 +77,12 @@ class InworldContextFaults:
         if delay > 0:
             await trio.sleep(delay)
 
+    async def pace_audio(self, ctx: Any) -> None:
+        """PaceAudio: wait ``interval`` before each audio frame of the selected contexts."""
+        rule = self.core.faults.pace_audio
+        if rule is not None and rule.connections(self.index) and rule.when(ctx.index, ctx.id):
+            await trio.sleep(rule.interval)
+
     async def wait_while_stalled(self, ctx: Any) -> None:
         """StallContext: hold the context's next audio frame while the rule selects it."""
         while True:
