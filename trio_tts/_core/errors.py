@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import re
 import threading
+import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -28,7 +30,25 @@ __all__ = [
     "RequestRejected",
     "SlowConsumer",
     "TTSError",
+    "retry_after_seconds",
 ]
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header value (delta-seconds or an HTTP date) in seconds from now;
+    None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class TTSError(Exception):

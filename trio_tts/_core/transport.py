@@ -42,13 +42,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import email.utils
 import http
 import logging
 import math
 import os
 import ssl
-import time
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -60,7 +58,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
+from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact, retry_after_seconds
 
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
@@ -475,17 +473,7 @@ class WebSocketTransport:
 
 
 def _retry_after(response: Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return retry_after_seconds(response.headers.get("Retry-After"))
 
 
 async def connect(

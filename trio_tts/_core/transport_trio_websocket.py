@@ -37,11 +37,9 @@ is never emitted (it belongs to ``connect_websocket``).
 
 from __future__ import annotations
 
-import email.utils
 import http
 import logging
 import ssl
-import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -50,7 +48,7 @@ from typing import TYPE_CHECKING, NamedTuple, cast, final
 import trio
 import trio_websocket
 
-from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
+from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact, retry_after_seconds
 
 if TYPE_CHECKING:
     from .connection import TransportFactory
@@ -424,16 +422,8 @@ def _handshake_error(group: BaseExceptionGroup[Exception], where: str) -> Connec
 
 def _retry_after(headers: Sequence[tuple[bytes, bytes]]) -> float | None:
     for name, raw in headers:
-        if name.lower() != b"retry-after":
-            continue
-        value = raw.decode("latin-1").strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
+        if name.lower() == b"retry-after":
+            return retry_after_seconds(raw.decode("latin-1"))
     return None
 
 

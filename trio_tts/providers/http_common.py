@@ -35,6 +35,7 @@ from .._core.errors import (
     RequestRejected,
     redact,
     register_api_key,
+    retry_after_seconds,
 )
 from .._core.events import Audio, WordTiming
 from .._core.options import AudioEncoding, Options
@@ -132,11 +133,7 @@ def connection_lost(request: str, exc: httpx.TransportError) -> ConnectionLost:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_seconds(response.headers.get("retry-after"))
 
 
 def raise_for_status(response: httpx.Response, request: str) -> NoReturn:
@@ -164,9 +161,7 @@ def raise_for_status(response: httpx.Response, request: str) -> NoReturn:
     status = response.status_code
     if status == 400:
         raise ContextFailed(code if code is not None else 3, message)
-    raise RequestRejected(
-        status, message, _retry_after(response), request=request, grpc_code=code
-    )
+    raise RequestRejected(status, message, _retry_after(response), request=request, grpc_code=code)
 
 
 async def collect(
