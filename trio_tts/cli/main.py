@@ -41,6 +41,7 @@ from .commands import read_text, serve_command, speak_command, voices_command
 from .common import rime_urls as rime_urls
 from .common import service_urls as service_urls
 from .common import split_sentences as split_sentences
+from .interrupt import Interrupts, run_interruptibly
 from .speak import SpeakResult as SpeakResult
 from .speak import speak as speak
 
@@ -128,13 +129,13 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 def _explain(exc: BaseException) -> tuple[int, str]:
     """The exit status and one-line message for an error that ended a command."""
     leaves = _leaves(exc)
+    if any(isinstance(e, KeyboardInterrupt) for e in leaves):
+        return 130, "interrupted"  # not the errors the interrupt caused on its way out
     chosen = next((e for e in leaves if isinstance(e, TTSError)), None) or next(
         (e for e in leaves if isinstance(e, OSError)), leaves[0]
     )
     if isinstance(chosen, BrokenPipeError):
         return 1, ""  # stdout went away (``trio-tts voices | head``): nothing to say
-    if isinstance(chosen, KeyboardInterrupt):
-        return 130, "interrupted"
     if isinstance(chosen, InvalidOptions):
         return 2, str(chosen)
     if isinstance(chosen, HandshakeRejected) and chosen.is_auth_error:
@@ -148,20 +149,37 @@ def _explain(exc: BaseException) -> tuple[int, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``trio-tts`` console script. Returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "speak" and (args.text is None) == (args.file is None):
-        parser.error("speak: give the text or -f FILE (exactly one)")
-    commands = {"speak": speak_command, "serve": serve_command, "voices": voices_command}
+    """The ``trio-tts`` console script. Returns the exit status.
+
+    Ctrl-C (SIGINT) cancels the command as a whole (:mod:`trio_tts.cli.interrupt`): one line
+    ``trio-tts: error: interrupted``, status 130, and ``speak``'s output file either complete
+    or absent. Called as the program (``argv`` is ``None``), a Ctrl-C that arrives after the
+    command finished is ignored while the process exits; given ``argv``, the previous SIGINT
+    handler is restored on return.
+    """
+    interrupts = Interrupts(restore=argv is not None)
+    debug = False
     try:
-        if args.command == "speak":
-            args.text_value = read_text(args)
-        status: int = trio.run(commands[args.command], args)
+        with interrupts:
+            parser = _parser()
+            args = parser.parse_args(argv)
+            debug = args.debug
+            if args.command == "speak" and (args.text is None) == (args.file is None):
+                parser.error("speak: give the text or -f FILE (exactly one)")
+            commands = {"speak": speak_command, "serve": serve_command, "voices": voices_command}
+            if args.command == "speak":
+                args.text_value = read_text(args)  # Ctrl-C while reading stdin: interrupted
+            with interrupts.deferred():
+                status: int = trio.run(
+                    run_interruptibly, commands[args.command], args, interrupts
+                )
+        if interrupts.seen:
+            raise KeyboardInterrupt
     except BaseException as exc:
-        if args.debug or isinstance(exc, SystemExit):
+        interrupted = interrupts.seen or isinstance(exc, KeyboardInterrupt)
+        if isinstance(exc, SystemExit) or (debug and not interrupted):
             raise
-        code, message = _explain(exc)
+        code, message = (130, "interrupted") if interrupted else _explain(exc)
         if message:
             print(f"trio-tts: error: {message}", file=sys.stderr)
         return code
