@@ -39,9 +39,10 @@ class Interrupts:
     watches :attr:`seen` through :func:`run_interruptibly`). Outside the main thread (where
     Python delivers no signals), or when SIGINT is ignored, it does nothing.
 
-    ``restore=False`` keeps the recording handler installed on exit, for a process that is
-    about to end: a Ctrl-C during interpreter shutdown then changes nothing rather than
-    printing a traceback.
+    ``restore=False`` is for a process about to end: on exit SIGINT is ignored instead of
+    restored, so a Ctrl-C during interpreter shutdown changes nothing rather than printing a
+    traceback or killing the process (Python resets its own handlers to the default action
+    late in shutdown, but leaves an ignored signal ignored).
     """
 
     def __init__(self, *, restore: bool = True) -> None:
@@ -67,10 +68,9 @@ class Interrupts:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._installed and self._restore:
-            signal.signal(signal.SIGINT, self._previous)
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous if self._restore else signal.SIG_IGN)
             self._installed = False
-        self._deferred = True  # a handler left installed only records from now on
 
     @contextmanager
     def deferred(self) -> Iterator[None]:

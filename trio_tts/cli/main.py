@@ -153,9 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Ctrl-C (SIGINT) cancels the command as a whole (:mod:`trio_tts.cli.interrupt`): one line
     ``trio-tts: error: interrupted``, status 130, and ``speak``'s output file either complete
-    or absent. Called as the program (``argv`` is ``None``), a Ctrl-C that arrives after the
-    command finished is ignored while the process exits; given ``argv``, the previous SIGINT
-    handler is restored on return.
+    or absent. Called as the program (``argv`` is ``None``), SIGINT is ignored once the
+    outcome is known (a Ctrl-C while the process exits changes nothing); given ``argv``, the
+    previous SIGINT handler is restored on return.
     """
     interrupts = Interrupts(restore=argv is not None)
     debug = False
