@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -105,3 +108,56 @@ def test_every_word_gets_a_timing_even_when_espeak_merges_words() -> None:
     starts = [s for _, s, _ in speech.words]
     assert starts == sorted(starts)
     assert all(s <= e <= speech.duration + 1e-9 for _, s, e in speech.words)
+
+
+async def test_cancelling_waits_for_the_thread_to_leave_native_code() -> None:
+    """A cancelled call is not abandoned: once it returns, no thread is inside eSpeak/soxr."""
+    synth = EspeakSynthesizer()
+    long_text = " ".join([TEXT] * 40)
+    with trio.fail_after(30):
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(synth.synthesize, long_text, voice="Ashley", sample_rate=48000)
+                )
+                while espeak._calls == 0:  # the worker thread has entered synthesize()
+                    await trio.sleep(0.001)
+                scope.cancel()
+        assert espeak._calls == 0
+
+
+_EXIT_WHILE_SPEAKING = """
+import threading
+from trio_tts.server import _espeak
+
+started = threading.Event()
+
+def speak_forever():
+    while True:
+        _espeak.synthesize("Far out at sea, a boat turned toward the light.",
+                           voice="Ashley", sample_rate=48000)
+        started.set()
+
+for _ in range(2):
+    threading.Thread(target=speak_forever, daemon=True).start()
+started.wait()
+# The main thread returns: the interpreter exits while daemon threads are mid-call.
+"""
+
+
+def test_exiting_while_threads_synthesise_does_not_abort() -> None:
+    """Without the exit hook this aborts more often than not ("terminate called without an
+    active exception", status -6): soxr's C++ binding cannot be unwound at finalisation."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _EXIT_WHILE_SPEAKING],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "terminate called" not in err

@@ -183,6 +183,8 @@ def explain_error(exc: BaseException) -> tuple[int, str]:
     """The exit status and one-line message for an error that ended a command (2 for
     invalid options, 130 after Ctrl-C, else 1; an empty message says nothing to print)."""
     leaves = _leaves(exc)
+    if any(isinstance(e, KeyboardInterrupt) for e in leaves):
+        return 130, "interrupted"  # not the errors the interrupt caused on its way out
     chosen = next((e for e in leaves if isinstance(e, TTSError)), None) or next(
         (e for e in leaves if isinstance(e, OSError)), leaves[0]
     )

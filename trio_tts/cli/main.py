@@ -41,6 +41,7 @@ from .common import explain_error
 from .common import rime_urls as rime_urls
 from .common import service_urls as service_urls
 from .common import split_sentences as split_sentences
+from .interrupt import Interrupts, run_interruptibly
 from .speak import SpeakResult as SpeakResult
 from .speak import speak as speak
 
@@ -120,20 +121,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``trio-tts`` console script. Returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "speak" and (args.text is None) == (args.file is None):
-        parser.error("speak: give the text or -f FILE (exactly one)")
-    commands = {"speak": speak_command, "serve": serve_command, "voices": voices_command}
+    """The ``trio-tts`` console script. Returns the exit status.
+
+    Ctrl-C (SIGINT) cancels the command as a whole (:mod:`trio_tts.cli.interrupt`): one line
+    ``trio-tts: error: interrupted``, status 130, and ``speak``'s output file either complete
+    or absent. Called as the program (``argv`` is ``None``), SIGINT is ignored once the
+    outcome is known (a Ctrl-C while the process exits changes nothing); given ``argv``, the
+    previous SIGINT handler is restored on return.
+    """
+    interrupts = Interrupts(restore=argv is not None)
+    debug = False
     try:
-        if args.command == "speak":
-            args.text_value = read_text(args)
-        status: int = trio.run(commands[args.command], args)
+        with interrupts:
+            parser = _parser()
+            args = parser.parse_args(argv)
+            debug = args.debug
+            if args.command == "speak" and (args.text is None) == (args.file is None):
+                parser.error("speak: give the text or -f FILE (exactly one)")
+            commands = {"speak": speak_command, "serve": serve_command, "voices": voices_command}
+            if args.command == "speak":
+                args.text_value = read_text(args)  # Ctrl-C while reading stdin: interrupted
+            with interrupts.deferred():
+                status: int = trio.run(
+                    run_interruptibly, commands[args.command], args, interrupts
+                )
+        if interrupts.seen:
+            raise KeyboardInterrupt
     except BaseException as exc:
-        if args.debug or isinstance(exc, SystemExit):
+        interrupted = interrupts.seen or isinstance(exc, KeyboardInterrupt)
+        if isinstance(exc, SystemExit) or (debug and not interrupted):
             raise
-        code, message = explain_error(exc)
+        code, message = (130, "interrupted") if interrupted else explain_error(exc)
         if message:
             print(f"trio-tts: error: {message}", file=sys.stderr)
         return code

@@ -12,6 +12,14 @@ character position and length in the input and its start in the audio (ms); a wo
 where the next one starts (or where the audio ends). The samples are then resampled with
 ``soxr`` to the rate the client asked for.
 
+Exiting while a call is running: CPython stops daemon threads (trio's worker threads among
+them) the moment they next take the GIL after finalisation begins, by unwinding them with
+``pthread_exit``. A thread inside ``soxr``'s C++ binding, which takes the GIL back in a
+``noexcept`` destructor, cannot be unwound and the whole process aborts ("terminate called
+without an active exception", exit 134). So an :mod:`atexit` hook waits (a bounded time) for
+the calls in flight and holds back new ones: no thread is inside eSpeak or ``soxr`` once the
+interpreter starts tearing down.
+
 Example::
 
     speech = synthesize("Hello world", voice="Ashley", sample_rate=24000)
@@ -21,9 +29,12 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -64,6 +75,11 @@ _CALLBACK = ctypes.CFUNCTYPE(
 )
 
 _LOCK = threading.Lock()
+#: Guards :data:`_calls` and :data:`_closing` (see :func:`_in_flight`, :func:`_drain`).
+_IDLE = threading.Condition()
+_calls = 0
+_closing = False
+_DRAIN_SECONDS = 10.0
 
 
 class _Engine:
@@ -142,9 +158,36 @@ def _get_engine() -> _Engine:
     return _engine
 
 
+@contextmanager
+def _in_flight() -> Iterator[None]:
+    """Count one call into native code; once the interpreter is exiting, wait forever instead
+    (the process is about to end, and a thread parked on a lock is never unwound)."""
+    global _calls
+    with _IDLE:
+        _IDLE.wait_for(lambda: not _closing)
+        _calls += 1
+    try:
+        yield
+    finally:
+        with _IDLE:
+            _calls -= 1
+            _IDLE.notify_all()
+
+
+@atexit.register
+def _drain(timeout: float = _DRAIN_SECONDS) -> bool:
+    """At exit: hold back new calls and wait up to ``timeout`` s for those in flight.
+
+    Returns whether none was left running."""
+    global _closing
+    with _IDLE:
+        _closing = True
+        return _IDLE.wait_for(lambda: _calls == 0, timeout)
+
+
 def native_sample_rate() -> int:
     """The rate eSpeak synthesises at (22050 Hz with the bundled voices)."""
-    with _LOCK:
+    with _in_flight(), _LOCK:
         return _get_engine().sample_rate
 
 
@@ -168,11 +211,12 @@ def synthesize(text: str, *, voice: str, sample_rate: int, speaking_rate: float 
     if info is None:
         raise UnknownVoice(f"Unknown voice: {voice}")
     wpm = max(80, min(450, round(_DEFAULT_WPM * speaking_rate)))
-    with _LOCK:
-        engine = _get_engine()
-        native = engine.sample_rate
-        pcm, raw_words = engine.speak(text, info.espeak_name, wpm)
-    out = _resample(pcm, native, sample_rate)
+    with _in_flight():
+        with _LOCK:
+            engine = _get_engine()
+            native = engine.sample_rate
+            pcm, raw_words = engine.speak(text, info.espeak_name, wpm)
+        out = _resample(pcm, native, sample_rate)
     duration = min(len(pcm) / 2 / native, len(out) / 2 / sample_rate)
     words = _align_words(text, raw_words, duration)
     return Speech(pcm=out, sample_rate=sample_rate, words=words)

@@ -40,7 +40,8 @@ class EspeakSynthesizer:
     """Real speech from eSpeak NG, run off the trio thread.
 
     eSpeak holds one global lock, so more threads would only queue; ``max_threads`` bounds how
-    many trio tasks wait in threads at once.
+    many trio tasks wait in threads at once. Cancelling a call waits for its thread to finish
+    the text (milliseconds per sentence) rather than leaving it running.
     """
 
     def __init__(self, *, max_threads: int = 2) -> None:
@@ -56,7 +57,9 @@ class EspeakSynthesizer:
                 text, voice=voice, sample_rate=sample_rate, speaking_rate=speaking_rate
             )
 
-        return await trio.to_thread.run_sync(run, limiter=self._limiter, abandon_on_cancel=True)
+        # Not abandoned on cancel: a sentence takes milliseconds, and a thread left running in
+        # native code while the process exits can abort it (see _espeak's module docstring).
+        return await trio.to_thread.run_sync(run, limiter=self._limiter, abandon_on_cancel=False)
 
     def __repr__(self) -> str:
         return f"EspeakSynthesizer(threads_busy={self._limiter.borrowed_tokens})"
