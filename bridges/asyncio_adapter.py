@@ -524,6 +524,12 @@ class AsyncioContext(Generic[OptionsT]):
         """The trio object; touch it only from trio code."""
         return self._ctx
 
+    @property
+    def buffered(self) -> int:
+        """Events read ahead from trio that the consumer has not taken yet (read-only; at
+        most ``prefetch``, or 1 with ``prefetch=0``). For tests and monitoring."""
+        return len(self._events)
+
     def __repr__(self) -> str:
         return f"<AsyncioContext {self._ctx!r} buffered={len(self._events)}>"
 

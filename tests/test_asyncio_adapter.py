@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import trio_asyncio
 import uvloop
 
@@ -184,24 +185,30 @@ def test_flushes_and_monotonic_word_timings(srv: ServerThread) -> None:
 def test_read_ahead_is_bounded_by_prefetch(srv: ServerThread) -> None:
     """A consumer that stops reading leaves at most ``prefetch`` events in the bridge; the
     rest wait in the trio context's own buffer, and nothing is lost."""
+    prefetch = 4
 
     async def main() -> None:
         # LONG is 3.2 MB of PCM: room for all of it in the trio context's own buffer.
         room = 8 * 2**20
         async with AsyncioPool(
-            provider(srv), defaults=PCM, prefetch=4, context_buffer_bytes=room
+            provider(srv), defaults=PCM, prefetch=prefetch, context_buffer_bytes=room
         ) as pool:
             ctx = await pool.open_context()
             async with ctx:
                 await ctx.send_text(LONG)
                 await ctx.finish()
                 first = await anext(ctx)  # starts the pump
-                await until(lambda: ctx.trio_context.state is trio_tts.ContextState.CLOSED)
-                await asyncio.sleep(0.05)
-                assert len(ctx._events) == 4  # the pump waits for room
-                assert ctx._room is not None
-                assert ctx.trio_context.buffered_bytes > 0
+                await ctx.close()  # every event of the utterance has reached trio
+                # The pump has gone as far as it may: every trio task waits.
+                await pool.run(trio.testing.wait_all_tasks_blocked)
+                held = ctx.buffered
+                # The pump stops when the bridge holds ``prefetch`` events; the one event
+                # taken may have come from a full bridge, which (still more than half full)
+                # gives the pump no room.
+                assert prefetch // 2 < held <= prefetch
+                assert ctx.trio_context.buffered_bytes > 0  # the rest waits in trio
                 rest = [event async for event in ctx]
+            assert len(rest) > held  # the others waited in trio, not in the bridge
             audio = b"".join(e.data for e in [first, *rest] if isinstance(e, trio_tts.Audio))
             assert audio == tone_pcm(LONG, RATE)
 
@@ -321,10 +328,15 @@ def test_trio_side_cancellation_cancels_the_asyncio_waiter(srv: ServerThread) ->
             engine = pool._engine
             assert engine is not None
             seen: list[int] = []
+            parked = asyncio.Event()
+
+            async def park() -> None:
+                parked.set()  # in trio (same thread): the crossing's scope is entered
+                await trio.sleep_forever()
 
             async def waiter() -> None:
                 try:
-                    await engine.call(trio.sleep_forever)
+                    await engine.call(park)
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
                     assert task is not None
@@ -332,11 +344,11 @@ def test_trio_side_cancellation_cancels_the_asyncio_waiter(srv: ServerThread) ->
                     raise
 
             task = asyncio.create_task(waiter())
-            await asyncio.sleep(0.05)
+            await parked.wait()
 
             # Cancel only the crossing task's own scope, from trio: find it via its _Call.
             calls = [c for c in gc.get_objects() if isinstance(c, asyncio_adapter._Call)]
-            sleeping = [c for c in calls if c.afn is trio.sleep_forever and not c.future.done()]
+            sleeping = [c for c in calls if c.afn is park and not c.future.done()]
             assert len(sleeping) == 1
             engine.run_sync_soon(sleeping[0].scope.cancel)
             with pytest.raises(asyncio.CancelledError):

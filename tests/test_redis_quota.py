@@ -199,6 +199,16 @@ async def _true_when(value: bool) -> bool:
     return value
 
 
+def fleet_waiting(quota: trio_tts.RedisQuota, n: int) -> object:
+    """A predicate for :func:`until`: Redis counts ``n`` waiters (every call first purges
+    the expired ones)."""
+
+    async def check() -> bool:
+        return (await quota.fleet_statistics()).waiting == n
+
+    return check
+
+
 async def test_kill_9_of_a_holder_returns_its_slots_within_the_ttl(redis: RedisServer) -> None:
     name = qname()
     worker = await Worker.start("hold", redis.url, name, 2, 2)
@@ -221,9 +231,11 @@ async def test_a_dead_processs_queue_entries_soak_up_no_grant(redis: RedisServer
         held = await quota.acquire()
         worker = await Worker.start("queue", redis.url, name, 1)
         assert await worker.readline() == "queued"
+        await until(fleet_waiting(quota, 1))  # its ticket reached Redis
         worker.kill9()
         await worker.process.wait()
-        await trio.sleep(FAST["waiter_ttl"] + 0.05)
+        # Nobody renews the ticket now: it expires within waiter_ttl.
+        await until(fleet_waiting(quota, 0))
         quota.release(held)
         # Had the dead waiter been granted, this would wait out its lease TTL (1 s).
         again = await quota.acquire(timeout=0.3)
@@ -238,7 +250,12 @@ async def test_redis_restart_with_lost_state_reasserts_the_leases(own_redis: Red
         leases = [await quota.acquire(), await quota.acquire()]
         epoch = (await quota.fleet_statistics()).epoch
         own_redis.restart()
-        await trio.sleep(2 * FAST["heartbeat_interval"] + 0.1)
+
+        async def reasserted() -> bool:  # by the first heartbeat that sees the new epoch
+            stats = await quota.fleet_statistics()
+            return stats.epoch != epoch and stats.holders == 2
+
+        await until(reasserted)
         stats = await quota.fleet_statistics()
         assert stats.epoch != epoch
         assert (stats.capacity, stats.holders) == (3, 2)
