@@ -29,8 +29,8 @@
    (``sys._getframe``, ``soundfile._ffi``) counts too; it is listed separately.
 
 Run ``python -m tests.test_layering`` (or ``python tests/test_layering.py [--strict] [ROOT]``)
-for the full report; each line is ``file:line what``. ``pytest --runxfail
-tests/test_layering.py`` shows the same lists in the assertion messages.
+for the full report; each line is ``file:line what``; the tests show the same lists in their
+assertion messages.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ PACKAGES = ("trio_tts", "bridges")
 CORE = "trio_tts._core"
 #: Underscore names that are documented public API of the standard library.
 PUBLIC_UNDERSCORE = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
-XFAIL = pytest.mark.xfail(strict=False, reason="enabled when Core v2 part 1 lands")
 
 
 def is_private(name: str) -> bool:
@@ -496,19 +495,16 @@ def project() -> Project:
     return Project()
 
 
-@XFAIL
 def test_no_import_cycles(project: Project) -> None:
     cycles = format_cycles(project)
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
-@XFAIL
 def test_core_imports_nothing_of_the_project_outside_the_core(project: Project) -> None:
     escapes = project.core_escapes()
     assert not escapes, "\n".join(map(str, escapes))
 
 
-@XFAIL
 def test_no_cross_module_private_access(project: Project) -> None:
     found = project.private_access()
     assert not found, "\n".join(

@@ -12,6 +12,8 @@ Example::
         ...  # connect to server.ws_url / server.base_url
 """
 
+from ._app import App as App
+from ._core import Core as Core
 from ._core import ServerConfig as ServerConfig
 from ._core import ServerStatistics as ServerStatistics
 from ._faults import AcceptThenClose as AcceptThenClose
@@ -46,11 +48,13 @@ from ._synth import tone_speech as tone_speech
 __all__ = [
     "VOICES",
     "AcceptThenClose",
+    "App",
     "BadFrame",
     "BlackHole",
     "CloseAfterContexts",
     "CloseConnection",
     "ContextErrorFault",
+    "Core",
     "DelayFirstAudio",
     "DropConnection",
     "EspeakSynthesizer",

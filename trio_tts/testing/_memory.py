@@ -36,9 +36,7 @@ import trio
 
 from .._core.errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact
 from .._core.transport import DEFAULT_MAX_MESSAGE_SIZE
-from ..server import LocalServer, ServerConfig
-from ..server._app import App
-from ..server._core import Core
+from ..server import App, Core, LocalServer, ServerConfig
 
 __all__ = ["HandshakeStatistics", "MemoryServer", "MemoryTransport", "open_memory_server"]
 
