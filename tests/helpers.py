@@ -38,7 +38,7 @@ async def turn(pool: trio_tts.Pool, text: str, **kwargs: object) -> bytes:
 async def wait_quiet(pool: trio_tts.Pool, server: LocalServer | None = None) -> None:
     """Wait until no slot is held (the server confirmed every close)."""
     with trio.fail_after(30):
-        while pool.statistics().contexts_in_use or pool._quota.statistics().borrowed:
+        while pool.statistics().contexts_in_use or pool.inspect().leases_held:
             await trio.sleep(0.01)
         if server is not None:
             while server.statistics().contexts_open:

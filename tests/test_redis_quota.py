@@ -369,7 +369,20 @@ async def test_four_processes_never_open_more_than_the_fleet_cap(redis: RedisSer
 async def test_pool_connection_and_context_quotas_in_process() -> None:
     """Local quotas through the same wiring: caps hold; a lost connection lease retires
     the connection after its current utterance."""
-    conns, contexts = trio_tts.LocalQuota(1), trio_tts.LocalQuota(2)
+
+    class Revocable(trio_tts.LocalQuota):
+        """A local quota that remembers its leases, so the test can revoke one (``lost``)."""
+
+        def __init__(self, total: int) -> None:
+            super().__init__(total)
+            self.held: list[trio_tts.Lease] = []
+
+        async def acquire(self, timeout: float | None = None) -> trio_tts.Lease:  # noqa: ASYNC109
+            lease = await super().acquire(timeout)
+            self.held.append(lease)
+            return lease
+
+    conns, contexts = Revocable(1), trio_tts.LocalQuota(2)
     async with (
         open_server(ServerConfig(synthesizer="tone")) as server,
         trio_tts.open_pool(
@@ -391,10 +404,9 @@ async def test_pool_connection_and_context_quotas_in_process() -> None:
                 nursery.start_soon(speak)
         assert server.statistics().peak_connections == 1
         ctx = await pool.open_context()
-        (actor,) = pool._actors.values()
-        assert actor._lease is not None
-        actor._lease.lost.set()
+        conns.held[-1].lost.set()  # the quota revokes the open connection's lease
         await trio.testing.wait_all_tasks_blocked()
+        assert pool.statistics().connections_draining == 1
         async with ctx:  # the current utterance still finishes on the retired connection
             await ctx.send_text("still spoken.")
             await ctx.finish()
