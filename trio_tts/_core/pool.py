@@ -908,7 +908,7 @@ class Pool(Generic[OptionsT]):
                     open_trio_websocket_factory(max_message_size=self.settings.max_message_size)
                 )
                 self._conn_settings = attrs.evolve(self._conn_settings, transport_factory=factory)
-            async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery:  # actors, moves, the sweeper
                 self._nursery = nursery
                 nursery.start_soon(self._sweeper)
                 task_status.started()
@@ -960,7 +960,7 @@ async def open_pool(
         transport_factory=transport_factory,
         **changes,
     )
-    async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:  # only _serve: the caller's body runs beside it
         await nursery.start(pool._serve)
         try:
             yield pool
