@@ -158,7 +158,9 @@ def test_voices_lists_the_local_voices() -> None:
     assert [v["voice_id"] for v in json.loads(result.stdout)] == list(VOICES)
     french = run("voices", "--language", "fr")
     assert french.returncode == 0, french.stderr
-    assert [line.split()[0] for line in french.stdout.splitlines()] == ["Alain", "Hélène"]
+    assert [line.split()[0] for line in french.stdout.splitlines()] == [
+        "Alain", "Hélène", "Mathieu", "Étienne"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,15 +60,70 @@ async def test_speaking_rate_changes_duration() -> None:
     assert slow.duration > 2 * fast.duration
 
 
+#: A short greeting per language, so each voice speaks its own language.
+HELLO = {"en": "Hello there", "ar": "مرحبا", "de": "Guten Tag", "es": "Hola amigo",
+         "fr": "Bonjour", "he": "שלום", "hi": "नमस्ते", "it": "Buongiorno", "ja": "こんにちは",
+         "ko": "안녕하세요", "nl": "Goedendag", "pl": "Dzień dobry", "pt": "Bom dia",
+         "ru": "Привет", "zh": "你好"}  # fmt: skip
+
+
 async def test_every_listed_voice_speaks_and_unknown_fails() -> None:
     synth = EspeakSynthesizer()
-    with trio.fail_after(20):
+    with trio.fail_after(30):
         for name, info in VOICES.items():
-            speech = await synth.synthesize("Hello there", voice=name, sample_rate=16000)
+            speech = await synth.synthesize(HELLO[info.language], voice=name, sample_rate=16000)
             assert _rms(speech.pcm) > 300, name
-            assert info.language in ("en", "es", "fr")
+            assert speech.duration > 0.2, name
         with pytest.raises(UnknownVoice, match=r"^Unknown voice: Nobody$"):
             await synth.synthesize("Hello", voice="Nobody", sample_rate=16000)
+
+
+def test_the_voice_table_is_every_inworld_system_voice_each_its_own_espeak_voice() -> None:
+    import espeakng_loader
+
+    assert len(VOICES) == 113 and {"Sarah", "Clive", "Hana", "Jason", "Dennis"} <= set(VOICES)
+    assert sum(v.language == "en" for v in VOICES.values()) == 73
+    assert set(HELLO) == {v.language for v in VOICES.values()}
+    # eSpeak quietly falls back to its default for an unknown variant: check they all exist.
+    variants = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+    for name, info in VOICES.items():
+        assert info.voice_id == name and info.gender in ("female", "male")
+        language, _, variant = info.espeak_name.partition("+")
+        assert (variants / variant).is_file(), name
+        assert language.split("-")[0] in (info.language, "cmn"), name
+        assert 0 <= info.pitch <= 100
+    spoken_by = {(v.espeak_name.lower(), v.pitch) for v in VOICES.values()}
+    assert len(spoken_by) == len(VOICES)  # no two names sound alike
+
+
+def _pitch_hz(speech: Speech) -> float:
+    """The median fundamental frequency of the voiced 40 ms frames (autocorrelation)."""
+    samples = np.frombuffer(speech.pcm, dtype="<i2").astype(np.float64)
+    rate, size = speech.sample_rate, speech.sample_rate // 25
+    found = []
+    for at in range(0, len(samples) - size, size // 2):
+        frame = samples[at : at + size]
+        if np.sqrt(np.mean(frame**2)) < 800:
+            continue
+        frame = frame - frame.mean()
+        corr = np.correlate(frame, frame, "full")[size - 1 :]
+        low, high = rate // 500, rate // 60
+        found.append(rate / (low + int(np.argmax(corr[low:high]))))
+    return float(np.median(found))
+
+
+async def test_voices_sound_different() -> None:
+    synth = EspeakSynthesizer()
+    with trio.fail_after(10):
+        said = {
+            name: await synth.synthesize(TEXT, voice=name, sample_rate=16000)
+            for name in ("Priya", "Abby", "Dennis", "Jason", "Sarah", "Hana", "Clive")
+        }
+    assert len({s.pcm for s in said.values()}) == len(said)
+    # Priya and Abby share an eSpeak voice; Abby's pitch is set higher, and is heard higher.
+    assert VOICES["Abby"].espeak_name == VOICES["Priya"].espeak_name
+    assert _pitch_hz(said["Abby"]) > 1.25 * _pitch_hz(said["Priya"])
+    assert _pitch_hz(said["Hana"]) > 1.5 * _pitch_hz(said["Dennis"])
 
 
 async def test_threads_do_not_block_the_loop_and_are_much_faster_than_real_time() -> None:

@@ -183,7 +183,7 @@ async def test_voices_listing_and_language_filter() -> None:
         tags=("female",),
         source="SYSTEM",
     )
-    assert {v.voice_id for v in french} == {"Alain", "Hélène"}
+    assert {v.voice_id for v in french} == {"Alain", "Hélène", "Mathieu", "Étienne"}
 
 
 async def test_wrong_key_is_a_typed_401_that_never_shows_a_key() -> None:

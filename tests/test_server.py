@@ -424,7 +424,9 @@ async def test_http_voice_stream_ndjson_and_voices() -> None:
             }
             assert all({"voiceId", "displayName", "languages"} <= set(v) for v in voices)
             spanish = await http.get("/tts/v1/voices", params={"filter": "language=es"})
-            assert {v["voiceId"] for v in spanish.json()["voices"]} == {"Diego", "Lupita"}
+            assert {v["voiceId"] for v in spanish.json()["voices"]} == {
+                "Diego", "Lupita", "Miguel", "Rafael"
+            }
             assert (await http.get("/nowhere")).status_code == 404
 
 

@@ -35,15 +35,15 @@ from ._server import LocalServer as LocalServer
 from ._server import open_server as open_server
 from ._server import run_forever as run_forever
 from ._server import serve as serve
-from ._speech import VOICES as VOICES
 from ._speech import Speech as Speech
 from ._speech import UnknownVoice as UnknownVoice
-from ._speech import VoiceInfo as VoiceInfo
 from ._synth import EspeakSynthesizer as EspeakSynthesizer
 from ._synth import Synthesizer as Synthesizer
 from ._synth import ToneSynthesizer as ToneSynthesizer
 from ._synth import tone_pcm as tone_pcm
 from ._synth import tone_speech as tone_speech
+from ._voices import VOICES as VOICES
+from ._voices import VoiceInfo as VoiceInfo
 
 __all__ = [
     "VOICES",

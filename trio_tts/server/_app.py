@@ -12,7 +12,8 @@ Routes (everything else is 404, or 405 for a known path):
 What is decided here, before a session exists: the WebSocket upgrade is refused with an HTTP
 status, as the providers do, for a fault-injected rejection, a bad key (401), a refused
 query (400), or one connection over ``max_connections`` (429 with ``Retry-After``); refusals
-use ASGI's ``websocket.http.response`` extension (hypercorn has it), else a 403 close.
+use ASGI's ``websocket.http.response`` extension (hypercorn has it), else a 403 close. Every
+refusal and HTTP error carries ``{"code": <gRPC code>, "message", "details": []}``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from typing import Any
 
 import trio
 
-from ._asgi import JSON_HEADERS, ASGIReceive, ASGISend, HTTPHandler, Scope, header, respond_json
+from ._asgi import (
+    JSON_HEADERS,
+    ASGIReceive,
+    ASGISend,
+    HTTPHandler,
+    Scope,
+    error_body,
+    header,
+    respond_error,
+)
 from ._core import Core
 from ._websocket import WebSocketSession
 from .inworld import http as inworld_http
@@ -85,7 +95,7 @@ class App:
         headers = list(JSON_HEADERS)
         if retry_after is not None:
             headers.append((b"retry-after", _retry_after(retry_after)))
-        content: dict[str, Any] = {"code": status, "message": message}
+        content: dict[str, Any] = error_body(status, message)
         if echo:  # a careless provider repeating the credential back (secret-leak tests)
             seen = header(scope, b"authorization") or ""
             query = bytes(scope.get("query_string", b"")).decode("latin-1")
@@ -156,14 +166,10 @@ class App:
         if route is None:
             known = {p for _, p in HTTP_ROUTES}
             status = 405 if path in known else 404
-            await respond_json(
-                send, status, {"code": 5 if status == 404 else 12, "message": f"{method} {path}"}
-            )
+            await respond_error(send, status, f"{method} {path}")
             return
         handler, scheme = route
         if not self._authorized(scope, scheme):
-            await respond_json(
-                send, 401, {"code": 16, "message": "Unauthenticated: invalid or missing API key"}
-            )
+            await respond_error(send, 401, "Unauthenticated: invalid or missing API key")
             return
         await handler(self.core, scope, receive, send)

@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ._speech import VOICES, Speech, UnknownVoice
+from ._speech import Speech, UnknownVoice
+from ._voices import VOICES
 
 __all__ = ["native_sample_rate", "synthesize"]
 
@@ -50,6 +51,7 @@ _CHARS_UTF8 = 1
 _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
 _PARAM_RATE = 1
+_PARAM_PITCH = 3  # 0..100, 50 = the voice variant's own pitch
 _DEFAULT_WPM = 175
 
 
@@ -113,7 +115,7 @@ class _Engine:
         # Keep a reference to the C callback for the life of the process.
         self._callback = _CALLBACK(self._on_synth)
         self.lib.espeak_SetSynthCallback(self._callback)
-        self.voice: str | None = None
+        self.voice: tuple[str, int] | None = None  # (eSpeak voice, pitch) now selected
         self.rate: int | None = None
 
     def _on_synth(self, wav: Any, count: int, events: Any) -> int:
@@ -128,12 +130,13 @@ class _Engine:
         return 0
 
     def speak(
-        self, text: str, espeak_voice: str, wpm: int
+        self, text: str, espeak_voice: str, pitch: int, wpm: int
     ) -> tuple[bytes, list[tuple[int, int, int]]]:
-        if espeak_voice != self.voice:
+        if (espeak_voice, pitch) != self.voice:
             if self.lib.espeak_SetVoiceByName(espeak_voice.encode()) != 0:
                 raise UnknownVoice(f"eSpeak has no voice {espeak_voice!r}")
-            self.voice = espeak_voice
+            self.lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
+            self.voice = (espeak_voice, pitch)
             self.rate = None
         if wpm != self.rate:
             self.lib.espeak_SetParameter(_PARAM_RATE, wpm, 0)
@@ -215,7 +218,7 @@ def synthesize(text: str, *, voice: str, sample_rate: int, speaking_rate: float 
         with _LOCK:
             engine = _get_engine()
             native = engine.sample_rate
-            pcm, raw_words = engine.speak(text, info.espeak_name, wpm)
+            pcm, raw_words = engine.speak(text, info.espeak_name, info.pitch, wpm)
         out = _resample(pcm, native, sample_rate)
     duration = min(len(pcm) / 2 / native, len(out) / 2 / sample_rate)
     words = _align_words(text, raw_words, duration)

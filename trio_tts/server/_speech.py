@@ -1,5 +1,5 @@
-"""What a synthesiser produces (:class:`Speech`), its WAV header and the voices the server
-offers."""
+"""What a synthesiser produces (:class:`Speech`) and its WAV header (the voices are in
+:mod:`._voices`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import struct
 
 import attrs
 
-__all__ = ["VOICES", "Speech", "UnknownVoice", "VoiceInfo", "wav_header"]
+__all__ = ["Speech", "UnknownVoice", "wav_header"]
 
 
 class UnknownVoice(ValueError):
@@ -31,39 +31,6 @@ class Speech:
             f"Speech(duration={self.duration:.3f}s, sample_rate={self.sample_rate}, "
             f"words={len(self.words)})"
         )
-
-
-@attrs.frozen
-class VoiceInfo:
-    """One voice: its Inworld name and the eSpeak voice that speaks for it."""
-
-    voice_id: str
-    espeak_name: str
-    language: str
-    gender: str
-    description: str
-
-
-def _voices(*rows: tuple[str, str, str, str, str]) -> dict[str, VoiceInfo]:
-    return {row[0]: VoiceInfo(*row) for row in rows}
-
-
-#: Inworld voice names → eSpeak NG voices (``language+variant``).
-VOICES: dict[str, VoiceInfo] = _voices(
-    ("Ashley", "en-us+f3", "en", "female", "A warm, natural female voice"),
-    ("Dennis", "en-us+m3", "en", "male", "Middle-aged man with a smooth, calm voice"),
-    ("Alex", "en-us+m1", "en", "male", "Energetic and expressive mid-range male voice"),
-    ("Edward", "en+m2", "en", "male", "Male with an emphatic and streetwise tone"),
-    ("Olivia", "en+f2", "en", "female", "Young, British female with an upbeat tone"),
-    ("Hades", "en-us+m7", "en", "male", "Commanding and gruff male voice"),
-    ("Julia", "en-us+f4", "en", "female", "Quirky, high-pitched female voice"),
-    ("Mark", "en-us+m4", "en", "male", "Energetic, expressive man with a rapid-fire delivery"),
-    ("Priya", "en-us+f5", "en", "female", "Even-toned female voice with an Indian accent"),
-    ("Diego", "es+m3", "es", "male", "Soothing, gentle Spanish-speaking male voice"),
-    ("Lupita", "es+f3", "es", "female", "Vibrant Spanish-speaking female voice"),
-    ("Alain", "fr+m3", "fr", "male", "Smooth French-speaking male voice"),
-    ("Hélène", "fr+f3", "fr", "female", "Gentle French-speaking female voice"),
-)
 
 
 def wav_header(data_bytes: int, sample_rate: int, *, channels: int = 1, bits: int = 16) -> bytes:

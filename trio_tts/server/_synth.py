@@ -21,7 +21,8 @@ from typing import Protocol
 import numpy as np
 import trio
 
-from ._speech import VOICES, Speech, UnknownVoice
+from ._speech import Speech, UnknownVoice
+from ._voices import VOICES
 
 __all__ = ["EspeakSynthesizer", "Synthesizer", "ToneSynthesizer", "tone_pcm", "tone_speech"]
 

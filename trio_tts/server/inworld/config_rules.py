@@ -16,13 +16,21 @@ from typing import Any
 
 import attrs
 
-from .._speech import VOICES
+from .._voices import VOICES
 from . import proto
 from .codecs import COMPRESSED, audio_config_problem
 
-__all__ = ["ConfigError", "updated", "validated"]
+__all__ = ["MODELS", "ConfigError", "updated", "validated"]
 
 _AUDIO_FIELDS = ("audio_encoding", "sample_rate_hertz", "bit_rate")
+#: The model ids Inworld documents; any of them is served by the same synthesiser here.
+MODELS = (
+    "inworld-tts-2",
+    "inworld-tts-1.5-max",
+    "inworld-tts-1.5-mini",
+    "inworld-tts-1",
+    "inworld-tts-1-max",
+)
 
 
 class ConfigError(ValueError):
@@ -37,13 +45,16 @@ def validated(config: proto.Create) -> proto.Create:
     """``config`` if the server can serve it.
 
     Raises:
-        ConfigError: code 12 for an encoding it cannot produce, 3 for any other bad value.
+        ConfigError: code 12 for an encoding it cannot produce, 3 for any other bad value
+            (an unknown voice or model included).
     """
     if config.encoding not in ("LINEAR16", "PCM", *COMPRESSED):
         raise ConfigError(12, f"audioEncoding {config.encoding} is not supported by the local "
                           "server (use LINEAR16, PCM, MP3, OGG_OPUS or FLAC)")  # fmt: skip
     if config.voice_id not in VOICES:
         raise ConfigError(3, f"Unknown voice: {config.voice_id}")
+    if config.model_id not in MODELS:
+        raise ConfigError(3, f"Unknown model: {config.model_id} (use {', '.join(MODELS)})")
     if not 8000 <= config.sample_rate_hertz <= 48000:
         raise ConfigError(3, f"sampleRateHertz {config.sample_rate_hertz} is outside 8000..48000")
     problem = audio_config_problem(config.encoding, config.sample_rate_hertz, config.bit_rate)

@@ -4,9 +4,12 @@
   "timestampInfo"}}`` streamed as they are cut, or ``{"error": ...}``.
 * ``POST /tts/v1/voice`` — one text, one JSON ``{"audioContent", "timestampInfo"}``.
 * ``GET  /tts/v1/voices`` — ``{"voices": [{"voiceId", "displayName", "languages", ...}]}``,
-  optionally ``?filter=language=en``.
+  optionally ``?filter=language=en`` (a language's primary subtag: ``en-US`` lists ``en``).
 
-Errors are JSON ``{"code", "message"}`` with gRPC codes (3 for a bad request).
+Errors are Inworld's JSON ``{"code", "message", "details": []}`` with gRPC codes: 400 with code
+3 for a bad request (12 for an encoding the server cannot produce), 500 with code 13 when
+synthesis fails. Once ``voice:stream`` has answered 200, a failure is an NDJSON line
+``{"error": {"code", "message", "details"}}`` instead.
 """
 
 from __future__ import annotations
@@ -17,9 +20,18 @@ from typing import Any
 
 import trio
 
-from .._asgi import ASGIReceive, ASGISend, HTTPHandler, Scope, read_body, respond_json
+from .._asgi import (
+    ASGIReceive,
+    ASGISend,
+    HTTPHandler,
+    Scope,
+    read_body,
+    respond_error,
+    respond_json,
+)
 from .._core import Core
-from .._speech import VOICES, Speech
+from .._speech import Speech
+from .._voices import VOICES
 from . import proto
 from .chunks import audio_frames, closing_frame, timestamp_info
 from .codecs import COMPRESSED, StreamEncoder, synthesis_rate
@@ -37,7 +49,7 @@ async def voices(core: Core, scope: Scope, receive: ASGIReceive, send: ASGISend)
     for item in query.get("filter", []):
         key, _, value = item.partition("=")
         if key.strip() == "language":
-            language = value.strip()
+            language = _primary(value)
     found = [
         {
             "voiceId": v.voice_id,
@@ -46,6 +58,7 @@ async def voices(core: Core, scope: Scope, receive: ASGIReceive, send: ASGISend)
             "languages": [v.language],
             "tags": [v.gender],
             "source": "SYSTEM",
+            "isCustom": False,
         }
         for v in VOICES.values()
         if language is None or v.language == language
@@ -62,16 +75,16 @@ async def voice_stream(core: Core, scope: Scope, receive: ASGIReceive, send: ASG
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     try:
         speech = await _synthesize(core, request)
+        encoder = _encoder(request.config)
+        frames = await trio.to_thread.run_sync(
+            lambda: audio_frames(None, request.text, speech.pcm, speech.words, request.config,
+                                 core.config.chunk_ms, encoder, drain=False)
+        )  # fmt: skip
+        end = closing_frame(None, encoder, request.config.model_id)
     except Exception as exc:
         line = proto.encode_error(13, f"synthesis failed: {exc}") + "\n"
         await send({"type": "http.response.body", "body": line.encode()})
         return
-    encoder = _encoder(request.config)
-    frames = await trio.to_thread.run_sync(
-        lambda: audio_frames(None, request.text, speech.pcm, speech.words, request.config,
-                             core.config.chunk_ms, encoder, drain=False)
-    )  # fmt: skip
-    end = closing_frame(None, encoder, request.config.model_id)
     for line in [*frames, *([end] if end is not None else [])]:
         await send(
             {"type": "http.response.body", "body": (line + "\n").encode(), "more_body": True}
@@ -84,13 +97,17 @@ async def voice(core: Core, scope: Scope, receive: ASGIReceive, send: ASGISend) 
     request = await _read_request(core, receive, send)
     if request is None:
         return
-    speech = await _synthesize(core, request)
-    audio = speech.pcm
-    encoder = _encoder(request.config)
-    if encoder is not None:
-        audio = encoder.encode(audio) + encoder.close()
-    elif request.config.encoding == "LINEAR16":
-        audio = proto.wav_header(len(audio), speech.sample_rate) + audio
+    try:
+        speech = await _synthesize(core, request)
+        audio = speech.pcm
+        encoder = _encoder(request.config)
+        if encoder is not None:
+            audio = encoder.encode(audio) + encoder.close()
+        elif request.config.encoding == "LINEAR16":
+            audio = proto.wav_header(len(audio), speech.sample_rate) + audio
+    except Exception as exc:
+        await respond_error(send, 500, f"synthesis failed: {exc}", 13)
+        return
     body: dict[str, Any] = {
         "audioContent": base64.b64encode(audio).decode(),
         "usage": {
@@ -122,7 +139,7 @@ async def _read_request(
     try:
         request = proto.decode_synthesize_request(body)
     except proto.DecodeError as exc:
-        await respond_json(send, 400, {"code": 3, "message": str(exc)})
+        await respond_error(send, 400, str(exc), 3)
         return None
     problem = None
     try:
@@ -134,7 +151,7 @@ async def _read_request(
         core.violation(f"HTTP request of {len(request.text)} characters (limit {limit})")
         problem = (3, f"Text exceeds the maximum of {limit} characters")
     if problem is not None:
-        await respond_json(send, 400, {"code": problem[0], "message": problem[1]})
+        await respond_error(send, 400, problem[1], problem[0])
         return None
     return request
 
@@ -147,6 +164,11 @@ async def _synthesize(core: Core, request: proto.SynthesizeRequest) -> Speech:
         sample_rate=synthesis_rate(c.encoding, c.sample_rate_hertz),
         speaking_rate=c.speaking_rate,
     )
+
+
+def _primary(language: str) -> str:
+    """A language tag's primary subtag, lower case: ``"en-US"`` → ``"en"``."""
+    return language.strip().strip('"').replace("_", "-").split("-")[0].lower()
 
 
 def _encoder(config: proto.Create) -> StreamEncoder | None:

@@ -52,6 +52,8 @@ AUDIO_ENCODINGS = frozenset(
 )
 _TIMESTAMP_TYPES = frozenset({"TIMESTAMP_TYPE_UNSPECIFIED", "WORD", "CHARACTER"})
 _TRANSPORTS = frozenset({"TIMESTAMP_TRANSPORT_STRATEGY_UNSPECIFIED", "SYNC", "ASYNC"})
+#: ``deliveryMode`` (TTS-2's output variation); accepted with every model, changing nothing here.
+_DELIVERY_MODES = frozenset({"DELIVERY_MODE_UNSPECIFIED", "STABLE", "BALANCED", "CREATIVE"})
 
 
 class DecodeError(ValueError):
@@ -171,7 +173,7 @@ _TOP: tuple[_Spec, ...] = (
     ("max_buffer_delay_ms", ("maxBufferDelayMs", "max_buffer_delay_ms"), int, None),
     ("apply_text_normalization", ("applyTextNormalization", "apply_text_normalization"),
      (bool, str), None),
-    ("delivery_mode", ("deliveryMode", "delivery_mode"), str, None),
+    ("delivery_mode", ("deliveryMode", "delivery_mode"), str, _DELIVERY_MODES),
     ("timestamp_transport_strategy",
      ("timestampTransportStrategy", "timestamp_transport_strategy"), str, _TRANSPORTS),
     ("auto_mode_strategy", ("autoModeStrategy", "auto_mode_strategy"), str, None),

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from .._asgi import Scope
-from .._speech import VOICES
+from .._voices import VOICES
 
 __all__ = ["MAX_TEXT_CHARS", "SEGMENTS", "SPEAKERS", "RimeConfig", "config_from", "parse_query"]
 
