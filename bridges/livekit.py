@@ -1,10 +1,17 @@
 """A LiveKit Agents TTS plugin for Inworld, on the trio engine through the asyncio bridge.
 
-A drop-in for ``livekit.plugins.inworld.TTS`` (1.8.x): the same constructor arguments, a
-``stream()`` fed by the agent's text through a sentence tokenizer, one-shot ``synthesize()``,
-``prewarm()``, ``update_options()``, aligned transcripts (``TimedString``) when
-``timestamp_type`` is set, and errors mapped to LiveKit's ``APIError`` family so the
-framework's retries and ``FallbackAdapter`` behave as with the official plugin.
+A drop-in for ``livekit.plugins.inworld.TTS`` (1.8.9): change the import and the rest of the
+agent stays as it was. The constructor takes every argument of the official one with the same
+meaning (``ws_url``/``base_url`` are the service roots, ``wss://api.inworld.ai/``; a full
+endpoint is accepted too), sends the same ``create`` settings, and reports the same
+``label``, ``model`` and ``provider`` (so ``TTSMetrics`` match). ``stream()`` is fed by the
+agent's text through a sentence tokenizer (or, for ``inworld-tts-2`` models without a
+tokenizer of the caller's, forwards the text as it comes and lets the server cut sentences),
+one-shot ``synthesize()`` goes over HTTP, plus ``prewarm()``, ``update_options()``,
+``list_voices()``, aligned transcripts (``TimedString``) when ``timestamp_type`` is set, and
+errors mapped to LiveKit's ``APIError`` family so the framework's retries and
+``FallbackAdapter`` behave as with the official plugin. Where the two differ (typed,
+non-retryable 4xx errors; the pool) the README's LiveKit paragraph lists it.
 
 LiveKit runs each job in its own process. Every :class:`TTS` of a process that talks to the
 same endpoint with the same key shares one :class:`~bridges.asyncio_adapter.AsyncioPool` (one
@@ -19,9 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import urllib.parse
 from collections.abc import Mapping
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Final, Literal
 
+import aiohttp
 import trio
 from livekit.agents import (
     APIConnectionError,
@@ -43,7 +53,6 @@ from livekit.agents.utils import is_given
 
 import trio_tts
 from trio_tts.http import HTTPClient
-from trio_tts.providers.inworld.provider import DEFAULT_URL as DEFAULT_WS_URL
 
 from ._livekit_common import (
     NUM_CHANNELS,
@@ -60,16 +69,36 @@ from ._livekit_common import shared_pool_count as shared_pool_count
 from ._livekit_common import shared_pool_keys as shared_pool_keys
 from .asyncio_adapter import AsyncioContext
 
-__all__ = ["DEFAULT_WS_URL", "TTS", "ChunkedStream", "SynthesizeStream", "to_api_error"]
+__all__ = [
+    "DEFAULT_URL",
+    "DEFAULT_WS_URL",
+    "TTS",
+    "ChunkedStream",
+    "SynthesizeStream",
+    "to_api_error",
+    "ws_endpoint",
+]
 
+# The official plugin's defaults (livekit-plugins-inworld 1.8.9).
 DEFAULT_MODEL = "inworld-tts-1.5-max"
 DEFAULT_VOICE = "Ashley"
 DEFAULT_SAMPLE_RATE = 24000
 DEFAULT_BUFFER_CHAR_THRESHOLD = 250
 DEFAULT_MAX_BUFFER_DELAY_MS = 3000
+DEFAULT_TIMESTAMP_TRANSPORT_STRATEGY = "ASYNC"
+#: The service roots, as the official plugin takes them.
+DEFAULT_URL: Final = "https://api.inworld.ai/"
+DEFAULT_WS_URL: Final = "wss://api.inworld.ai/"
+#: The bidirectional endpoint's path under the root.
+STREAM_PATH: Final = "/tts/v1/voice:streamBidirectional"
+#: The official plugin's ``TTS.label`` (``TTSMetrics.label``, logs and traces).
+LABEL: Final = "livekit.plugins.inworld.tts.TTS"
 
 Encoding = Literal["LINEAR16", "PCM", "MP3", "OGG_OPUS", "FLAC"]
 TimestampType = Literal["TIMESTAMP_TYPE_UNSPECIFIED", "WORD", "CHARACTER"]
+TextNormalization = Literal["APPLY_TEXT_NORMALIZATION_UNSPECIFIED", "ON", "OFF"] | bool
+DeliveryMode = Literal["DELIVERY_MODE_UNSPECIFIED", "STABLE", "BALANCED", "CREATIVE"]
+TimestampTransportStrategy = Literal["TIMESTAMP_TRANSPORT_STRATEGY_UNSPECIFIED", "SYNC", "ASYNC"]
 
 _MIME = {"MP3": "audio/mpeg", "OGG_OPUS": "audio/ogg", "FLAC": "audio/flac"}
 
@@ -120,17 +149,56 @@ def _timed(words: tuple[trio_tts.WordTiming, ...]) -> list[TimedString]:
     return [TimedString(w.word, start_time=w.start, end_time=w.end) for w in words]
 
 
+def ws_endpoint(ws_url: str) -> str:
+    """The bidirectional endpoint of ``ws_url``: a service root (``wss://api.inworld.ai/``,
+    as the official plugin takes it) gets Inworld's path, as the official plugin joins it; a
+    full ``.../voice:streamBidirectional`` URL stays as it is."""
+    if urllib.parse.urlsplit(ws_url).path.rstrip("/").endswith(":streamBidirectional"):
+        return ws_url
+    return urllib.parse.urljoin(ws_url, STREAM_PATH)
+
+
+def _is_inworld_host(url: str) -> bool:
+    host = (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
+    return host == "inworld.ai" or host.endswith(".inworld.ai")
+
+
 class TTS(PooledTTS[HTTPClient]):
     """Inworld text-to-speech for LiveKit Agents, served by a shared trio_tts pool.
 
-    Arguments mirror ``livekit.plugins.inworld.TTS``; ``ws_url`` is the full WebSocket URL
-    (the local server's ``server.ws_url`` in tests). Pool settings: ``max_connections``
-    (20) and any other :func:`trio_tts.open_pool` setting in ``pool_settings``.
+    Every argument of ``livekit.plugins.inworld.TTS`` (1.8.9) is taken, with the same
+    meaning and defaults, except:
+
+    * ``ws_url``: the service root as in the official plugin (``ws://127.0.0.1:8765/`` for
+      a local server); a full ``.../tts/v1/voice:streamBidirectional`` URL works too.
+    * ``base_url`` (HTTP, for :meth:`synthesize` and :meth:`list_voices`): by default the
+      host of ``ws_url`` (the official plugin: always ``https://api.inworld.ai/``).
+    * ``http_session``: accepted and not used; the engine makes its HTTP requests with its
+      own client, in its trio run.
+    * ``max_connections``: the pool's cap on WebSocket connections (default 20); the
+      official plugin ignores it (one connection per TTS).
+    * ``idle_connection_timeout``: accepted and not used, as in the official plugin.
+    * an API key is needed only for Inworld's own hosts; invalid values raise at once
+      (the official plugin sends them).
+    * word timings of later generations are offset by the audio before them (the
+      official plugin: by the previous word's end, which runs early by each generation's
+      trailing silence).
+    * a refusal the service would repeat (a bad voice, a refused key) is a final
+      ``APIStatusError`` with its HTTP status, not a retryable ``APIError`` or
+      ``APIConnectionError`` (:func:`to_api_error`).
+
+    Added: ``pool_settings`` (any other :func:`trio_tts.open_pool` setting) and
+    ``prefetch`` (how many events the bridge reads ahead per utterance).
 
     Raises:
-        ValueError: no API key for Inworld's own endpoint, or an invalid option
+        ValueError: no API key for Inworld's own hosts, or an invalid option
             (:class:`trio_tts.InvalidOptions` is a ``ValueError``).
     """
+
+    class Markup(tts.TTS.Markup):
+        def _provider_key(self) -> str:
+            # As the official plugin: only inworld-tts-2 understands the markup tags.
+            return "inworld" if "tts-2" in self._tts.model else ""
 
     def __init__(
         self,
@@ -145,19 +213,27 @@ class TTS(PooledTTS[HTTPClient]):
         temperature: NotGivenOr[float] = NOT_GIVEN,
         language: NotGivenOr[str] = NOT_GIVEN,
         timestamp_type: NotGivenOr[TimestampType] = NOT_GIVEN,
-        text_normalization: NotGivenOr[bool | Literal["ON", "OFF"]] = NOT_GIVEN,
+        text_normalization: NotGivenOr[TextNormalization] = NOT_GIVEN,
+        delivery_mode: NotGivenOr[DeliveryMode] = NOT_GIVEN,
+        timestamp_transport_strategy: NotGivenOr[TimestampTransportStrategy] = NOT_GIVEN,
         buffer_char_threshold: NotGivenOr[int] = NOT_GIVEN,
         max_buffer_delay_ms: NotGivenOr[int] = NOT_GIVEN,
-        ws_url: str = DEFAULT_WS_URL,
         base_url: NotGivenOr[str] = NOT_GIVEN,
+        ws_url: str = DEFAULT_WS_URL,
+        http_session: aiohttp.ClientSession | None = None,
         tokenizer: NotGivenOr[tokenize.SentenceTokenizer] = NOT_GIVEN,
         retain_format: NotGivenOr[bool] = NOT_GIVEN,
-        max_connections: int = 20,
+        max_connections: NotGivenOr[int] = NOT_GIVEN,
+        idle_connection_timeout: NotGivenOr[float] = NOT_GIVEN,
         pool_settings: Mapping[str, Any] | None = None,
         prefetch: int = 8,
     ) -> None:
+        del http_session, idle_connection_timeout  # not used (see above)
+        if not isinstance(ws_url, str) or not ws_url.startswith(("ws://", "wss://")):
+            raise trio_tts.InvalidOptions("ws_url: must start with ws:// or wss://")
+        endpoint = ws_endpoint(ws_url)
         key = api_key if is_given(api_key) else os.getenv("INWORLD_API_KEY")
-        if not key and ws_url == DEFAULT_WS_URL:
+        if not key and _is_inworld_host(endpoint):
             raise ValueError(
                 "Inworld API key is required, either as argument or set"
                 " INWORLD_API_KEY environment variable"
@@ -168,8 +244,8 @@ class TTS(PooledTTS[HTTPClient]):
             encoding="PCM",
             sample_rate=DEFAULT_SAMPLE_RATE,
             auto_mode=True,
-            buffer_char_threshold=DEFAULT_BUFFER_CHAR_THRESHOLD,
             max_buffer_delay_ms=DEFAULT_MAX_BUFFER_DELAY_MS,
+            timestamp_transport_strategy=DEFAULT_TIMESTAMP_TRANSPORT_STRATEGY,
         )
         self._opts = opts.replace(
             **_changes(
@@ -183,6 +259,8 @@ class TTS(PooledTTS[HTTPClient]):
                 language=language,
                 timestamp_type=timestamp_type,
                 text_normalization=text_normalization,
+                delivery_mode=delivery_mode,
+                timestamp_transport_strategy=timestamp_transport_strategy,
                 buffer_char_threshold=buffer_char_threshold,
                 max_buffer_delay_ms=max_buffer_delay_ms,
             )
@@ -194,15 +272,19 @@ class TTS(PooledTTS[HTTPClient]):
             sample_rate=self._opts.sample_rate,
             num_channels=NUM_CHANNELS,
         )
+        self._label = LABEL
         # Validate the endpoint and key now (InvalidOptions), not at the first utterance.
-        trio_tts.InworldProvider(key or None, url=ws_url)
+        trio_tts.InworldProvider(key or None, url=endpoint)
         self._api_key = key or None
-        self._ws_url = ws_url
+        self._ws_url = endpoint
         # One-shot synthesis goes over HTTP to the same host unless told otherwise.
-        self._base_url = base_url if is_given(base_url) else _http_url(ws_url)
+        self._base_url = base_url if is_given(base_url) else _http_url(endpoint)
         HTTPClient(None, base_url=self._base_url)  # validate now (InvalidOptions)
+        # As the official plugin: the server cuts sentences for inworld-tts-2 models unless
+        # the caller chose the client-side tokenizer (or its retain_format).
+        self._client_segmentation = is_given(tokenizer) or retain_format is False
         self._init_pool(
-            max_connections,
+            max_connections if is_given(max_connections) else 20,
             pool_settings,
             prefetch,
             tokenizer
@@ -222,8 +304,21 @@ class TTS(PooledTTS[HTTPClient]):
 
     @property
     def options(self) -> trio_tts.VoiceOptions:
-        """The options new utterances of this TTS use."""
-        return self._opts
+        """The options the next utterance of this TTS is created with (as the official
+        plugin: ``bufferCharThreshold`` 250 unless the server cuts sentences)."""
+        opts = self._opts
+        if self.server_segmentation:
+            return opts.replace(auto_mode_strategy="SENTENCE_BOUNDARY")
+        if opts.buffer_char_threshold is None:
+            return opts.replace(buffer_char_threshold=DEFAULT_BUFFER_CHAR_THRESHOLD)
+        return opts
+
+    @property
+    def server_segmentation(self) -> bool:
+        """True when :meth:`stream` forwards the text as it comes and the server cuts it
+        into sentences (``autoModeStrategy: SENTENCE_BOUNDARY``): an ``inworld-tts-2`` model
+        and neither ``tokenizer`` nor ``retain_format=False`` given."""
+        return not self._client_segmentation and self._opts.model.startswith("inworld-tts-2")
 
     def _acquire(self) -> SharedPool[HTTPClient]:
         if self._shared is None:
@@ -249,7 +344,9 @@ class TTS(PooledTTS[HTTPClient]):
         temperature: NotGivenOr[float] = NOT_GIVEN,
         language: NotGivenOr[str] = NOT_GIVEN,
         timestamp_type: NotGivenOr[TimestampType] = NOT_GIVEN,
-        text_normalization: NotGivenOr[bool | Literal["ON", "OFF"]] = NOT_GIVEN,
+        text_normalization: NotGivenOr[TextNormalization] = NOT_GIVEN,
+        delivery_mode: NotGivenOr[DeliveryMode] = NOT_GIVEN,
+        timestamp_transport_strategy: NotGivenOr[TimestampTransportStrategy] = NOT_GIVEN,
         buffer_char_threshold: NotGivenOr[int] = NOT_GIVEN,
         max_buffer_delay_ms: NotGivenOr[int] = NOT_GIVEN,
     ) -> None:
@@ -270,6 +367,8 @@ class TTS(PooledTTS[HTTPClient]):
                 language=language,
                 timestamp_type=timestamp_type,
                 text_normalization=text_normalization,
+                delivery_mode=delivery_mode,
+                timestamp_transport_strategy=timestamp_transport_strategy,
                 buffer_char_threshold=buffer_char_threshold,
                 max_buffer_delay_ms=max_buffer_delay_ms,
             )
@@ -287,6 +386,17 @@ class TTS(PooledTTS[HTTPClient]):
     ) -> SynthesizeStream:
         return self._track(SynthesizeStream(tts=self, conn_options=conn_options))
 
+    async def list_voices(self, language: str | None = None) -> list[dict[str, Any]]:
+        """The voices of the account (``GET /tts/v1/voices`` at ``base_url``), as the
+        service describes them, optionally one language's (ISO 639-1: ``"en"``).
+
+        Raises:
+            APIStatusError: the service refused (401 ...). APIConnectionError: no answer.
+        """
+        with api_errors(to_api_error, "Inworld voices request failed"):
+            shared = await self.shared()
+            return await shared.pool.run(partial(shared.http.voice_rows, language))
+
 
 def _http_url(ws_url: str) -> str:
     scheme, rest = ws_url.split("://", 1)
@@ -295,13 +405,28 @@ def _http_url(ws_url: str) -> str:
 
 
 def _changes(**given: Any) -> dict[str, Any]:
-    """LiveKit-style arguments (``NOT_GIVEN`` = unchanged) → ``VoiceOptions`` fields."""
+    """LiveKit-style arguments (``NOT_GIVEN`` = unchanged) → ``VoiceOptions`` fields.
+
+    Raises:
+        InvalidOptions: a ``text_normalization`` that is neither a bool nor ``ON``/``OFF``/
+            ``APPLY_TEXT_NORMALIZATION_UNSPECIFIED``.
+    """
     out = {k: v for k, v in given.items() if is_given(v)}
     if out.get("timestamp_type") == "TIMESTAMP_TYPE_UNSPECIFIED":
         out["timestamp_type"] = None
     if "text_normalization" in out:
         norm = out.pop("text_normalization")
-        out["apply_text_normalization"] = norm if isinstance(norm, bool) else norm == "ON"
+        if isinstance(norm, bool):
+            out["apply_text_normalization"] = norm
+        elif norm in ("ON", "OFF"):
+            out["apply_text_normalization"] = norm == "ON"
+        elif norm == "APPLY_TEXT_NORMALIZATION_UNSPECIFIED":
+            out["apply_text_normalization"] = None
+        else:
+            raise trio_tts.InvalidOptions(
+                f"text_normalization: {norm!r} is not a bool, ON, OFF or"
+                " APPLY_TEXT_NORMALIZATION_UNSPECIFIED"
+            )
     return out
 
 
@@ -351,7 +476,8 @@ class ChunkedStream(tts.ChunkedStream):
 
 
 class SynthesizeStream(PooledSynthesizeStream):
-    """Streaming synthesis: the agent's text, split into sentences, into one pooled context."""
+    """Streaming synthesis: the agent's text, split into sentences (or, when the server cuts
+    sentences, as it comes), into one pooled context."""
 
     def __init__(self, *, tts: TTS, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, conn_options=conn_options)
@@ -370,6 +496,17 @@ class SynthesizeStream(PooledSynthesizeStream):
             await ctx.flush()
             await ctx.finish()
 
+        async def forward(ctx: AsyncioContext) -> None:
+            # SENTENCE_BOUNDARY: the server buffers partial sentences until it finds an end;
+            # as the official plugin, the input's end closes the context (no extra flush).
+            async for data in self._input_ch:
+                if isinstance(data, self._FlushSentinel):
+                    await ctx.flush()
+                elif data:
+                    await ctx.send_text(data)
+                    self._mark_started()
+            await ctx.finish()
+
         tasks: list[asyncio.Task[None]] = []
         try:
             with api_errors(to_api_error, "Inworld stream failed"):
@@ -377,16 +514,20 @@ class SynthesizeStream(PooledSynthesizeStream):
                 timeout = self._conn_options.timeout
                 ctx = await pool.open_context(options=self._opts, timeout=timeout)
                 async with ctx:
-                    tasks = [
-                        asyncio.create_task(self._read_input(sentences)),
-                        asyncio.create_task(send(ctx)),
-                        asyncio.create_task(_speak(ctx, output_emitter, segment=True)),
-                    ]
+                    if self._opts.auto_mode_strategy == "SENTENCE_BOUNDARY":
+                        tasks = [asyncio.create_task(forward(ctx))]
+                    else:
+                        tasks = [
+                            asyncio.create_task(self._read_input(sentences)),
+                            asyncio.create_task(send(ctx)),
+                        ]
+                    speaker = asyncio.create_task(_speak(ctx, output_emitter, segment=True))
+                    tasks.append(speaker)
                     # The speaker ends when the server confirmed the close; any failure ends
                     # all.
                     await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                    raise_failed(tasks[2], *tasks[:2])
-                    await tasks[2]
+                    raise_failed(speaker, *tasks[:-1])
+                    await speaker
         finally:
             await utils.aio.gracefully_cancel(*tasks)
             await sentences.aclose()

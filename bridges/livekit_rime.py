@@ -1,8 +1,9 @@
 """A LiveKit Agents TTS plugin for Rime, on the trio engine through the asyncio bridge.
 
-A drop-in for the ``/ws3`` and HTTP paths of ``livekit.plugins.rime.TTS`` (1.8.x): the same
-constructor arguments and the same choice of transport. A ``ws://``/``wss://`` ``base_url``
-(or ``use_websocket=True``) means streaming: ``stream()`` sends the agent's text, split into
+A drop-in for ``livekit.plugins.rime.TTS`` (1.8.9) on its ``/ws3`` and HTTP interfaces: the
+same constructor arguments, the same choice of transport, the same ``label``, ``model`` and
+``provider`` (so ``TTSMetrics`` match). A ``ws://``/``wss://`` ``base_url`` (or
+``use_websocket=True``) means streaming: ``stream()`` sends the agent's text, split into
 sentences, over Rime's JSON WebSocket, one utterance per connection (:class:`RimeProvider`),
 with aligned transcripts (``TimedString``) from Rime's word timestamps. Otherwise
 ``synthesize()`` posts each text to ``/v1/rime-tts`` (:class:`trio_tts.http.RimeHTTPClient`).
@@ -18,11 +19,12 @@ the URL), so :meth:`TTS.update_options` that changes the URL moves later utteran
 connections of the new URL and retires the old ones after their utterances
 (:meth:`AsyncioPool.update_options`), as the official plugin replaces its connection pool.
 
-Not carried over from the official plugin: the v1 WebSocket (``websocket_url``,
-``websocket_protocol``, ``audio_format``), ``time_scale_factor`` and ``http_session`` (the
-trio engine has its own HTTP client). Options of the other model family (``temperature``
-with a mist model ...) and ``reduce_latency`` on the WebSocket raise ``ValueError`` instead
-of being ignored.
+Not carried over from the official plugin: Rime's v1 WebSocket (``websocket_url``; with it
+``websocket_protocol`` and ``audio_format``), which the engine does not speak: the arguments
+are accepted and ``websocket_url``/``audio_format`` raise ``ValueError``. ``http_session`` is
+accepted and not used (the trio engine has its own HTTP client). Options of the other model
+family (``temperature`` with a mist model ...) and ``reduce_latency`` on the WebSocket raise
+``ValueError`` instead of being ignored.
 
 Requires the ``livekit`` extra; ``import trio_tts`` never imports LiveKit.
 """
@@ -38,6 +40,7 @@ from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any, Final
 
+import aiohttp
 import trio
 from livekit.agents import (
     APIError,
@@ -84,6 +87,8 @@ __all__ = [
 
 RIME_BASE_URL: Final = DEFAULT_HTTP_URL
 RIME_WS_BASE_URL: Final = "wss://users-ws.rime.ai"
+#: The official plugin's ``TTS.label`` (``TTSMetrics.label``, logs and traces).
+LABEL: Final = "livekit.plugins.rime.tts.TTS"
 MODEL_CODA = "coda"
 MODEL_MIST_V3 = "mistv3"
 DEFAULT_MIST_VOICE = "cove"
@@ -133,6 +138,27 @@ def _check_endpoint(url: str, *, allow_custom_endpoint: bool) -> urllib.parse.Sp
     return parts
 
 
+def _as_websocket(url: str) -> str:
+    """``url`` with a WebSocket scheme (``http`` → ``ws``, ``https`` → ``wss``), as aiohttp
+    connects the official plugin's ``use_websocket=True`` to an http(s) ``base_url``."""
+    for http, ws in (("http://", "ws://"), ("https://", "wss://")):
+        if url.startswith(http):
+            return ws + url.removeprefix(http)
+    return url
+
+
+def _no_v1(websocket_url: NotGivenOr[str], audio_format: NotGivenOr[str]) -> None:
+    """Refuse the v1 WebSocket's arguments, with the official plugin's message for
+    ``audio_format`` alone."""
+    if is_given(websocket_url):
+        raise ValueError(
+            "websocket_url (Rime's v1 WebSocket) is not supported by bridges.livekit_rime: use"
+            " base_url='wss://users-ws.rime.ai' (the /ws3 interface), or the official plugin"
+        )
+    if is_given(audio_format):
+        raise ValueError("audio_format is only supported with the Rime v1 WebSocket interface")
+
+
 def _ws_endpoint(base_url: str) -> str:
     """``<base_url>/ws3`` (the official plugin's ``_ws_url``), without the query."""
     base = base_url.rstrip("/")
@@ -159,37 +185,55 @@ def _timed(words: tuple[trio_tts.WordTiming, ...]) -> list[TimedString]:
 class TTS(PooledTTS[RimeHTTPClient | None]):
     """Rime text-to-speech for LiveKit Agents, served by a shared trio_tts pool.
 
-    Arguments mirror ``livekit.plugins.rime.TTS`` (the ``/ws3`` and HTTP interfaces):
-    ``base_url`` is the HTTP endpoint (``https://users.rime.ai/v1/rime-tts``, a local
-    server's ``rime_http_url``) or, as ``ws://``/``wss://``, the WebSocket host
-    (``wss://users-ws.rime.ai``; ``/ws3`` is appended unless present), which implies
-    streaming; ``use_websocket=True`` without ``base_url`` streams from Rime's host. Pool
-    settings: ``max_connections`` (20) and any other :func:`trio_tts.open_pool` setting in
-    ``pool_settings``.
+    Every argument of ``livekit.plugins.rime.TTS`` (1.8.9) is taken, with the same meaning
+    and defaults on the ``/ws3`` and HTTP interfaces: ``base_url`` is the HTTP endpoint
+    (``https://users.rime.ai/v1/rime-tts``, a local server's ``rime_http_url``) or, as
+    ``ws://``/``wss://``, the WebSocket host (``wss://users-ws.rime.ai``; ``/ws3`` is
+    appended unless present), which implies streaming; ``use_websocket=True`` streams from
+    ``base_url`` (an http(s) one as its ws(s) twin) or, without one, from Rime's host.
+    Except:
+
+    * ``websocket_url`` (Rime's v1 WebSocket) and ``audio_format`` (v1 only) raise
+      ``ValueError``: the engine does not speak v1; ``websocket_protocol`` has no effect.
+    * ``http_session``: accepted and not used; the engine makes its HTTP requests with its
+      own client, in its trio run.
+    * the model's parameters are checked against its family (``temperature`` with a mist
+      model, ``reduce_latency`` on the WebSocket raise ``ValueError``; the official plugin
+      drops them), and arcana's are sent for every non-mist model (the official plugin sends
+      them for coda only).
+    * an API key is needed only for Rime's own hosts.
+
+    Added: ``max_connections`` (20), ``pool_settings`` (any other :func:`trio_tts.open_pool`
+    setting) and ``prefetch``.
 
     Raises:
         ValueError: no API key for Rime's own hosts, an untrusted host without
-            ``allow_custom_endpoint``, ``use_websocket`` with an http(s) ``base_url``, or an
-            invalid option (:class:`trio_tts.InvalidOptions` is a ``ValueError``).
+            ``allow_custom_endpoint``, ``websocket_url`` or ``audio_format``, or an invalid
+            option (:class:`trio_tts.InvalidOptions` is a ``ValueError``).
     """
 
     def __init__(
         self,
         *,
         base_url: NotGivenOr[str] = NOT_GIVEN,
+        websocket_url: NotGivenOr[str] = NOT_GIVEN,
+        websocket_protocol: str = "binary",
         model: NotGivenOr[str] = NOT_GIVEN,
         speaker: NotGivenOr[str] = NOT_GIVEN,
         lang: str = "eng",
+        audio_format: NotGivenOr[str] = NOT_GIVEN,
         repetition_penalty: NotGivenOr[float] = NOT_GIVEN,
         temperature: NotGivenOr[float] = NOT_GIVEN,
         top_p: NotGivenOr[float] = NOT_GIVEN,
         max_tokens: NotGivenOr[int] = NOT_GIVEN,
+        time_scale_factor: NotGivenOr[float] = NOT_GIVEN,
         speed_alpha: NotGivenOr[float] = NOT_GIVEN,
         sample_rate: NotGivenOr[int] = NOT_GIVEN,
         reduce_latency: NotGivenOr[bool] = NOT_GIVEN,
         pause_between_brackets: NotGivenOr[bool] = NOT_GIVEN,
         phonemize_between_brackets: NotGivenOr[bool] = NOT_GIVEN,
         api_key: NotGivenOr[str] = NOT_GIVEN,
+        http_session: aiohttp.ClientSession | None = None,
         use_websocket: bool = False,
         segment: NotGivenOr[str] = NOT_GIVEN,
         tokenizer: NotGivenOr[tokenize.SentenceTokenizer] = NOT_GIVEN,
@@ -198,15 +242,12 @@ class TTS(PooledTTS[RimeHTTPClient | None]):
         pool_settings: Mapping[str, Any] | None = None,
         prefetch: int = 8,
     ) -> None:
+        del websocket_protocol, http_session  # no effect (see above)
+        _no_v1(websocket_url, audio_format)
         if is_given(base_url):
             scheme = _check_endpoint(base_url, allow_custom_endpoint=allow_custom_endpoint).scheme
-            streaming = scheme in ("ws", "wss")
-            if use_websocket and not streaming:
-                raise ValueError(
-                    "use_websocket=True needs a ws:// or wss:// base_url (Rime's /ws3 host); "
-                    f"{base_url!r} is the HTTP endpoint"
-                )
-            url = base_url
+            streaming = use_websocket or scheme in ("ws", "wss")
+            url = _as_websocket(base_url) if streaming else base_url
         else:
             streaming = use_websocket
             url = RIME_WS_BASE_URL if streaming else RIME_BASE_URL
@@ -237,6 +278,7 @@ class TTS(PooledTTS[RimeHTTPClient | None]):
                 reduce_latency=reduce_latency,
                 pause_between_brackets=pause_between_brackets,
                 phonemize_between_brackets=phonemize_between_brackets,
+                time_scale_factor=time_scale_factor,
             )
         )
         super().__init__(
@@ -244,6 +286,7 @@ class TTS(PooledTTS[RimeHTTPClient | None]):
             sample_rate=self._opts.sample_rate,
             num_channels=NUM_CHANNELS,
         )
+        self._label = LABEL
         self._api_key = key or None
         self._streaming = streaming
         self._allow_custom_endpoint = allow_custom_endpoint
@@ -354,6 +397,9 @@ class TTS(PooledTTS[RimeHTTPClient | None]):
         pause_between_brackets: NotGivenOr[bool] = NOT_GIVEN,
         phonemize_between_brackets: NotGivenOr[bool] = NOT_GIVEN,
         base_url: NotGivenOr[str] = NOT_GIVEN,
+        audio_format: NotGivenOr[str] = NOT_GIVEN,
+        time_scale_factor: NotGivenOr[float] = NOT_GIVEN,
+        websocket_url: NotGivenOr[str] = NOT_GIVEN,
     ) -> None:
         """Change the options of later utterances (streams already open keep theirs).
 
@@ -363,9 +409,13 @@ class TTS(PooledTTS[RimeHTTPClient | None]):
         parameters; without an explicit ``sample_rate`` it takes the model's default rate.
 
         Raises:
-            ValueError: an invalid value, or a ``base_url`` of the other transport;
-                nothing changes.
+            ValueError: an invalid value, a ``base_url`` of the other transport, or an
+                argument of the v1 WebSocket (``websocket_url``, ``audio_format``); nothing
+                changes.
         """
+        if is_given(websocket_url):
+            raise ValueError("websocket_url can only update a TTS constructed with websocket_url")
+        _no_v1(NOT_GIVEN, audio_format)
         changes = _changes(
             model=model,
             speaker=speaker,
@@ -379,23 +429,27 @@ class TTS(PooledTTS[RimeHTTPClient | None]):
             reduce_latency=reduce_latency,
             pause_between_brackets=pause_between_brackets,
             phonemize_between_brackets=phonemize_between_brackets,
+            time_scale_factor=time_scale_factor,
         )
         old = self._opts
         if "model" in changes and is_mist(changes["model"]) != is_mist(old.model):
             for name in MIST_FIELDS if is_mist(old.model) else ARCANA_FIELDS:
                 changes.setdefault(name, None)
+        if changes.get("model") == "mistv2":
+            changes.setdefault("time_scale_factor", None)  # mistv2 has none
         if "model" in changes and "sample_rate" not in changes and not self._explicit_sample_rate:
             changes["sample_rate"] = _default_sample_rate(changes["model"])
         new = old.replace(**changes)
         url = self._base_url
         if is_given(base_url):
             parts = _check_endpoint(base_url, allow_custom_endpoint=self._allow_custom_endpoint)
-            if (parts.scheme in ("ws", "wss")) != self._streaming:
+            if parts.scheme in ("ws", "wss") and not self._streaming:
                 raise ValueError(
                     "base_url cannot switch between the WebSocket and HTTP interfaces;"
                     " construct another TTS"
                 )
-            url = base_url
+            # A streaming TTS takes an http(s) host as its ws(s) twin, as the constructor.
+            url = _as_websocket(base_url) if self._streaming else base_url
         self._check_url(url, new)
         self._explicit_sample_rate = self._explicit_sample_rate or is_given(sample_rate)
         self._opts = new

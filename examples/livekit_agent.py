@@ -16,8 +16,7 @@ Run it (credentials as usual for LiveKit, plus Inworld's)::
 Without Inworld credentials, point it at the local speech server (real eSpeak NG speech)::
 
     trio-tts serve --port 8765 &
-    INWORLD_WS_URL=ws://127.0.0.1:8765/tts/v1/voice:streamBidirectional \\
-        python examples/livekit_agent.py dev
+    INWORLD_WS_URL=ws://127.0.0.1:8765/ python examples/livekit_agent.py dev
 """
 
 from __future__ import annotations

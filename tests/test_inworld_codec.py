@@ -20,6 +20,7 @@ from trio_tts._core.events import (
     WordTiming,
 )
 from trio_tts.providers.inworld.codec import InworldCodec, strip_wav_header
+from trio_tts.providers.inworld.http import request_body
 from trio_tts.providers.inworld.options import VoiceOptions
 from trio_tts.providers.inworld.provider import InworldProvider
 
@@ -108,6 +109,29 @@ def test_create_optional_fields() -> None:
     }
     [on] = InworldCodec().create("x", VoiceOptions(apply_text_normalization=True))
     assert json.loads(on)["create"]["applyTextNormalization"] == "ON"
+
+
+def test_create_and_http_body_carry_the_official_plugins_newer_fields() -> None:
+    """livekit-plugins-inworld 1.8.9's ``deliveryMode``, ``timestampTransportStrategy`` and
+    (WebSocket only) ``autoModeStrategy``: sent when set, checked against their values."""
+    opts = VoiceOptions(
+        delivery_mode="STABLE",
+        timestamp_transport_strategy="ASYNC",
+        auto_mode_strategy="SENTENCE_BOUNDARY",
+    )
+    [out] = InworldCodec().create("c", opts)
+    create = json.loads(out)["create"]
+    assert (
+        create["deliveryMode"],
+        create["timestampTransportStrategy"],
+        create["autoModeStrategy"],
+    ) == ("STABLE", "ASYNC", "SENTENCE_BOUNDARY")
+    body = request_body("Hi.", opts)
+    assert (body["deliveryMode"], body["timestampTransportStrategy"]) == ("STABLE", "ASYNC")
+    assert "autoModeStrategy" not in body
+    for name in ("delivery_mode", "timestamp_transport_strategy", "auto_mode_strategy"):
+        with pytest.raises(InvalidOptions, match=f"^{name}: 'LOUD' is not one of "):
+            VoiceOptions(**{name: "LOUD"})
 
 
 def test_send_text_flush_close_cancel_exact_json() -> None:

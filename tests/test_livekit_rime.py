@@ -289,9 +289,18 @@ def test_synthesize_with_a_websocket_base_url_fails_up_front(srv: ServerThread) 
     assert official.capabilities.streaming
     with pytest.raises(RuntimeError, match="streams over the WebSocket"):
         official.synthesize("Hello.")
-    with pytest.raises(ValueError, match="needs a ws:// or wss:// base_url"):
-        livekit_rime.TTS(base_url=srv.server.rime_http_url, use_websocket=True)
     assert srv.stats().connections_accepted == 0
+
+
+def test_use_websocket_with_an_http_host_streams_from_its_ws_twin(srv: ServerThread) -> None:
+    """As the official plugin (aiohttp connects ``http://host/ws3`` as a WebSocket)."""
+
+    async def main() -> None:
+        async with livekit_rime.TTS(base_url=srv.server.base_url, use_websocket=True) as t:
+            assert t.capabilities.streaming
+            assert_speech(pcm_of(await speak(t, TEXT)), sent(TEXT))
+
+    run(main)
 
 
 # -- errors -----------------------------------------------------------------------------------

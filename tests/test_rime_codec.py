@@ -72,6 +72,14 @@ def test_mist_parameters_and_booleans() -> None:
     }  # fmt: skip
 
 
+def test_time_scale_factor_in_query_and_body_for_every_model_but_mistv2() -> None:
+    for model in ("arcana", "coda", "mistv3"):
+        opts = RimeOptions(model=model, time_scale_factor=1.25)
+        assert ws_query(opts)["timeScaleFactor"] == "1.25"
+        assert request_body("Hi.", opts)["timeScaleFactor"] == 1.25
+    assert "timeScaleFactor" not in ws_query(RimeOptions())
+
+
 def test_default_endpoint_and_a_bare_host_get_ws3() -> None:
     assert RimeProvider().url(RimeOptions()).startswith("wss://users-ws.rime.ai/ws3?speaker=")
     assert RimeProvider(url="ws://h:1").url(RimeOptions()).startswith("ws://h:1/ws3?")
@@ -97,6 +105,11 @@ def test_websocket_path_refuses_http_only_options_up_front() -> None:
         ({"speaker": " "}, r"^speaker: must be a non-empty string$"),
         ({"temperature": 3}, r"^temperature: 3 must be in 0..2$"),
         ({"max_tokens": 0}, r"^max_tokens: 0 must be a positive integer$"),
+        ({"time_scale_factor": 0}, r"^time_scale_factor: 0 must be a positive number$"),
+        (
+            {"model": "mistv2", "time_scale_factor": 1.1},
+            r"^time_scale_factor: not supported by the mistv2 model$",
+        ),
         ({"voice": "x"}, r"^unknown option\(s\): voice$"),
     ],
 )

@@ -217,6 +217,12 @@ class InworldCodec:
             create["applyTextNormalization"] = "ON" if options.apply_text_normalization else "OFF"
         if options.auto_mode is not None:
             create["autoMode"] = options.auto_mode
+        if options.auto_mode_strategy is not None:
+            create["autoModeStrategy"] = options.auto_mode_strategy
+        if options.delivery_mode is not None:
+            create["deliveryMode"] = options.delivery_mode
+        if options.timestamp_transport_strategy is not None:
+            create["timestampTransportStrategy"] = options.timestamp_transport_strategy
         self._encodings[context_id] = options.encoding
         return [_ENCODE({"create": create, "contextId": context_id}).decode()]
 

@@ -102,6 +102,10 @@ def request_body(text: str, options: VoiceOptions) -> dict[str, Any]:
         body["timestampType"] = options.timestamp_type.value
     if options.apply_text_normalization is not None:
         body["applyTextNormalization"] = "ON" if options.apply_text_normalization else "OFF"
+    if options.delivery_mode is not None:
+        body["deliveryMode"] = options.delivery_mode
+    if options.timestamp_transport_strategy is not None:
+        body["timestampTransportStrategy"] = options.timestamp_transport_strategy
     return body
 
 
@@ -266,15 +270,30 @@ class InworldHTTPClient(trio.abc.AsyncResource):
             ProtocolError: the answer is not a voice list.
         """
         request = f"GET {VOICES_PATH}"
+        rows = await self.voice_rows(language)
+        try:
+            return [_voice(row) for row in rows]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ProtocolError(f"{request}: unexpected answer ({shorten(str(exc), 80)})") from None
+
+    async def voice_rows(self, language: str | None = None) -> list[dict[str, Any]]:
+        """The ``voices`` of ``GET /tts/v1/voices`` as the service sent them (JSON objects,
+        all their fields), optionally one language's.
+
+        Raises:
+            RequestRejected: an error status (401 ...). ConnectionLost: no answer.
+            ProtocolError: the answer is not a list of objects.
+        """
+        request = f"GET {VOICES_PATH}"
         params = {"filter": f"language={language}"} if language else None
         response = await self._session.get(request, VOICES_PATH, params=params)
         try:
             data = response.json()
             rows = data.get("voices", []) if isinstance(data, dict) else None
-            if not isinstance(rows, list):
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise ValueError("no voice list")
-            return [_voice(row) for row in rows]
-        except (ValueError, TypeError, KeyError) as exc:
+            return rows
+        except ValueError as exc:
             raise ProtocolError(f"{request}: unexpected answer ({shorten(str(exc), 80)})") from None
 
 

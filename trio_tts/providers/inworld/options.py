@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -17,7 +17,14 @@ from ..._core.options import (
     to_timestamp_type,
 )
 
-__all__ = ["VoiceOptions"]
+__all__ = ["AUTO_MODE_STRATEGIES", "DELIVERY_MODES", "TIMESTAMP_TRANSPORTS", "VoiceOptions"]
+
+#: ``deliveryMode`` (output variation on ``inworld-tts-2`` models).
+DELIVERY_MODES: Final = ("DELIVERY_MODE_UNSPECIFIED", "STABLE", "BALANCED", "CREATIVE")
+#: ``timestampTransportStrategy``: timestamps in the audio chunks (SYNC) or after them (ASYNC).
+TIMESTAMP_TRANSPORTS: Final = ("TIMESTAMP_TRANSPORT_STRATEGY_UNSPECIFIED", "SYNC", "ASYNC")
+#: ``autoModeStrategy``: who cuts the text into generations (``inworld-tts-2``: the server may).
+AUTO_MODE_STRATEGIES: Final = ("CLIENT_SEGMENTED", "SENTENCE_BOUNDARY")
 
 
 @attrs.frozen(kw_only=True)
@@ -28,6 +35,9 @@ class VoiceOptions:
 
         opts = VoiceOptions(voice="Ashley", sample_rate=24000)
         faster = opts.replace(speaking_rate=1.2)
+
+    ``delivery_mode``, ``timestamp_transport_strategy`` and ``auto_mode_strategy`` are sent
+    only when set (None: the service's default).
 
     Raises:
         InvalidOptions: for an empty voice/model, an unsupported sample rate, a speaking
@@ -51,6 +61,9 @@ class VoiceOptions:
     auto_mode: bool | None = None
     buffer_char_threshold: int | None = None
     max_buffer_delay_ms: int | None = None
+    delivery_mode: str | None = None
+    timestamp_transport_strategy: str | None = None
+    auto_mode_strategy: str | None = None
 
     def __attrs_post_init__(self) -> None:
         check_names(self, "voice", "model")
@@ -89,6 +102,17 @@ class VoiceOptions:
                 and 0 <= self.max_buffer_delay_ms <= 10000,
                 "max_buffer_delay_ms",
                 f"{self.max_buffer_delay_ms!r} is outside 0..10000",
+            )
+        for name, allowed in (
+            ("delivery_mode", DELIVERY_MODES),
+            ("timestamp_transport_strategy", TIMESTAMP_TRANSPORTS),
+            ("auto_mode_strategy", AUTO_MODE_STRATEGIES),
+        ):
+            value = getattr(self, name)
+            check(
+                value is None or value in allowed,
+                name,
+                f"{value!r} is not one of {', '.join(allowed)}",
             )
 
     def replace(self, **changes: Any) -> VoiceOptions:

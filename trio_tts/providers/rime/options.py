@@ -54,7 +54,8 @@ class RimeOptions:
     default, not sent): *arcana* (and every non-mist model) takes ``repetition_penalty``,
     ``temperature``, ``top_p``, ``max_tokens``; *mist* models take ``speed_alpha``,
     ``pause_between_brackets``, ``phonemize_between_brackets`` and, over HTTP only with
-    ``mistv2``, ``reduce_latency``.
+    ``mistv2``, ``reduce_latency``. ``time_scale_factor`` (``timeScaleFactor``, the pace of
+    speech) is taken by every model but ``mistv2``.
 
     Example::
 
@@ -83,6 +84,7 @@ class RimeOptions:
     reduce_latency: bool | None = None
     pause_between_brackets: bool | None = None
     phonemize_between_brackets: bool | None = None
+    time_scale_factor: float | None = None
 
     def __attrs_post_init__(self) -> None:
         check_names(self, "speaker", "model")
@@ -112,6 +114,7 @@ class RimeOptions:
             ("temperature", self.temperature, False, "must be in 0..2"),
             ("top_p", self.top_p, False, "must be in (0, 1]"),
             ("speed_alpha", self.speed_alpha, True, "must be a positive number"),
+            ("time_scale_factor", self.time_scale_factor, True, "must be a positive number"),
         ]
         for name, value, positive, message in checks:
             if value is None:
@@ -124,6 +127,11 @@ class RimeOptions:
             elif ok and positive:
                 ok = value > 0
             check(ok, name, f"{value!r} {message}")
+        check(
+            self.time_scale_factor is None or self.model != "mistv2",
+            "time_scale_factor",
+            "not supported by the mistv2 model",
+        )
         if self.max_tokens is not None:
             check(
                 isinstance(self.max_tokens, int)
@@ -157,11 +165,14 @@ class RimeOptions:
 
 
 def model_params(options: RimeOptions) -> dict[str, object]:
-    """The fields shared by the WebSocket query and the HTTP body: ``lang`` and the model
-    family's own parameters that are set (the seed's ``_model_params``)."""
+    """The fields shared by the WebSocket query and the HTTP body: ``lang``,
+    ``timeScaleFactor`` and the model family's own parameters that are set (the seed's
+    ``_model_params``)."""
     params: dict[str, object] = {}
     if options.language is not None:
         params["lang"] = options.language
+    if options.time_scale_factor is not None:
+        params["timeScaleFactor"] = options.time_scale_factor
     if is_mist(options.model):
         for key, value in (
             ("speedAlpha", options.speed_alpha),
