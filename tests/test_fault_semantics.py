@@ -9,6 +9,7 @@ and the server's own counters. Tests are named after the issue's items (``test_1
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,12 +20,15 @@ import trio.testing
 
 import trio_tts
 from trio_tts.server import (
+    AcceptThenClose,
     Faults,
+    NoHandshakeAnswer,
+    RejectHandshake,
     ServerConfig,
     StallContext,
     tone_pcm,
 )
-from trio_tts.testing import MemoryServer, nth, open_memory_server
+from trio_tts.testing import MemoryServer, assert_quiescent, nth, open_memory_server
 
 RATE = 24000
 PCM = trio_tts.VoiceOptions(encoding="PCM", sample_rate=RATE)
@@ -132,3 +136,276 @@ async def test_1_aclose_while_a_context_streams_fails_it_after_close_timeout(
         assert snap.closed and snap.tasks == () and snap.connections == ()
         await trio.testing.wait_all_tasks_blocked()
         assert server.statistics().connections_open == 0
+
+
+# -- 3. connect failures reach the waiters -----------------------------------------------------
+
+
+def _silent_server() -> ServerConfig:
+    """Accepts TCP, never answers the upgrade."""
+    return ServerConfig(synthesizer="tone", faults=Faults(no_answer=NoHandshakeAnswer()))
+
+
+async def test_3_connect_failures_reach_the_waiter_after_connect_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        open_memory_server(_silent_server()) as server,
+        memory_pool(server, handshake_timeout=1.0) as pool,
+    ):
+        t0 = trio.current_time()
+        with pytest.raises(trio_tts.ConnectionLost) as info:
+            await pool.open_context(timeout=30)
+        assert not isinstance(info.value, trio_tts.CapacityTimeout | trio_tts.CircuitOpen)
+        assert "timed out" in str(info.value)
+        times = handshakes(server)
+        assert len(times) == 3  # connect_attempts
+        # Each attempt waits out the 1 s handshake timeout, then the pool's backoff: jittered
+        # into [50 %, 100 %] of 0.25 s, 0.5 s ..., spread by up to half of it.
+        gaps = [b - a - 1.0 for a, b in itertools.pairwise(times)]
+        assert 0.125 <= gaps[0] <= 0.375 and 0.25 <= gaps[1] <= 0.75
+        assert trio.current_time() - t0 < 5  # the third failure, not the 30 s deadline
+        # Every caller has gone: nobody dials for them.
+        await trio.sleep(120)
+        assert len(handshakes(server)) == 3
+        assert pool.statistics().connections == 0
+        await assert_quiescent(pool)
+
+
+async def test_3_a_wait_that_saw_a_failed_attempt_is_a_connect_error_not_a_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        open_memory_server(_silent_server()) as server,
+        memory_pool(server, handshake_timeout=1.0) as pool,
+    ):
+        t0 = trio.current_time()
+        with pytest.raises(trio_tts.ConnectionLost) as info:
+            await pool.open_context(timeout=1.5)
+        assert not isinstance(info.value, trio_tts.CapacityTimeout)
+        assert trio.current_time() == t0 + 1.5  # at its own deadline
+        assert len(handshakes(server)) == 2  # the second was under way at the deadline
+        await trio.sleep(120)
+        assert len(handshakes(server)) == 2
+        assert pool.statistics().connections == 0
+        await assert_quiescent(pool)
+
+
+# -- 4. one backoff for the pool ---------------------------------------------------------------
+
+
+def _closing_server(code: int = 1011) -> ServerConfig:
+    """Accepts every upgrade, then closes at once with ``code``."""
+    faults = Faults(accept_then_close=AcceptThenClose(code=code, reason="nope"))
+    return ServerConfig(synthesizer="tone", faults=faults)
+
+
+async def test_4_ten_callers_retrying_share_one_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Ten callers that retry every failure (after a 0.1 s pause) for 10 s against a server
+    that closes every connection at once: the handshakes come in rounds spaced by the pool's
+    one doubling backoff — a handful, not dozens — then the circuit opens and only single
+    trial dials follow, each after the delay."""
+    errors: list[tuple[float, trio_tts.ConnectionLost]] = []
+    async with (
+        open_memory_server(_closing_server()) as server,
+        memory_pool(server) as pool,
+    ):
+        t0 = trio.current_time()
+
+        async def caller() -> None:
+            while trio.current_time() < t0 + 10:
+                try:
+                    await speak(pool)
+                except trio_tts.ConnectionLost as exc:
+                    errors.append((trio.current_time(), exc))
+                    await trio.sleep(0.1)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(caller)
+        times = [t for t in handshakes(server) if t < t0 + 10]
+        # Five rounds of at most two dials (10 callers, 5 contexts a connection) before the
+        # circuit opens, then single trial dials, each at least 2 s after the one before.
+        assert 5 <= len(times) <= 13, times
+        assert times[4] - times[0] >= 0.125 + 0.25  # not a herd: at least two delays
+        opened = min(t for t, e in errors if isinstance(e, trio_tts.CircuitOpen))
+        # At most one dial of the fifth round was still pending (spread by up to 1 s) when
+        # the circuit opened; every later one is a trial.
+        assert len([t for t in times if opened < t <= opened + 1.0]) <= 1, times
+        trials = [t for t in times if t > opened + 1.0]
+        assert all(b - a >= 2.0 for a, b in itertools.pairwise(trials)), times
+        assert len(trials) <= 3
+        circuit = [e for _, e in errors if isinstance(e, trio_tts.CircuitOpen)]
+        assert all(isinstance(e.cause, trio_tts.ConnectionLost) for e in circuit)
+        assert {e.cause.code for e in circuit} == {1011}
+        assert not any(isinstance(e, trio_tts.CapacityTimeout) for _, e in errors)
+        await assert_quiescent(pool)
+
+
+async def test_4_the_circuit_opens_after_threshold_rounds_then_one_trial_dial(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One caller, one connection per utterance (``move_attempts=1``): five failures spaced
+    by the doubling backoff, then CircuitOpen at once; after its delay one trial dial, which
+    (the server healed meanwhile) closes the circuit."""
+    async with (
+        open_memory_server(_closing_server(), handshake_latency=0) as server,
+        memory_pool(server, move_attempts=1) as pool,
+    ):
+        for _ in range(5):
+            with pytest.raises(trio_tts.ConnectionLost) as failed:
+                await speak(pool)
+            assert failed.value.code == 1011
+            assert not isinstance(failed.value, trio_tts.CircuitOpen)
+        times = handshakes(server)
+        assert len(times) == 5
+        for k, (a, b) in enumerate(itertools.pairwise(times)):
+            ceiling = 0.25 * 2**k  # backoff_base doubling (backoff_max 5 not reached yet)
+            assert ceiling / 2 <= b - a <= ceiling * 1.5, times
+
+        t_open = trio.current_time()
+        with pytest.raises(trio_tts.CircuitOpen) as refused:
+            await pool.open_context()
+        circuit = refused.value
+        assert trio.current_time() == t_open  # at once
+        assert isinstance(circuit, trio_tts.ConnectionLost)
+        assert isinstance(circuit.cause, trio_tts.ConnectionLost) and circuit.cause.code == 1011
+        assert circuit.failures == 5
+        assert 2.0 <= circuit.retry_in <= 4.0  # 0.25 * 2**4, jittered into [50 %, 100 %]
+        assert len(handshakes(server)) == 5
+
+        server.faults = Faults()  # the service recovers while the circuit is open
+        await trio.sleep(circuit.retry_in / 2)
+        with pytest.raises(trio_tts.CircuitOpen):
+            await pool.open_context()  # still open
+        await trio.sleep_until(t_open + circuit.retry_in)
+        assert len(handshakes(server)) == 5  # nothing dialled while open
+
+        trial_result: list[bytes] = []
+
+        async def trial() -> None:
+            trial_result.append(await speak(pool))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trial)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio_tts.CircuitOpen):  # half-open: only the trial dials
+                await pool.open_context()
+        assert trial_result == [expected(TEXT)]
+        assert len(handshakes(server)) == 6
+        assert handshakes(server)[5] >= t_open + circuit.retry_in
+        # The trial's audio closed the circuit: callers go through again.
+        assert await speak(pool) == expected(TEXT)
+        assert pool.statistics().connect_failures == 0
+        await assert_quiescent(pool)
+
+
+@pytest.mark.parametrize("fault", ["accept-then-close", "no-answer"])
+async def test_4_callers_riding_through_failures_make_single_trial_dials(
+    fault: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Three callers, one connection each, and a circuit that opens on the first failure
+    round. Neither the contexts moved off the dead connections (accept-then-close) nor the
+    callers riding through failed dials (no-answer) dial as a herd past the open circuit:
+    after the first round, dials come one at a time (one trial, after the delay), and the
+    others fail at once with CircuitOpen."""
+    silent = fault == "no-answer"
+    config = _silent_server() if silent else _closing_server()
+    async with (
+        open_memory_server(config, handshake_latency=0) as server,
+        memory_pool(
+            server, contexts_per_connection=1, circuit_threshold=1, handshake_timeout=1.0
+        ) as pool,
+    ):
+        errors: list[trio_tts.TTSError] = []
+
+        async def caller() -> None:
+            try:
+                await speak(pool)
+            except trio_tts.TTSError as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(caller)
+        assert len(errors) == 3 and all(isinstance(e, trio_tts.ConnectionLost) for e in errors)
+        circuit = [e for e in errors if isinstance(e, trio_tts.CircuitOpen)]
+        assert circuit and all(isinstance(e.cause, trio_tts.ConnectionLost) for e in circuit)
+        times = handshakes(server)
+        assert times[:3] == (0.0, 0.0, 0.0)  # the first round: one dial per caller
+        # Later dials are trials, one at a time: each starts after the previous one ended
+        # (a silent dial lasts handshake_timeout) and the backoff delay (>= 0.125 s) ran out.
+        trials = times[2:]
+        least = 1.0 + 0.125 if silent else 0.125
+        assert all(b - a >= least for a, b in itertools.pairwise(trials)), times
+        n = len(times)
+        await trio.sleep(60)
+        assert len(handshakes(server)) == n  # nobody waits: nobody dials
+        with pytest.raises(trio_tts.ConnectionLost):
+            await speak(pool)  # one trial for this caller, which fails again
+        assert len(handshakes(server)) == n + 1
+        await assert_quiescent(pool)
+
+
+@pytest.mark.parametrize("code", [1008, 4001, 4003])
+async def test_4_fatal_close_codes_right_after_the_upgrade_fail_without_retry(
+    code: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with (
+        open_memory_server(_closing_server(code)) as server,
+        memory_pool(server) as pool,
+    ):
+        errors: list[trio_tts.TTSError] = []
+
+        async def caller() -> None:
+            try:
+                await speak(pool)
+            except trio_tts.TTSError as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(caller)
+        assert len(errors) == 5
+        assert all(isinstance(e, trio_tts.ConnectionLost) and e.code == code for e in errors)
+        assert len(handshakes(server)) == 1  # like a 401: no retry with the same key
+        # Remembered: the next caller fails at once, without a handshake.
+        t = trio.current_time()
+        with pytest.raises(trio_tts.ConnectionLost) as again:
+            await pool.open_context()
+        assert again.value.code == code and trio.current_time() == t
+        assert len(handshakes(server)) == 1
+        await assert_quiescent(pool)
+
+
+async def test_4_retry_after_is_capped_by_retry_after_max(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    faults = Faults(reject=RejectHandshake(status=429, retry_after=3600, count=1))
+    config = ServerConfig(synthesizer="tone", faults=faults)
+    async with (
+        open_memory_server(config, handshake_latency=0) as server,
+        memory_pool(server) as pool,
+    ):
+        t0 = trio.current_time()
+        assert await speak(pool) == expected(TEXT)  # timeout=None: waits through the 429
+        times = handshakes(server)
+        assert len(times) == 2
+        assert times[1] - times[0] == 30.0  # retry_after_max, not an hour
+        assert 30.0 <= trio.current_time() - t0 < 31.0
+        assert server.statistics().handshakes_rejected == {429: 1}
+        await assert_quiescent(pool)
+
+
+async def test_4_retry_after_max_is_a_setting(autojump_clock: trio.testing.MockClock) -> None:
+    faults = Faults(reject=RejectHandshake(status=429, retry_after=3600, count=1))
+    config = ServerConfig(synthesizer="tone", faults=faults)
+    async with (
+        open_memory_server(config, handshake_latency=0) as server,
+        memory_pool(server, retry_after_max=7.5) as pool,
+    ):
+        assert await speak(pool) == expected(TEXT)
+        times = handshakes(server)
+        assert len(times) == 2 and times[1] - times[0] == 7.5

@@ -730,6 +730,12 @@ class Pool(Generic[OptionsT]):
         self._key_urls.setdefault(record.key, record.url)
         cid = record.stream.id
         while True:
+            # Every (re)queue asks the policy, not just a new open_context: a context moving
+            # off a dead connection or riding through a failed dial must not dial past an
+            # open circuit (or a remembered rejection).
+            refusal = self._policy.refusal(trio.current_time())
+            if refusal is not None:
+                raise refusal
             waiter = _Waiter()
             req = Request(record.key, cid, payload=waiter)
             record.request = req
