@@ -10,10 +10,14 @@ and the server's own counters. Tests are named after the issue's items (``test_1
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -21,14 +25,16 @@ import trio.testing
 import trio_tts
 from trio_tts.server import (
     AcceptThenClose,
+    BadFrame,
     Faults,
     NoHandshakeAnswer,
     RejectHandshake,
     ServerConfig,
     StallContext,
+    open_server,
     tone_pcm,
 )
-from trio_tts.testing import MemoryServer, assert_quiescent, nth, open_memory_server
+from trio_tts.testing import MemoryServer, assert_quiescent, at, nth, open_memory_server
 
 RATE = 24000
 PCM = trio_tts.VoiceOptions(encoding="PCM", sample_rate=RATE)
@@ -409,3 +415,334 @@ async def test_4_retry_after_max_is_a_setting(autojump_clock: trio.testing.MockC
         assert await speak(pool) == expected(TEXT)
         times = handshakes(server)
         assert len(times) == 2 and times[1] - times[0] == 7.5
+
+
+# -- 5. auth rejection remembered --------------------------------------------------------------
+
+
+def _rejecting_server() -> ServerConfig:
+    faults = Faults(reject=RejectHandshake(status=401))
+    return ServerConfig(synthesizer="tone", faults=faults)
+
+
+async def _rejected_at_once(pool: trio_tts.Pool[trio_tts.VoiceOptions]) -> None:
+    t = trio.current_time()
+    with pytest.raises(trio_tts.HandshakeRejected) as info:
+        await pool.open_context()
+    assert info.value.status == 401
+    assert trio.current_time() == t
+
+
+async def test_5_a_401_is_remembered_no_handshake_until_cleared(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        open_memory_server(_rejecting_server()) as server,
+        memory_pool(server) as pool,
+    ):
+        with pytest.raises(trio_tts.HandshakeRejected) as first:
+            await pool.open_context()
+        assert first.value.status == 401
+        assert len(handshakes(server)) == 1
+        await _rejected_at_once(pool)
+        assert len(handshakes(server)) == 1  # remembered: no second handshake
+
+        pool.update_options(voice="Dennis")  # may carry a new credential: try again
+        with pytest.raises(trio_tts.HandshakeRejected):
+            await pool.open_context()
+        assert len(handshakes(server)) == 2
+        await _rejected_at_once(pool)
+
+        pool.forget_rejection()  # e.g. after rotating the key
+        server.faults = Faults()  # ... which the server now accepts
+        assert await speak(pool) == expected(TEXT)
+        assert len(handshakes(server)) == 3
+        assert server.statistics().handshakes_rejected == {401: 2}
+        await assert_quiescent(pool)
+
+
+async def test_5_a_401_is_retried_after_auth_failure_cooldown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        open_memory_server(_rejecting_server()) as server,
+        memory_pool(server) as pool,
+    ):
+        t0 = trio.current_time()
+        with pytest.raises(trio_tts.HandshakeRejected):
+            await pool.open_context()
+        await trio.sleep_until(t0 + 59.0)
+        await _rejected_at_once(pool)
+        assert len(handshakes(server)) == 1
+        await trio.sleep_until(t0 + 60.5)  # auth_failure_cooldown (60 s) has passed
+        with pytest.raises(trio_tts.HandshakeRejected) as again:
+            await pool.open_context()
+        assert again.value.status == 401
+        assert len(handshakes(server)) == 2
+        await _rejected_at_once(pool)  # and remembered afresh
+        assert len(handshakes(server)) == 2
+        await assert_quiescent(pool)
+
+
+async def test_5_auth_failure_cooldown_is_a_setting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        open_memory_server(_rejecting_server()) as server,
+        memory_pool(server, auth_failure_cooldown=5.0) as pool,
+    ):
+        t0 = trio.current_time()
+        with pytest.raises(trio_tts.HandshakeRejected):
+            await pool.open_context()
+        await trio.sleep_until(t0 + 4.5)
+        await _rejected_at_once(pool)
+        server.faults = Faults()
+        await trio.sleep_until(t0 + 5.5)
+        assert await speak(pool) == expected(TEXT)
+        assert len(handshakes(server)) == 2
+
+
+# -- 9. message size ---------------------------------------------------------------------------
+
+
+async def test_9_an_oversize_message_fails_contexts_with_audio_1009_and_moves_the_others(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Context A has audio (the rest of it stalls); B was just created, no audio yet. Then a
+    message one byte over the default ``max_message_size`` (1 MiB): A fails with
+    ConnectionLost 1009 after the audio it had; B moves to a new connection and gets all of
+    its audio."""
+    faults = Faults(stall_context=StallContext(when=nth(1), after_frames=1, connections=at(0)))
+    text_b = "Bravo speaks after the big one."
+    async with (
+        open_memory_server(ServerConfig(synthesizer="tone", faults=faults)) as server,
+        memory_pool(server) as pool,
+    ):
+        a = await pool.open_context()
+        async with a:
+            await a.send_text(TEXT)
+            await a.finish()
+            first = await a.__anext__()
+            assert isinstance(first, trio_tts.Audio)
+            server.faults.bad_frame = BadFrame(
+                after_frames=0, kind="oversize", size=MiB + 1, connections=at(0)
+            )  # sent right after the next frame on connection 0: B's contextCreated
+            b_audio = b""
+            b = await pool.open_context()
+            async with b:
+                await b.send_text(text_b)
+                await b.finish()
+                with pytest.raises(trio_tts.ConnectionLost) as lost:
+                    async for _ in a:
+                        pass
+                assert lost.value.code == 1009
+                assert "max_message_size" in str(lost.value)
+                async for event in b:
+                    if isinstance(event, trio_tts.Audio):
+                        b_audio += event.data
+        assert expected(TEXT).startswith(first.data)
+        assert b_audio == expected(text_b)
+        assert pool.statistics().contexts_moved == 1
+        assert server.statistics().connections_accepted == 2
+        await assert_quiescent(pool)
+
+
+BIG_TEXT = "m" * 600  # 36 s of audio: 1.7 MB of PCM, ~2.2 MiB as one base64 JSON message
+
+
+def _big_messages(host: str = "127.0.0.1") -> ServerConfig:
+    return ServerConfig(synthesizer="tone", host=host, chunk_ms=60_000)  # one chunk
+
+
+async def _big_turn(pool: trio_tts.Pool[trio_tts.VoiceOptions]) -> list[bytes]:
+    ctx = await pool.open_context()
+    async with ctx:
+        await ctx.send_text(BIG_TEXT)
+        await ctx.finish()
+        return [e.data async for e in ctx if isinstance(e, trio_tts.Audio)]
+
+
+async def test_9_max_message_size_reaches_the_memory_transport(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_memory_server(_big_messages()) as server:
+        async with memory_pool(server) as pool:  # the default: 1 MiB
+            with pytest.raises(trio_tts.ConnectionLost) as lost:
+                await _big_turn(pool)
+            assert lost.value.code == 1009
+        async with memory_pool(server, max_message_size=4 * MiB) as pool:
+            chunks = await _big_turn(pool)
+            assert b"".join(chunks) == expected(BIG_TEXT)
+            assert len(chunks) == 1 and len(chunks[0]) * 4 / 3 > 2 * MiB
+            await assert_quiescent(pool)
+
+
+@pytest.mark.parametrize("transport", ["websockets", "trio-websocket"])
+async def test_9_max_message_size_reaches_the_tcp_transports(transport: Any) -> None:
+    async with open_server(_big_messages()) as server:
+        provider = trio_tts.InworldProvider(url=server.ws_url)
+        with trio.fail_after(30):
+            async with trio_tts.open_pool(
+                provider, defaults=PCM, transport=transport, move_attempts=1
+            ) as pool:
+                with pytest.raises(trio_tts.ConnectionLost) as lost:
+                    await _big_turn(pool)
+                assert lost.value.code == 1009
+            async with trio_tts.open_pool(
+                provider, defaults=PCM, transport=transport, max_message_size=4 * MiB
+            ) as pool:
+                chunks = await _big_turn(pool)
+                assert b"".join(chunks) == expected(BIG_TEXT)
+                assert len(chunks) == 1 and len(chunks[0]) * 4 / 3 > 2 * MiB
+                await assert_quiescent(pool)
+
+
+# -- 10. slow consumer bound in bytes ----------------------------------------------------------
+
+
+async def test_10_a_context_that_never_reads_fails_alone_past_context_buffer_bytes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two contexts on one connection; one never reads. Past 64 KiB of unread audio it fails
+    with SlowConsumer (after the events that fit) and its slot comes back; the reader gets
+    all its audio and the connection stays open."""
+    slow_text = "Slow " * 40  # 12 s of audio (576 KB): far more than 64 KiB
+    fast_text = "Fast " * 40
+    async with (
+        open_memory_server() as server,
+        memory_pool(server, max_connections=1, context_buffer_bytes=64 * 1024) as pool,
+    ):
+        slow = await pool.open_context()
+        async with slow:
+            await slow.send_text(slow_text)
+            await slow.finish()
+            assert await speak(pool, fast_text) == expected(fast_text)
+            # The server confirms the cancel of the overflowed context: its slot is back
+            # while its caller still holds it unread.
+            await assert_quiescent(pool)
+            assert slow.state is trio_tts.ContextState.FAILED
+            assert slow.buffered_bytes <= 64 * 1024
+            got = b""
+            with pytest.raises(trio_tts.SlowConsumer):
+                async for event in slow:
+                    assert isinstance(event, trio_tts.Audio)
+                    got += event.data
+        assert got and expected(slow_text).startswith(got)
+        assert 64 * 1024 - 9600 < len(got) <= 64 * 1024  # every 200 ms chunk (9600 B) that fit
+        assert pool.statistics().connections_open == 1
+        assert pool.statistics().connections_opened == 1
+        stats = server.statistics()
+        assert stats.connections_open == 1 and stats.connections_accepted == 1
+        assert stats.contexts_open == 0
+        # The connection still serves.
+        assert await speak(pool) == expected(TEXT)
+        assert server.statistics().connections_accepted == 1
+        await assert_quiescent(pool)
+
+
+async def test_10_the_default_byte_bound_holds_a_long_utterance(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The same program with the default ``context_buffer_bytes`` (2 MiB): 12 s of unread
+    audio (576 KB) fits, and the late reader gets all of it."""
+    slow_text = "Slow " * 40
+    async with open_memory_server() as server, memory_pool(server, max_connections=1) as pool:
+        slow = await pool.open_context()
+        async with slow:
+            await slow.send_text(slow_text)
+            await slow.finish()
+            assert await speak(pool) == expected(TEXT)
+            await trio.testing.wait_all_tasks_blocked()
+            assert slow.buffered_bytes == len(expected(slow_text))
+            got = b"".join([e.data async for e in slow if isinstance(e, trio_tts.Audio)])
+        assert got == expected(slow_text)
+        await assert_quiescent(pool)
+
+
+# -- typed settings ----------------------------------------------------------------------------
+
+
+async def test_settings_a_misspelled_setting_is_invalid_options_naming_the_right_one() -> None:
+    """Raised on entering ``open_pool``, before any network I/O (nothing listens there)."""
+    provider = trio_tts.InworldProvider(url="ws://127.0.0.1:9/never-dialled")
+    match = r"^unknown pool setting 'max_conections' \(did you mean 'max_connections'\?\)$"
+    with pytest.raises(trio_tts.InvalidOptions, match=match):
+        async with trio_tts.open_pool(provider, max_conections=3):  # type: ignore[call-arg]
+            pytest.fail("the pool opened")
+    with pytest.raises(trio_tts.InvalidOptions, match=match):
+        trio_tts.Pool(provider, max_conections=3)  # type: ignore[call-arg]
+    with pytest.raises(trio_tts.InvalidOptions, match=match):
+        trio_tts.PoolSettings.build(max_conections=3)
+
+
+def test_settings_out_of_range_values_are_invalid_options() -> None:
+    with pytest.raises(trio_tts.InvalidOptions, match=r"^max_connections: 0 must be"):
+        trio_tts.PoolSettings(max_connections=0)
+    with pytest.raises(trio_tts.InvalidOptions, match=r"^context_buffer_bytes"):
+        trio_tts.PoolSettings(context_buffer_bytes=-1)
+    with pytest.raises(trio_tts.InvalidOptions, match=r"^retry_after_max"):
+        trio_tts.PoolSettings(retry_after_max=0)
+    with pytest.raises(trio_tts.InvalidOptions, match=r"^max_connections"):
+        trio_tts.PoolSettings.build(trio_tts.PoolSettings(), max_connections=True)
+
+
+def test_settings_are_frozen_with_the_documented_defaults() -> None:
+    settings = trio_tts.PoolSettings()
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        settings.max_connections = 3  # type: ignore[misc]
+    assert settings.max_message_size == MiB
+    assert settings.context_buffer_bytes == 2 * MiB
+    assert settings.retry_after_max == 30.0
+    assert settings.auth_failure_cooldown == 60.0
+    assert (settings.backoff_base, settings.backoff_max, settings.circuit_threshold) == (
+        0.25, 5.0, 5,
+    )  # fmt: skip
+    assert settings.connect_attempts == 3
+    changed = trio_tts.PoolSettings.build(settings, max_connections=3)
+    assert changed.max_connections == 3 and settings.max_connections == 20
+
+
+def test_settings_kwargs_type_names_every_field() -> None:
+    assert set(trio_tts.PoolSettingsKwargs.__annotations__) == set(
+        attrs.fields_dict(trio_tts.PoolSettings)
+    )
+
+
+SNIPPET = """\
+import trio_tts
+from bridges.asyncio_adapter import AsyncioPool
+
+
+async def main(provider: trio_tts.InworldProvider) -> None:
+    async with trio_tts.open_pool(provider, max_connections=3) as pool:
+        reveal_type(pool)
+    AsyncioPool(provider, max_connections=3, retry_after_max=5.0)
+    async with trio_tts.open_pool(provider, max_conections=3):  # line 9
+        pass
+    AsyncioPool(provider, max_conections=3)  # line 11
+    trio_tts.PoolSettings(max_conections=3)  # line 12
+"""
+
+
+def test_settings_mypy_rejects_a_misspelled_setting(tmp_path: Path) -> None:
+    """``mypy --strict`` on a user's program: the misspelled keyword is a type error for
+    ``open_pool``, ``AsyncioPool`` and ``PoolSettings``; the right spellings are not."""
+    program = tmp_path / "program.py"
+    program.write_text(SNIPPET)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
+         "--cache-dir", str(tmp_path / "cache"), str(program)],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    errors = [
+        line for line in result.stdout.splitlines() if ": error:" in line or ": note:" in line
+    ]
+    found = {
+        int(line.split(":")[1]) for line in errors if "max_conections" in line and "error" in line
+    }
+    assert found == {9, 11, 12}, result.stdout + result.stderr
+    assert any('did you mean "max_connections"' in line for line in errors), result.stdout
+    assert 'Revealed type is "trio_tts._core.pool.Pool[' in result.stdout
+    # Nothing else is an error: the correct spellings type-check.
+    others = [line for line in errors if ": error:" in line and "max_conections" not in line]
+    assert others == [], result.stdout
