@@ -280,6 +280,8 @@ class Pool(Generic[OptionsT]):
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._closed = trio.Event()
+        #: Set when ``_serve``'s nursery (every pool task) has ended.
+        self._served = trio.Event()
         self._counts = {"opened": 0, "failed": 0, "contexts": 0, "moved": 0, "stray": 0}
 
     # -- public API ------------------------------------------------------------------------
@@ -535,6 +537,10 @@ class Pool(Generic[OptionsT]):
                 actor.abort()
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
+                # Closed means no task left: wait (bounded: every task is cancelled and an
+                # actor's socket close is bounded by socket_close_timeout) for them to end.
+                with trio.CancelScope(shield=True):
+                    await self._served.wait()
             self._closed.set()
 
     # -- ContextOwner ----------------------------------------------------------------------
@@ -724,6 +730,12 @@ class Pool(Generic[OptionsT]):
         self._key_urls.setdefault(record.key, record.url)
         cid = record.stream.id
         while True:
+            # Every (re)queue asks the policy, not just a new open_context: a context moving
+            # off a dead connection or riding through a failed dial must not dial past an
+            # open circuit (or a remembered rejection).
+            refusal = self._policy.refusal(trio.current_time())
+            if refusal is not None:
+                raise refusal
             waiter = _Waiter()
             req = Request(record.key, cid, payload=waiter)
             record.request = req
@@ -903,6 +915,7 @@ class Pool(Generic[OptionsT]):
         :meth:`aclose` cancels without touching the caller's code. With
         ``transport="trio-websocket"`` the sockets' tasks live in a nursery around it."""
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self._served.set)
             if self._own_trio_websocket:
                 factory = await stack.enter_async_context(
                     open_trio_websocket_factory(max_message_size=self.settings.max_message_size)
