@@ -332,6 +332,8 @@ class Pool(Generic[OptionsT]):
             raise InvalidOptions(f"timeout: {timeout!r} must be a non-negative number")
         refusal = self._policy.refusal(trio.current_time())
         if refusal is not None:
+            # A checkpoint first: a caller retrying at once on CircuitOpen must not spin.
+            await trio.lowlevel.checkpoint()
             raise refusal
         s = self.settings
         stream = ContextStream(
