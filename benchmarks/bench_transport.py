@@ -1,7 +1,8 @@
 """Where the client's CPU goes per Inworld audio message (~13 KB of base64 PCM in JSON).
 
 Run: ``.venv/bin/python benchmarks/bench_transport.py``. Prints four tables (``--only load``
-prints (d) alone; ``--connections``, ``--seconds``, ``--reps`` size it):
+prints (d) alone; ``--connections``, ``--seconds``, ``--reps`` size it; ``--md PATH`` also
+writes (d) as markdown, which ``make bench`` does to ``results/transport.md``):
 
 (a) WebSocket frame parsing of server frames: websockets' sans-io ``ClientProtocol`` vs
     ``wsproto`` (what trio-websocket uses), fed in 4 KiB and 256 KiB reads.
@@ -325,7 +326,7 @@ LOAD_CLIENTS: list[tuple[str, Opener]] = [
 async def _load_run(
     open_: Opener, url: str, connections: int, seconds: float, warmup: float
 ) -> dict[str, float]:
-    from trio_tts.providers.inworld.protocol import InworldCodec
+    from trio_tts.providers.inworld.codec import InworldCodec
 
     first: list[float] = []
     last: list[float] = []
@@ -416,6 +417,35 @@ def print_load(rows: list[tuple[str, dict[str, float]]], connections: int) -> No
         )
 
 
+def markdown_load(
+    rows: list[tuple[str, dict[str, float]]], connections: int, seconds: float, reps: int
+) -> str:
+    """Section (d) as markdown (``make bench`` writes it to ``results/transport.md``)."""
+    base = rows[0][1]
+    lines = [
+        "# Transports under load: websockets sans-io (default) vs trio-websocket",
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores (load average "
+        f"{os.getloadavg()[0]:.1f} at the end), `benchmarks/bench_transport.py --only load`: "
+        f"{connections} connections, each a closed loop of turns (send one request, receive "
+        f"and decode {TURN_MESSAGES} audio messages of ~13 KB), {seconds:g} s window after a "
+        f"warm-up, median of {reps} repetitions with the order rotated. CPU is this client "
+        "process's own; the server is another process.",
+        "",
+        "| transport | msgs/s | CPU µs/msg | CPU vs default | first message p50 / p99 ms"
+        " | turn p50 / p99 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, m in rows:
+        lines.append(
+            f"| {label} | {m['msgs_per_s']:.0f} | {m['cpu_us_per_msg']:.1f} | "
+            f"{m['cpu_us_per_msg'] / base['cpu_us_per_msg']:.2f}× | "
+            f"{m['first_p50']:.1f} / {m['first_p99']:.1f} | "
+            f"{m['turn_p50']:.1f} / {m['turn_p99']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     if sys.argv[1:] == ["--serve"]:
 
@@ -429,9 +459,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0, help="measurement window")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--md", metavar="PATH", help="also write (d) as a markdown table")
     args = parser.parse_args()
     if args.only == "load":
-        print_load(bench_load(args.connections, args.seconds, args.reps), args.connections)
+        load = bench_load(args.connections, args.seconds, args.reps)
+        print_load(load, args.connections)
+        if args.md:
+            with open(args.md, "w") as f:
+                f.write(markdown_load(load, args.connections, args.seconds, args.reps))
         return
     msg_size = len(inworld_frame(0))
     print(f"Inworld audio message: {msg_size} bytes of JSON, {TURN_MESSAGES} per turn\n")
@@ -450,7 +485,11 @@ def main() -> None:
         "\n    CPU relative to trio_tts transport: "
         + ", ".join(f"{r[1] / base:.2f}x" for r in rows)
     )
-    print_load(bench_load(args.connections, args.seconds, args.reps), args.connections)
+    load = bench_load(args.connections, args.seconds, args.reps)
+    print_load(load, args.connections)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(markdown_load(load, args.connections, args.seconds, args.reps))
 
 
 if __name__ == "__main__":

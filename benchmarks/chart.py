@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 
 COLORS = {
     "trio_tts": "tab:blue",
+    "trio_tts/trio-websocket": "tab:green",
     "trio_tts/asyncio": "tab:cyan",
     "livekit-1.8.3": "tab:red",
     "raw": "tab:gray",

@@ -1,7 +1,13 @@
-"""Driver: the trio_tts pool, on trio (one process, one JSON line on stdout)."""
+"""Driver: the trio_tts pool, on trio (one process, one JSON line on stdout).
+
+``--transport trio-websocket`` runs the same pool over trio-websocket (``open_pool(...,
+transport="trio-websocket")``) and reports itself as the driver ``trio_tts/trio-websocket``;
+the default is the pool's default transport (websockets sans-io), reported as ``trio_tts``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -57,11 +63,19 @@ async def clock(run: h.Run) -> None:
     h.emit({"mark": "end"})
 
 
+#: ``--transport`` value -> the driver name in the results.
+DRIVER_NAMES = {"websockets": "trio_tts", "trio-websocket": "trio_tts/trio-websocket"}
+
+
 async def main() -> None:
-    args = h.parse_args()
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--transport", choices=sorted(DRIVER_NAMES), default="websockets")
+    mine, rest = own.parse_known_args()
+    args = h.parse_args(rest)
     run = h.Run(args)
     provider = trio_tts.InworldProvider("bench", url=args.url)
-    async with trio_tts.open_pool(provider, **pool_settings()) as pool:  # type: ignore[arg-type]
+    settings = {**pool_settings(), "transport": mine.transport}
+    async with trio_tts.open_pool(provider, **settings) as pool:  # type: ignore[arg-type]
         async with trio.open_nursery() as nursery:  # the workers and the window's clock
             nursery.start_soon(clock, run)
             for w in range(args.concurrency):
@@ -72,7 +86,7 @@ async def main() -> None:
             "connections_failed": stats.connections_failed,
             "contexts_moved": stats.contexts_moved,
         }
-    h.emit(run.result("trio_tts"))
+    h.emit(run.result(DRIVER_NAMES[mine.transport]))
 
 
 if __name__ == "__main__":

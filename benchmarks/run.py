@@ -37,6 +37,12 @@ import _harness as h  # noqa: E402
 LIVEKIT_PY = os.path.join(HERE, ".venv-livekit", "bin", "python")
 DRIVERS: dict[str, list[str]] = {
     "trio_tts": [sys.executable, os.path.join(HERE, "driver_trio.py")],
+    "trio_tts/trio-websocket": [
+        sys.executable,
+        os.path.join(HERE, "driver_trio.py"),
+        "--transport",
+        "trio-websocket",
+    ],
     "trio_tts/asyncio": [sys.executable, os.path.join(HERE, "driver_asyncio.py")],
     "livekit-1.8.3": [LIVEKIT_PY, os.path.join(HERE, "driver_livekit.py")],
     "raw": [sys.executable, os.path.join(HERE, "driver_raw.py")],
@@ -354,8 +360,41 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     for name, ok, text in targets(summary):
         mark = "n/a" if ok is None else ("**met**" if ok else "**missed**")
         lines.append(f"- {name}: {mark} — {text}")
+    pairs = transports(summary)
+    if pairs:
+        lines += [
+            "",
+            "## Transports through the pool",
+            "",
+            'The pool over trio-websocket (`transport="trio-websocket"`) relative to the '
+            "default (websockets sans-io), same scenario and concurrency:",
+            "",
+            *pairs,
+        ]
     lines += ["", "![latency CDFs and CPU per turn](chart.png)", ""]
     return "\n".join(lines)
+
+
+def transports(summary: list[dict[str, Any]]) -> list[str]:
+    """One line per scenario × concurrency that ran both ``trio_tts`` drivers."""
+    idx = {(s["scenario"], s["concurrency"], s["driver"]): s for s in summary}
+    scen_order = {s: i for i, s in enumerate(h.SCENARIOS)}
+    out = []
+    for scen, conc in sorted({(s, c) for s, c, _ in idx}, key=lambda k: (scen_order[k[0]], k[1])):
+        ws, tw = idx.get((scen, conc, "trio_tts")), idx.get((scen, conc, "trio_tts/trio-websocket"))
+        if not ws or not tw or not ws["turns_per_s"] or not tw["turns_per_s"]:
+            continue
+        text = (
+            f"- {scen} C={conc}: turns/s {tw['turns_per_s']:.1f} vs {ws['turns_per_s']:.1f} "
+            f"({tw['turns_per_s'] / ws['turns_per_s']:.2f}×)"
+        )
+        if ws["cpu_ms_per_turn"] and tw["cpu_ms_per_turn"]:
+            text += (
+                f"; CPU/turn {tw['cpu_ms_per_turn']:.2f} vs {ws['cpu_ms_per_turn']:.2f} ms "
+                f"({tw['cpu_ms_per_turn'] / ws['cpu_ms_per_turn']:.2f}×)"
+            )
+        out.append(text)
+    return out
 
 
 def main() -> None:
