@@ -250,3 +250,50 @@ async def test_a_context_the_server_closed_survives_a_failed_write(
         # Never re-sent: no other socket ever saw ``done``'s create.
         assert all(cid not in s.ids("create") for s in sockets[1:])
         assert sockets[0].ids("create").count(cid) == 1
+
+
+# -- a connection that dies while a context is being placed on it -----------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_a_connection_lost_during_placement_is_placed_once(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Every connection but the last is closed right after its upgrade, while the contexts
+    moved (or queued) onto it are still being placed: each context is placed by one task at
+    a time — it ends with its exact audio or one error, and nothing is held afterwards."""
+    import random
+
+    from trio_tts.server import AcceptThenClose, CloseConnection
+
+    random.seed(seed)
+    config = ServerConfig(synthesizer="tone")
+    async with (
+        open_memory_server(config) as server,
+        trio_tts.open_pool(
+            provider_for(server), transport_factory=server.connect, defaults=PCM,
+            max_connections=2, contexts_per_connection=5, move_attempts=4,
+        ) as pool,
+    ):  # fmt: skip
+        server.faults = Faults(
+            close_connection=CloseConnection(1011, after_frames=1, connections=lambda n: n == 0),
+            accept_then_close=AcceptThenClose(code=1011, handshakes=lambda n: 1 <= n <= 3),
+        )
+        outcomes: list[str] = []
+
+        async def one(i: int) -> None:
+            text = f"Caller {i} speaks."
+            try:
+                audio = await turn(pool, text)
+            except trio_tts.ConnectionLost:
+                outcomes.append("lost")
+            else:
+                assert audio == tone_pcm(text, 24000)
+                outcomes.append("audio")
+
+        async with trio.open_nursery() as nursery:
+            for i in range(8):
+                nursery.start_soon(one, i)
+        assert len(outcomes) == 8
+        await assert_quiescent(pool)
+        assert server.statistics().violations == ()

@@ -184,6 +184,8 @@ class _Placement:
     #: The create (and, after a move, the replay) is being sent: new commands only join
     #: the log, which the sender drains in order.
     binding: bool = False
+    #: Its create was queued on its current connection (False while a task places it).
+    bound: bool = False
 
     @property
     def conn_id(self) -> int | None:
@@ -609,7 +611,10 @@ class Pool(Generic[OptionsT]):
             record = self._records.get(context_id)
             if record is not None and record.conn_id == conn_id:
                 record.request = None  # the slot went with the connection
-                self._context_lost(record, lost)
+                if record.bound and record.moving is None:
+                    self._context_lost(record, lost)
+                # else its placing task (open_context or a move) finds the connection gone
+                # and queues again: one task per context places it, never two.
         self._do(actions)
         refusal = self._policy.refusal(now)
         if isinstance(refusal, CircuitOpen):
@@ -792,6 +797,7 @@ class Pool(Generic[OptionsT]):
         actor = self._actors[conn_id]
         record.last_frame_at = trio.current_time()
         record.binding = True
+        record.bound = True
         sent = 0
         try:
             while sent < len(log):
@@ -833,8 +839,8 @@ class Pool(Generic[OptionsT]):
         (closed, or a status error such as "not found") gives the slot back."""
         conn_id = record.conn_id
         actor = None if conn_id is None else self._actors.get(conn_id)
-        if record.cancel_sent or actor is None:
-            return
+        if record.cancel_sent or actor is None or not record.bound:
+            return  # not on the server yet: its placing task gives the slot back
         record.cancel_sent = True
         now = trio.current_time()
         record.close_sent_at = now
@@ -851,6 +857,7 @@ class Pool(Generic[OptionsT]):
                 and self._nursery is not None
             ):
                 record.attempts += 1
+                record.bound = False
                 record.moving = trio.CancelScope()
                 self._nursery.start_soon(self._move, record, error)
                 return
