@@ -37,8 +37,6 @@ from ._core.options import AudioEncoding as AudioEncoding
 from ._core.options import Options as Options
 from ._core.options import TimestampType as TimestampType
 from ._core.pool import Pool as Pool
-from ._core.pool import PoolSnapshot as PoolSnapshot
-from ._core.pool import PoolStatistics as PoolStatistics
 from ._core.pool import open_pool as open_pool
 from ._core.provider import ClientCodec as ClientCodec
 from ._core.provider import Provider as Provider
@@ -48,6 +46,8 @@ from ._core.quota import Quota as Quota
 from ._core.quota import QuotaStatistics as QuotaStatistics
 from ._core.settings import PoolSettings as PoolSettings
 from ._core.settings import PoolSettingsKwargs as PoolSettingsKwargs
+from ._core.snapshot import PoolSnapshot as PoolSnapshot
+from ._core.snapshot import PoolStatistics as PoolStatistics
 from ._core.text import split_text as split_text
 from .providers.inworld.options import VoiceOptions as VoiceOptions
 from .providers.inworld.provider import InworldProvider as InworldProvider

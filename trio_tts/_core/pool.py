@@ -7,7 +7,7 @@ a free slot, or starts a new connection. Every allocator decision returns the I/
 which :meth:`Pool._do` starts without awaiting — the pool holds no lock across I/O.
 
 One owner per fact: the allocator's record is the truth about each connection (state, slots);
-the pool's :class:`_Placement` record (like httpcore's ``AsyncPoolRequest``) is the truth
+the pool's :class:`Placement` record (like httpcore's ``AsyncPoolRequest``) is the truth
 about each context (its allocator request, leases, replay log, close bookkeeping); the
 :class:`~trio_tts.Context` holds only what its caller reads. Actors report what happens
 (:class:`ConnectionOwner`), contexts ask for what they need (:class:`ContextOwner`).
@@ -55,141 +55,17 @@ from .errors import (
     redact,
 )
 from .events import Audio, ConnectionErrorEvent, ContextClosed, ContextCreated, ContextError, Event
+from .placement import Placement, Waiter
 from .provider import OptionsT, Provider
-from .quota import Lease, LocalQuota, Quota
+from .quota import LocalQuota, Quota
 from .settings import PoolSettings, PoolSettingsKwargs
+from .snapshot import ConnectionSnapshot, ContextSnapshot, PoolSnapshot, PoolStatistics
 from .transport import connect
 from .transport_trio_websocket import open_trio_websocket_factory
 
-__all__ = [
-    "ConnectionSnapshot",
-    "ContextSnapshot",
-    "Pool",
-    "PoolSnapshot",
-    "PoolStatistics",
-    "open_pool",
-]
+__all__ = ["Pool", "open_pool"]
 
 logger = logging.getLogger("trio_tts.pool")
-
-
-@attrs.frozen
-class PoolStatistics:
-    """A snapshot of the pool, like trio's ``statistics()``."""
-
-    connections: int
-    connections_connecting: int
-    connections_open: int
-    connections_draining: int
-    contexts_in_use: int
-    contexts_closing: int
-    waiting: int
-    max_connections: int
-    contexts_per_connection: int
-    connections_opened: int
-    connections_failed: int
-    contexts_opened: int
-    contexts_moved: int
-    #: Events for a context the connection no longer hosts (counted, never delivered).
-    stray_events: int = 0
-    #: Consecutive connection failures (the reconnect backoff's exponent).
-    connect_failures: int = 0
-
-
-@attrs.frozen
-class ConnectionSnapshot:
-    """One connection in :meth:`Pool.inspect`."""
-
-    id: int
-    #: "connecting", "open", "draining" (the allocator's state) or "closing" (no longer
-    #: counted as capacity; its socket is being closed).
-    state: str
-    #: Contexts holding a slot on it.
-    contexts: tuple[str, ...]
-    #: Tasks in the connection's own nursery.
-    tasks: tuple[str, ...]
-    frames_sent: int
-    frames_received: int
-
-
-@attrs.frozen
-class ContextSnapshot:
-    """One context the pool still holds something for, in :meth:`Pool.inspect`."""
-
-    id: str
-    state: ContextState
-    #: The connection holding its slot (None while waiting or moving).
-    connection: int | None
-    moving: bool
-    #: When the close (or cancel) was sent, if it was.
-    closing_since: float | None
-
-
-@attrs.frozen
-class PoolSnapshot:
-    """Everything the pool holds, for debugging and leak checks (``trio_tts.testing``)."""
-
-    closed: bool
-    connections: tuple[ConnectionSnapshot, ...]
-    contexts: tuple[ContextSnapshot, ...]
-    #: Callers queued in the allocator / placed on a connection still connecting / inside
-    #: ``open_context`` before their slot.
-    waiting: int
-    reserved: int
-    entering: int
-    #: Leases of the local quota held.
-    leases_held: int
-    #: Tasks in the pool's own nursery.
-    tasks: tuple[str, ...]
-
-
-@attrs.define(eq=False)
-class _Waiter:
-    event: trio.Event = attrs.field(factory=trio.Event)
-    error: BaseException | None = None
-
-    def wake(self, error: BaseException | None = None) -> None:
-        self.error = error
-        self.event.set()
-
-
-@attrs.define(eq=False)
-class _Placement:
-    """The pool's record of one context, from admission to the release of its slot."""
-
-    stream: ContextStream
-    key: Hashable
-    url: str
-    #: The allocator request waiting for or holding the slot (None: neither).
-    request: Request | None = None
-    lease: Lease | None = None
-    fleet_lease: Lease | None = None
-    #: Commands to replay if the connection fails before any audio; None once audio came.
-    log: list[Command] | None = None
-    attempts: int = 1
-    #: Cancel scope of a move to another connection in progress.
-    moving: trio.CancelScope | None = None
-    #: The server confirmed the create (``ContextCreated``).
-    created: bool = False
-    #: When the close or a cancel was sent (the stale-close clock runs from the later of
-    #: this and ``last_frame_at``).
-    close_sent_at: float | None = None
-    #: A cancel was sent after a failure or abandonment: the next close or status error for
-    #: this context is its answer.
-    cancel_sent: bool = False
-    last_frame_at: float = 0.0
-    #: Connection attempts that failed while this context waited, and the last cause.
-    connect_failures: int = 0
-    last_connect_error: ConnectionLost | None = None
-    #: The create (and, after a move, the replay) is being sent: new commands only join
-    #: the log, which the sender drains in order.
-    binding: bool = False
-    #: Its create was queued on its current connection (False while a task places it).
-    bound: bool = False
-
-    @property
-    def conn_id(self) -> int | None:
-        return None if self.request is None else self.request.conn_id
 
 
 def _task_name(task: trio.lowlevel.Task) -> str:
@@ -276,7 +152,7 @@ class Pool(Generic[OptionsT]):
         # URLs of the keys in use (bounded: pruned when a connection ends).
         self._key_urls: dict[Hashable, str] = {self._alloc.default_key: provider.url(self.defaults)}
         self._actors: dict[int, ConnectionActor] = {}
-        self._records: dict[str, _Placement] = {}
+        self._records: dict[str, Placement] = {}
         self._entering: set[trio.CancelScope] = set()
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -341,7 +217,7 @@ class Pool(Generic[OptionsT]):
         stream = ContextStream(
             uuid.uuid4().hex, opts, max_events=s.context_buffer, max_bytes=s.context_buffer_bytes
         )
-        record = _Placement(stream, key, self.provider.url(opts), log=[Create(opts)])
+        record = Placement(stream, key, self.provider.url(opts), log=[Create(opts)])
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         placed = False
         with trio.CancelScope(deadline=deadline) as scope:
@@ -732,7 +608,7 @@ class Pool(Generic[OptionsT]):
         for key in [k for k in self._key_urls if k not in live]:
             del self._key_urls[key]
 
-    async def _acquire_slot(self, record: _Placement, *, front: bool) -> None:
+    async def _acquire_slot(self, record: Placement, *, front: bool) -> None:
         """Wait until ``record`` holds a slot on an open connection (``record.request``)."""
         self._key_urls.setdefault(record.key, record.url)
         cid = record.stream.id
@@ -743,7 +619,7 @@ class Pool(Generic[OptionsT]):
             refusal = self._policy.refusal(trio.current_time())
             if refusal is not None:
                 raise refusal
-            waiter = _Waiter()
+            waiter = Waiter()
             req = Request(record.key, cid, payload=waiter)
             record.request = req
             self._do(self._alloc.request(req, trio.current_time(), front=front))
@@ -774,7 +650,7 @@ class Pool(Generic[OptionsT]):
             self._withdraw(record)
             front = True
 
-    def _withdraw(self, record: _Placement) -> None:
+    def _withdraw(self, record: Placement) -> None:
         req = record.request
         if req is None:
             return
@@ -788,7 +664,7 @@ class Pool(Generic[OptionsT]):
             if conn is not None and conn.state is ConnState.CONNECTING and not conn.slots:
                 self._do(self._alloc.retire(conn_id, now))
 
-    async def _bind(self, record: _Placement) -> None:
+    async def _bind(self, record: Placement) -> None:
         """Send ``record``'s create (and, after a move, its replay) on its connection,
         then whatever the caller logged meanwhile, in order."""
         conn_id = record.conn_id
@@ -813,7 +689,7 @@ class Pool(Generic[OptionsT]):
         if any(isinstance(c, CloseCommand) for c in log) and record.close_sent_at is None:
             record.close_sent_at = trio.current_time()
 
-    def _release(self, record: _Placement) -> None:
+    def _release(self, record: Placement) -> None:
         """Give back everything ``record`` holds (slot, leases); idempotent."""
         cid = record.stream.id
         if self._records.get(cid) is record:
@@ -834,7 +710,7 @@ class Pool(Generic[OptionsT]):
             record.fleet_lease = None
         self._notify()
 
-    def _cancel_on_server(self, record: _Placement) -> None:
+    def _cancel_on_server(self, record: Placement) -> None:
         """Ask the server to drop the context (failed, abandoned, overflowed); the answer
         (closed, or a status error such as "not found") gives the slot back."""
         conn_id = record.conn_id
@@ -847,7 +723,7 @@ class Pool(Generic[OptionsT]):
         record.last_frame_at = now
         actor.post(record.stream.id, Cancel())
 
-    def _context_lost(self, record: _Placement, error: ConnectionLost) -> None:
+    def _context_lost(self, record: Placement, error: ConnectionLost) -> None:
         stream = record.stream
         if stream.state is ContextState.OPEN or stream.state is ContextState.FINISHING:
             if (
@@ -864,7 +740,7 @@ class Pool(Generic[OptionsT]):
             stream.fail(error)
         self._release(record)
 
-    async def _move(self, record: _Placement, error: ConnectionLost) -> None:
+    async def _move(self, record: Placement, error: ConnectionLost) -> None:
         """Move a context that got no audio to another connection and replay it."""
         self._counts["moved"] += 1
         scope = record.moving
