@@ -519,10 +519,11 @@ class Pool(Generic[OptionsT]):
             return
         record.last_frame_at = trio.current_time()
         if isinstance(event, Audio):
-            if record.log is not None:
-                record.log = None  # audio started: from now on a lost connection is an error
+            if not record.stream.audio_started:
                 self._alloc.mark_proven(conn_id)
                 self._policy.succeeded()
+            if not record.binding:
+                record.log = None  # audio started: from now on a lost connection is an error
             if not record.stream.deliver(event):
                 self._cancel_on_server(record)  # SlowConsumer: only this context
         elif isinstance(event, ContextClosed):
@@ -686,6 +687,8 @@ class Pool(Generic[OptionsT]):
             return
         finally:
             record.binding = False
+            if record.stream.audio_started:
+                record.log = None  # audio came while the log was still being sent
         if any(isinstance(c, CloseCommand) for c in log) and record.close_sent_at is None:
             record.close_sent_at = trio.current_time()
 
@@ -728,6 +731,7 @@ class Pool(Generic[OptionsT]):
         if stream.state is ContextState.OPEN or stream.state is ContextState.FINISHING:
             if (
                 record.log is not None
+                and not stream.audio_started
                 and record.attempts < self.settings.move_attempts
                 and not self._closing
                 and self._nursery is not None
