@@ -30,6 +30,7 @@ __all__ = [
     "RequestRejected",
     "SlowConsumer",
     "TTSError",
+    "connect_failure",
     "retry_after_seconds",
 ]
 
@@ -49,6 +50,38 @@ def retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def connect_failure(exc: BaseException) -> str | None:
+    """Why a connection attempt failed, in the system's words: ``"connection refused"`` when
+    it was refused, else the ``strerror`` of the errors behind ``exc`` (joined by ``"; "``);
+    ``None`` when no error in the chain says.
+
+    ``trio.open_tcp_stream`` raises a plain ``OSError("all attempts to connect to h:p
+    failed")`` with no ``strerror``, caused by a group of one error per address tried; the
+    reason is in that group (and httpx wraps the whole chain twice more). The chain is
+    followed through ``__cause__``, else ``__context__`` (httpcore re-raises ``from None``).
+    """
+    reasons: dict[str, None] = {}
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        error = todo.pop(0)
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        strerror = getattr(error, "strerror", None)
+        if isinstance(error, ConnectionRefusedError):
+            reasons["connection refused"] = None
+        elif isinstance(error, BaseExceptionGroup):
+            todo.extend(error.exceptions)
+        elif strerror:
+            reasons[str(strerror)] = None
+        elif error.__cause__ is not None:
+            todo.append(error.__cause__)
+        elif error.__context__ is not None:
+            todo.append(error.__context__)
+    return "; ".join(reasons) or None
 
 
 class TTSError(Exception):

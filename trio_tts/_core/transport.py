@@ -58,7 +58,14 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact, retry_after_seconds
+from .errors import (
+    ConnectionLost,
+    HandshakeRejected,
+    InvalidOptions,
+    connect_failure,
+    redact,
+    retry_after_seconds,
+)
 
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
@@ -544,7 +551,7 @@ async def connect(
                 await trio.aclose_forcefully(stream)
             if isinstance(exc, (*_STREAM_ERRORS, ssl.SSLError)):
                 cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else exc
-                detail = getattr(cause, "strerror", None) or type(cause).__name__
+                detail = connect_failure(cause) or type(cause).__name__
                 raise ConnectionLost(f"could not connect to {where}: {detail}") from None
             raise
         if response is None or protocol.handshake_exc is not None:

@@ -48,7 +48,14 @@ from typing import TYPE_CHECKING, NamedTuple, cast, final
 import trio
 import trio_websocket
 
-from .errors import ConnectionLost, HandshakeRejected, InvalidOptions, redact, retry_after_seconds
+from .errors import (
+    ConnectionLost,
+    HandshakeRejected,
+    InvalidOptions,
+    connect_failure,
+    redact,
+    retry_after_seconds,
+)
 
 if TYPE_CHECKING:
     from .connection import TransportFactory
@@ -389,7 +396,7 @@ class TrioWebSocketTransport:
 
 
 def _detail(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or type(exc).__name__
+    return connect_failure(exc) or type(exc).__name__
 
 
 def _host_header(host: str, port: int, secure: bool) -> str:

@@ -151,17 +151,21 @@ class Progress:
         self._tty = stream is not None and stream.isatty()
         self._last = -math.inf
         self._start = time.monotonic()
+        self._finished = False
 
     def restart(self) -> None:
         self._start = time.monotonic()
 
     def update(self, done: int, audio: float, *, final: bool = False) -> None:
+        """Record progress; draw it when due. The last line is drawn once, by the ``final``
+        update (not by an ordinary update that happens to reach the total first)."""
         self.done, self.audio = done, audio
-        if self.stream is None:
+        if self.stream is None or self._finished:
             return
         now = time.monotonic()
-        if not final and now - self._last < (0.1 if self._tty else 1.0):
+        if not final and (done >= self.total or now - self._last < (0.1 if self._tty else 1.0)):
             return
+        self._finished = final
         self._last = now
         line = (
             f"[{done}/{self.total} sentences] {audio:.1f} s of audio in {now - self._start:.1f} s"

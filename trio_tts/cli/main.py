@@ -1,9 +1,10 @@
-"""``trio-tts``: speak text into a WAV file, run the local speech server, list voices.
+"""``trio-tts``: speak text into an audio file, run the local speech server, list voices.
 
 ::
 
     trio-tts speak "Hello there." -o hello.wav          # embedded local server (eSpeak NG)
     trio-tts speak -f chapter.txt -o chapter.wav --jobs 8
+    trio-tts speak -f chapter.txt -o chapter.mp3         # also .flac, .ogg
     echo "From stdin." | trio-tts speak - -o out.wav
     INWORLD_API_KEY=... trio-tts speak "Real voice." -o real.wav   # the Inworld service
     trio-tts speak --provider rime "Hi." --voice celeste -o rime.wav   # Rime /ws3 (local)
@@ -19,9 +20,11 @@ connection at a time) or, with ``--http``, its one-shot ``/v1/rime-tts``.
 
 How ``speak`` handles long text, like a printer with several print heads: the text is cut
 into sentences, each sentence becomes its own context (up to ``--jobs`` at once, spread over
-the pool's connections), and the audio is written to the WAV file strictly in sentence order
-as soon as the next sentence in line is complete. At most ``4 × jobs`` finished sentences
-wait in memory for a slow predecessor, so memory stays bounded for any length of text.
+the pool's connections), and the audio is written to the file strictly in sentence order as
+soon as the next sentence in line is complete. At most ``4 × jobs`` finished sentences wait
+in memory for a slow predecessor, so memory stays bounded for any length of text. The file
+name picks the format (``.wav``, ``.flac``, ``.mp3``, ``.ogg``): the service sends PCM, and
+compressed files are encoded here with libsndfile (:mod:`trio_tts.cli.output`).
 
 Errors print one line to stderr: exit status 2 for usage errors and invalid options, 1 for
 everything else (130 after Ctrl-C); ``--debug`` shows the traceback instead.
@@ -77,13 +80,14 @@ def _parser() -> argparse.ArgumentParser:
             "--synth", choices=("espeak", "tone"), default="espeak", help=argparse.SUPPRESS
         )
 
-    speak_p = sub.add_parser("speak", help="synthesise text into a WAV file")
+    speak_p = sub.add_parser("speak", help="synthesise text into an audio file")
     speak_p.add_argument("text", nargs="?", help="the text, or - to read stdin")
     speak_p.add_argument("-f", "--file", help="read the text from FILE (- for stdin)")
     speak_p.add_argument(
         "-o", "--output", default="out.wav",
-        help="audio file (default out.wav); .ogg/.opus, .mp3 or .flac ask for OGG_OPUS, MP3"
-        " or FLAC, synthesised as one stream in one context",
+        help="audio file (default out.wav): .wav, .flac, .mp3 or .ogg/.opus/.oga (Opus). The"
+        " service sends PCM and the file is encoded here with libsndfile (the soundfile"
+        " package), sentences in parallel (--jobs), headers complete",
     )  # fmt: skip
     speak_p.add_argument(
         "--provider",

@@ -2,17 +2,17 @@
 
 How :func:`speak` handles long text, like a printer with several print heads: the text is cut
 into sentences, each sentence becomes its own context (up to ``jobs`` at once, spread over
-the pool's connections), and the audio is written to the WAV file strictly in sentence order
-as soon as the next sentence in line is complete. At most ``4 × jobs`` finished sentences
-wait in memory for a slow predecessor, so memory stays bounded for any length of text.
-Compressed files are one stream from one context (:mod:`trio_tts.cli.compressed`).
+the pool's connections), and the audio is written to the file strictly in sentence order as
+soon as the next sentence in line is complete. At most ``4 × jobs`` finished sentences wait
+in memory for a slow predecessor (or for the encoder), so memory stays bounded for any length
+of text. The service always sends PCM; WAV, FLAC, MP3 and Ogg Opus files are written from it
+here (:mod:`trio_tts.cli.output` says why).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import wave
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
@@ -23,6 +23,7 @@ import trio
 
 from .._core.errors import InvalidOptions
 from .._core.events import Audio
+from .._core.options import AudioEncoding
 from .._core.pool import Pool, open_pool
 from ..providers.inworld.http import InworldHTTPClient
 from ..providers.inworld.options import VoiceOptions
@@ -31,7 +32,7 @@ from ..providers.rime.http import RimeHTTPClient
 from ..providers.rime.options import RimeOptions
 from ..providers.rime.provider import RimeProvider
 from .common import Progress, Target, endpoints, split_sentences
-from .compressed import output_encoding, write_compressed
+from .output import AudioWriter, open_writer, output_format, synthesis_rate
 
 __all__ = ["SpeakResult", "speak"]
 
@@ -88,12 +89,13 @@ async def speak(
 ) -> SpeakResult:
     """Synthesise ``text`` into the audio file ``output`` (see the module docstring).
 
-    The file name picks the encoding: WAV (16-bit PCM) unless it ends in ``.ogg``/``.opus``
-    (OGG_OPUS), ``.mp3`` or ``.flac``, which come from one context as one stream
-    (:mod:`trio_tts.cli.compressed`).
+    The file name picks the format: ``.wav`` (16-bit PCM), ``.flac``, ``.mp3`` or
+    ``.ogg``/``.opus``/``.oga`` (Opus); the service sends PCM either way and the file is
+    encoded here (:mod:`trio_tts.cli.output`), complete with its headers.
 
     Args:
-        options: voice, model, sample rate ... (the encoding comes from the file name).
+        options: voice, model, sample rate ... (the encoding comes from the file name; an Ogg
+            file at a rate Opus does not code is synthesised at 48 kHz).
         url: the service (``None``: an embedded local server with ``synthesizer``).
         api_key: the service's key (``None``: no credential).
         jobs: sentences synthesised at once.
@@ -103,53 +105,37 @@ async def speak(
             (:class:`RimeOptions`; one connection per sentence in flight).
 
     Raises:
-        InvalidOptions: no text, bad options or ``jobs`` (before any I/O).
+        InvalidOptions: no text, an unknown file suffix, bad options or ``jobs`` (before any
+            I/O).
         TTSError: from the pool or the HTTP client. OSError: writing the file.
     """
     if provider not in ("inworld", "rime"):
         raise InvalidOptions(f"provider: {provider!r} is not 'inworld' or 'rime'")
+    fmt = output_format(output)
     opts: VoiceOptions | RimeOptions
     if provider == "rime":
         if options is not None and not isinstance(options, RimeOptions):
             raise InvalidOptions("options: --provider rime takes RimeOptions")
         opts = options or RimeOptions()
-        if not output_encoding(output).is_pcm:
-            raise InvalidOptions("output: --provider rime writes WAV files only (.wav)")
+        bit_rate = VoiceOptions().bit_rate  # Rime's options have none: Inworld's default
     else:
         if options is not None and not isinstance(options, VoiceOptions):
             raise InvalidOptions("options: --provider inworld takes VoiceOptions")
-        opts = (options or VoiceOptions()).replace(encoding=output_encoding(output))
-    target = Target(url, api_key, synthesizer, provider)
-    path = Path(output)
-    if isinstance(opts, VoiceOptions) and not opts.encoding.is_pcm:
-        return await _speak_compressed(text, path, opts, target, use_http, progress)
+        opts = (options or VoiceOptions()).replace(encoding=AudioEncoding.LINEAR16)
+        bit_rate = opts.bit_rate
+    rate = synthesis_rate(fmt, opts.sample_rate)
+    if rate != opts.sample_rate:
+        opts = opts.replace(sample_rate=rate)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 100:
         raise InvalidOptions(f"jobs: {jobs!r} must be an integer in 1..100")
+    target = Target(url, api_key, synthesizer, provider)
+    path = Path(output)
     sentences = _sentences(text)
-    with _part_file(path) as part, wave.open(str(part), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(opts.sample_rate)
-        stats = await _synthesize_all(sentences, wav, opts, target, jobs, use_http, progress)
-    return _result(path, opts.sample_rate, sentences, stats, target)
-
-
-async def _speak_compressed(
-    text: str, path: Path, opts: VoiceOptions, target: Target, use_http: bool,
-    progress_stream: TextIO | None,
-) -> SpeakResult:  # fmt: skip
-    sentences = _sentences(text)
-    with _part_file(path) as part:
-        progress = Progress(len(sentences), progress_stream if len(sentences) > 1 else None)
-        async with endpoints(target) as (ws_url, http_base, server):
-            with part.open("wb") as out:
-                written = await write_compressed(
-                    sentences, out, opts, ws_url=ws_url, http_base=http_base,
-                    api_key=target.api_key, use_http=use_http, on_sentence=progress.update,
-                )  # fmt: skip
-            peak = server.statistics().peak_contexts_per_connection if server else None
-    stats = _Stats(written.time_to_first_audio, written.elapsed, 1, written.durations, peak)
-    progress.update(len(sentences), sum(stats.durations), final=True)
+    with (
+        _part_file(path) as part,
+        open_writer(part, fmt, opts.sample_rate, bit_rate=bit_rate) as writer,
+    ):
+        stats = await _synthesize_all(sentences, writer, opts, target, jobs, use_http, progress)
     return _result(path, opts.sample_rate, sentences, stats, target)
 
 
@@ -194,7 +180,7 @@ def _result(
 
 async def _synthesize_all(
     sentences: list[str],
-    wav: wave.Wave_write,
+    writer: AudioWriter,
     opts: VoiceOptions | RimeOptions,
     target: Target,
     jobs: int,
@@ -202,14 +188,13 @@ async def _synthesize_all(
     progress_stream: TextIO | None,
 ) -> _Stats:
     n = len(sentences)
-    results: list[bytes | None] = [None] * n
     durations: list[float] = []
     bytes_per_second = 2 * opts.sample_rate
     limiter = trio.CapacityLimiter(jobs)
     window = trio.Semaphore(4 * jobs)  # sentences started but not yet written
     progress = Progress(n, progress_stream if n > 1 else None)
     first_audio: float | None = None
-    in_flight = peak = written = 0
+    in_flight = peak = 0
 
     async with AsyncExitStack() as stack:
         ws_url, http_base, server = await stack.enter_async_context(endpoints(target))
@@ -238,20 +223,24 @@ async def _synthesize_all(
             one = _ws_sentence(pool)
         start = trio.current_time()
         progress.restart()
+        # Finished sentences to the writer; the window keeps at most 4 × jobs in it.
+        send_done, receive_done = trio.open_memory_channel[tuple[int, bytes]](math.inf)
 
-        def flush_ready() -> None:
-            nonlocal written
-            while written < n and results[written] is not None:
-                pcm = results[written]
-                assert pcm is not None
-                wav.writeframesraw(pcm)
-                durations.append(len(pcm) / bytes_per_second)
-                results[written] = None
-                written += 1
-                window.release()
-            progress.update(written, sum(durations))
+        async def write_in_order() -> None:
+            """Append each sentence's audio as soon as it is next in line (encoding in a
+            worker thread, so the loop keeps serving the other contexts)."""
+            waiting: dict[int, bytes] = {}
+            async with receive_done:
+                async for i, pcm in receive_done:
+                    waiting[i] = pcm
+                    while len(durations) in waiting:
+                        pcm = waiting.pop(len(durations))
+                        await trio.to_thread.run_sync(writer.write, pcm)
+                        durations.append(len(pcm) / bytes_per_second)
+                        window.release()
+                        progress.update(len(durations), sum(durations))
 
-        async def worker(i: int) -> None:
+        async def worker(i: int, done: trio.MemorySendChannel[tuple[int, bytes]]) -> None:
             nonlocal first_audio, in_flight, peak
 
             def on_audio() -> None:
@@ -259,23 +248,27 @@ async def _synthesize_all(
                 if i == 0 and first_audio is None:
                     first_audio = trio.current_time() - start
 
-            async with limiter:
-                in_flight += 1
-                peak = max(peak, in_flight)
-                try:
-                    results[i] = await one(sentences[i], on_audio)
-                finally:
-                    in_flight -= 1
-            flush_ready()
+            async with done:
+                async with limiter:
+                    in_flight += 1
+                    peak = max(peak, in_flight)
+                    try:
+                        pcm = await one(sentences[i], on_audio)
+                    finally:
+                        in_flight -= 1
+                await done.send((i, pcm))
 
-        # Holds one task per sentence, started in order; the window bounds memory.
+        # Holds the writer and one task per sentence, started in order; the window bounds
+        # memory. The loop below owns send_done, each worker a clone.
         async with trio.open_nursery() as nursery:
-            for i in range(n):
-                await window.acquire()
-                nursery.start_soon(worker, i)
+            nursery.start_soon(write_in_order)
+            async with send_done:
+                for i in range(n):
+                    await window.acquire()
+                    nursery.start_soon(worker, i, send_done.clone())
         elapsed = trio.current_time() - start
         server_peak = server.statistics().peak_contexts_per_connection if server else None
-    progress.update(written, sum(durations), final=True)
+    progress.update(n, sum(durations), final=True)
     ttfa = first_audio if first_audio is not None else elapsed
     return _Stats(ttfa, elapsed, peak, durations, server_peak)
 

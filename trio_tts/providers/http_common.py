@@ -33,6 +33,7 @@ from .._core.errors import (
     ContextFailed,
     InvalidOptions,
     RequestRejected,
+    connect_failure,
     redact,
     register_api_key,
     retry_after_seconds,
@@ -129,6 +130,9 @@ def connection_lost(request: str, exc: httpx.TransportError) -> ConnectionLost:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         detail = f"timed out ({type(exc).__name__})"
+    reason = connect_failure(exc) if isinstance(exc, httpx.ConnectError) else None
+    if reason and reason.lower() not in detail.lower():  # "... failed: connection refused"
+        detail = f"{detail}: {reason}"
     return ConnectionLost(f"{request} failed: {redact(shorten(detail))}")
 
 
