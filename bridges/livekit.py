@@ -18,8 +18,8 @@ same endpoint with the same key shares one :class:`~bridges.asyncio_adapter.Asyn
 trio guest run, one pool of connections): each utterance is a pooled *context*, not a
 connection. The pool opens on first use and closes when the last ``TTS`` using it is closed.
 
-Requires the ``livekit`` extra (``pip install 'trio-tts[livekit]'``); ``import trio_tts``
-never imports LiveKit.
+Requires the ``livekit`` extra (``pip install -e '.[livekit]'`` in a clone);
+``import trio_tts`` never imports LiveKit.
 """
 
 from __future__ import annotations

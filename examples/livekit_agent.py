@@ -7,7 +7,7 @@ without a new TLS handshake.
 
 Run it (credentials as usual for LiveKit, plus Inworld's)::
 
-    pip install 'trio-tts[livekit]' livekit-plugins-deepgram livekit-plugins-openai \\
+    pip install -e '.[livekit,server]' livekit-plugins-deepgram livekit-plugins-openai \\
         livekit-plugins-silero
     export LIVEKIT_URL=... LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=...
     export INWORLD_API_KEY=... DEEPGRAM_API_KEY=... OPENAI_API_KEY=...

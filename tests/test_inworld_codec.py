@@ -347,7 +347,7 @@ def test_provider_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"url": "https://api.inworld.ai/x"}, "^url: must start with ws:// or wss://$"),
+        ({"url": "api.inworld.ai/x"}, "^url: must start with ws://, wss://, http:// or https://$"),
         ({"url": "ws:///path"}, "^url: has no host$"),
         ({"contexts_per_connection": 0}, "^contexts_per_connection: 0 is not a positive int$"),
         ({"max_text_chars": -1}, "^max_text_chars: -1 is not a positive int$"),

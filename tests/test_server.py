@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,6 +34,7 @@ from trio_tts.server import (
     Stall,
     ToneSynthesizer,
     open_server,
+    open_server_in_thread,
     tone_pcm,
     tone_speech,
 )
@@ -549,3 +551,29 @@ async def test_fault_reject_handshakes() -> None:
             stats = server.statistics()
             assert stats.handshakes_rejected == {503: 1, 403: 1}
             assert stats.violations == ()
+
+
+# -- the server in a thread of its own (for asyncio and other non-trio programs) -------------
+
+
+def test_open_server_in_thread_serves_for_the_block_then_stops() -> None:
+    with open_server_in_thread(ServerConfig(synthesizer="tone")) as server:
+        assert not trio.lowlevel.in_trio_run()
+        voices = httpx.get(f"{server.base_url}/tts/v1/voices", timeout=TIMEOUT).json()["voices"]
+        assert any(v["voiceId"] == "Ashley" for v in voices)
+        port = server.port
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass  # stopped: nothing listens any more
+
+
+def test_open_server_in_thread_reports_a_server_that_cannot_start() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = ServerConfig(synthesizer="tone", port=taken.getsockname()[1])
+        with (
+            pytest.raises(RuntimeError, match=r"^the local server failed to start$") as info,
+            open_server_in_thread(config),
+        ):
+            pass
+    assert info.value.__cause__ is not None

@@ -10,6 +10,9 @@ Example::
 
     async with open_server(ServerConfig(synthesizer="tone")) as server:
         ...  # connect to server.ws_url / server.base_url
+
+From asyncio or any other code that is not trio, ``with open_server_in_thread(config) as
+server:`` runs it in a thread of its own.
 """
 
 from ._app import App as App
@@ -42,6 +45,7 @@ from ._synth import Synthesizer as Synthesizer
 from ._synth import ToneSynthesizer as ToneSynthesizer
 from ._synth import tone_pcm as tone_pcm
 from ._synth import tone_speech as tone_speech
+from ._thread import open_server_in_thread as open_server_in_thread
 from ._voices import VOICES as VOICES
 from ._voices import VoiceInfo as VoiceInfo
 
@@ -74,6 +78,7 @@ __all__ = [
     "UnknownVoice",
     "VoiceInfo",
     "open_server",
+    "open_server_in_thread",
     "run_forever",
     "serve",
     "tone_pcm",

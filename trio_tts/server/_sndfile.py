@@ -106,7 +106,7 @@ def library() -> Any:
     """
     path = _library_path()
     if path is None:
-        raise OSError("libsndfile not found (install soundfile: pip install 'trio-tts[server]')")
+        raise OSError("libsndfile not found (install soundfile: pip install -e '.[server]')")
     lib = ctypes.CDLL(path)
     lib.sf_open_virtual.restype = ctypes.c_void_p
     lib.sf_open_virtual.argtypes = [

@@ -7,12 +7,14 @@ from collections.abc import Hashable, Sequence
 from typing import Final
 
 from ..._core.errors import InvalidOptions, register_api_key
+from ..urls import websocket_url
 from .codec import InworldCodec
 from .options import VoiceOptions
 
 __all__ = ["DEFAULT_URL", "InworldProvider"]
 
-DEFAULT_URL: Final = "wss://api.inworld.ai/tts/v1/voice:streamBidirectional"
+_WS_PATH: Final = "/tts/v1/voice:streamBidirectional"
+DEFAULT_URL: Final = f"wss://api.inworld.ai{_WS_PATH}"
 
 
 class InworldProvider:
@@ -23,9 +25,13 @@ class InworldProvider:
     (for the local speech server). The key is registered with :func:`trio_tts._core.errors.redact`
     and never shown by ``repr``.
 
+    ``url`` is the bidirectional endpoint, or the service's root as ``trio-tts --url`` takes
+    it: ``http://127.0.0.1:8765`` and ``ws://127.0.0.1:8765/`` both mean
+    ``ws://127.0.0.1:8765/tts/v1/voice:streamBidirectional`` (http → ws, https → wss).
+
     Raises:
-        InvalidOptions: a URL that is not ws:// or wss://, a non-positive limit, or an empty
-            or non-string key.
+        InvalidOptions: a URL that is not ws(s):// or http(s):// with a host, a non-positive
+            limit, or an empty or non-string key.
     """
 
     name = "inworld"
@@ -41,10 +47,7 @@ class InworldProvider:
         max_text_chars: int = 1000,
     ) -> None:
         register_api_key(api_key)
-        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise InvalidOptions("url: must start with ws:// or wss://")
-        if len(url.split("://", 1)[1]) == 0 or url.split("://", 1)[1].startswith("/"):
-            raise InvalidOptions("url: has no host")
+        endpoint = websocket_url(url, _WS_PATH)
         if not isinstance(contexts_per_connection, int) or contexts_per_connection < 1:
             raise InvalidOptions(
                 f"contexts_per_connection: {contexts_per_connection!r} is not a positive int"
@@ -52,7 +55,7 @@ class InworldProvider:
         if not isinstance(max_text_chars, int) or max_text_chars < 1:
             raise InvalidOptions(f"max_text_chars: {max_text_chars!r} is not a positive int")
         self._api_key = api_key
-        self._url = url
+        self._url = endpoint
         self.contexts_per_connection = contexts_per_connection
         self.max_text_chars = max_text_chars
 

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from ..._core.errors import InvalidOptions, register_api_key
 from ..._core.options import is_number
+from ..urls import websocket_url
 from .codec import RimeCodec
 from .options import RimeOptions, model_params
 
@@ -58,8 +59,12 @@ class RimeProvider:
     ``api_key`` is sent as ``Authorization: Bearer <key>`` (``None``: no credential, for the
     local speech server); it is registered with redaction and never shown by ``repr``.
 
+    ``url`` is the ``/ws3`` endpoint or the service's root as ``trio-tts --url`` takes it
+    (``http://127.0.0.1:8765`` means ``ws://127.0.0.1:8765/ws3``; http → ws, https → wss).
+
     Raises:
-        InvalidOptions: a URL that is not ws:// or wss://, a bad limit or key.
+        InvalidOptions: a URL that is not ws(s):// or http(s):// with a host, or that
+            carries a query; a bad limit or key.
     """
 
     name = "rime"
@@ -74,12 +79,7 @@ class RimeProvider:
         max_session_duration: float | None = 300.0,
     ) -> None:
         register_api_key(api_key)
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("ws", "wss") or not parts.netloc:
-            raise InvalidOptions("url: must be a ws:// or wss:// URL with a host")
-        if parts.query:
-            raise InvalidOptions("url: must not carry a query (the options make it)")
-        path = parts.path if parts.path not in ("", "/") else "/ws3"
+        endpoint = websocket_url(url, "/ws3", query=False)
         if not isinstance(max_text_chars, int) or max_text_chars < 1:
             raise InvalidOptions(f"max_text_chars: {max_text_chars!r} is not a positive int")
         if max_session_duration is not None and (
@@ -89,7 +89,7 @@ class RimeProvider:
                 f"max_session_duration: {max_session_duration!r} must be positive or None"
             )
         self._api_key = api_key
-        self._url = f"{parts.scheme}://{parts.netloc}{path}"
+        self._url = endpoint
         self.max_text_chars = max_text_chars
         self.max_session_duration: float | None = max_session_duration
 

@@ -1,0 +1,93 @@
+"""``InworldProvider(url=...)`` and ``RimeProvider(url=...)`` take what ``trio-tts --url``
+takes: the full WebSocket endpoint, or the service's root as an http(s) or ws(s) URL."""
+
+from __future__ import annotations
+
+import pytest
+
+import trio_tts
+from trio_tts.cli.common import rime_urls, service_urls
+from trio_tts.providers.urls import websocket_url
+from trio_tts.server import LocalServer, tone_pcm
+
+BIDI = "/tts/v1/voice:streamBidirectional"
+
+CLI_FORMS = [
+    "http://127.0.0.1:8765",
+    "http://127.0.0.1:8765/",
+    "https://api.inworld.ai",
+    "https://api.inworld.ai/",
+    "ws://127.0.0.1:8765",
+    "ws://127.0.0.1:8765/",
+    "wss://api.inworld.ai/",
+    f"ws://127.0.0.1:8765{BIDI}",
+    "wss://users-ws.rime.ai/ws3",
+]
+
+
+@pytest.mark.parametrize("url", CLI_FORMS)
+def test_the_providers_map_a_url_as_the_command_line_does(url: str) -> None:
+    inworld = trio_tts.InworldProvider(url=url).url(trio_tts.VoiceOptions())
+    assert inworld == service_urls(url)[0]
+    rime = trio_tts.RimeProvider(url=url).url(trio_tts.RimeOptions())
+    assert rime.split("?", 1)[0] == rime_urls(url)[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "want"),
+    [
+        ("http://h:1", f"ws://h:1{BIDI}"),
+        ("https://h", f"wss://h{BIDI}"),
+        ("HTTPS://h/", f"wss://h{BIDI}"),
+        ("wss://h/", f"wss://h{BIDI}"),
+        ("https://proxy.example/inworld/bidi", "wss://proxy.example/inworld/bidi"),
+        ("ws://h:1/x?region=eu", "ws://h:1/x?region=eu"),
+        ("ws://h:1?region=eu", f"ws://h:1{BIDI}?region=eu"),
+    ],
+)
+def test_inworld_urls(url: str, want: str) -> None:
+    assert websocket_url(url, BIDI) == want
+    assert trio_tts.InworldProvider(url=url).url(trio_tts.VoiceOptions()) == want
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("ftp://h/x", r"^url: must start with ws://, wss://, http:// or https://$"),
+        ("127.0.0.1:8765", r"^url: must start with ws://, wss://, http:// or https://$"),
+        ("ws:///path", r"^url: has no host$"),
+        ("http://", r"^url: has no host$"),
+    ],
+)
+def test_invalid_urls(url: str, match: str) -> None:
+    with pytest.raises(trio_tts.InvalidOptions, match=match):
+        trio_tts.InworldProvider(url=url)
+    with pytest.raises(trio_tts.InvalidOptions, match=match):
+        trio_tts.RimeProvider(url=url)
+    with pytest.raises(trio_tts.InvalidOptions, match=r"^url: expected a str, got bytes$"):
+        trio_tts.InworldProvider(url=b"ws://h")  # type: ignore[arg-type]
+
+
+def test_rime_refuses_a_query_and_keeps_a_named_path() -> None:
+    with pytest.raises(trio_tts.InvalidOptions, match=r"^url: must not carry a query"):
+        trio_tts.RimeProvider(url="http://h:1/?speaker=astra")
+    url = trio_tts.RimeProvider(url="https://h/custom").url(trio_tts.RimeOptions())
+    assert url.startswith("wss://h/custom?speaker=")
+
+
+async def read_aloud(provider: trio_tts.Provider[trio_tts.Options], text: str) -> bytes:
+    async with trio_tts.open_pool(provider) as pool:
+        ctx = await pool.open_context()
+        async with ctx:
+            await ctx.send_text(text)
+            await ctx.finish()
+            return b"".join([ev.data async for ev in ctx if isinstance(ev, trio_tts.Audio)])
+
+
+async def test_the_local_servers_http_base_url_speaks_both_protocols(server: LocalServer) -> None:
+    assert server.base_url.startswith("http://")
+    text = "Hello there."
+    inworld = trio_tts.InworldProvider(url=server.base_url)
+    assert await read_aloud(inworld, text) == tone_pcm(text, 24000)  # type: ignore[arg-type]
+    rime = trio_tts.RimeProvider(url=server.base_url)
+    assert await read_aloud(rime, text) == tone_pcm(text, 24000)  # type: ignore[arg-type]
