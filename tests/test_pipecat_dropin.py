@@ -55,7 +55,7 @@ import trio_tts
 from bridges import asyncio_adapter
 from bridges import pipecat as ours
 from bridges._shared_pools import shared_pool_count
-from trio_tts.server import PaceAudio, ServerConfig, tone_pcm
+from trio_tts.server import PaceAudio, ServerConfig, tone_pcm, tone_speech
 from trio_tts.testing import assert_quiescent, first
 
 KEY = "local-key"
@@ -63,6 +63,11 @@ RATE = 24000
 TEXT = "Hello there, my friend. How are you doing today? I am fine."
 # As an LLM streams tokens: the cuts fall inside words and sentences.
 TOKENS = (TEXT[:9], TEXT[9:30], TEXT[30:])
+# Past the server's 250-character buffer: spoken in two generations.
+LONG = " ".join(f"Sentence number {n} is being spoken right now." for n in range(8))
+NEXT = "This comes next."
+#: Frames whose place among the others depends on when audio arrives.
+RACING = ("TTSAudioRawFrame", "AggregatedTextFrame")
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +173,38 @@ def test_inworld_websocket_service_matches_pipecats(srv: ServerThread) -> None:
     assert_same(theirs, mine)
     assert len(mine["audio"]) == 3 and all(mine["audio"])
     assert [w for _, w, _ in mine["words"]][:5] == ["Hello", "there,", "my", "friend.", "How"]
+
+
+def test_inworld_words_of_later_generations_follow_the_audio(
+    srv: ServerThread, synth: RecordingTone
+) -> None:
+    """A turn past the server's 250-character buffer is spoken in two generations: the same
+    frames and audio, and the same words; the second generation's words are offset by the
+    first's audio (pipecat's: by its last word's end, early by its trailing silence)."""
+    reply = turn(LONG[:100], LONG[100:])
+
+    def make(module: Any) -> Any:
+        return module.InworldTTSService(api_key=KEY, url=srv.server.ws_url, sample_rate=RATE)
+
+    synth.clear()
+    theirs = observed(*run(lambda: pipeline(make(pipecat_inworld), reply)))
+    mine = observed(*run(lambda: pipeline(make(ours), reply)))
+    first_text, second_text = [text for _, text in synth.spoken][-2:]
+    first, second = tone_speech(first_text, RATE), tone_speech(second_text, RATE)
+    # The first generation's audio races the later sentences' announcements (in both): the
+    # frames are compared without the audio and the announcements' places.
+    for seen in (theirs, mine):
+        seen["types"] = [t for t in seen["types"] if t not in RACING]
+    assert_same({**theirs, "words": mine["words"]}, mine)
+    n = len(first.words)
+    assert mine["words"][:n] == theirs["words"][:n]
+    later = [
+        round((offset + start) * 1000)
+        for offset in (first.duration, first.words[-1][2])
+        for _, start, _ in second.words[:1]
+    ]
+    assert [mine["words"][n][2], theirs["words"][n][2]] == later
+    assert later[0] > later[1]
 
 
 @pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "whole"])
@@ -276,7 +313,7 @@ def test_forty_pipelines_share_twenty_connections(
     config = ServerConfig(synthesizer=synth, api_key=KEY)
     with ServerThread(config).running() as server:
         # Each utterance streams for a while, so the calls overlap.
-        server.set_faults(pace_audio=PaceAudio(interval=0.01))
+        server.set_faults(pace_audio=PaceAudio(interval=0.02))
 
         def make() -> Any:
             if provider == "rime":
@@ -351,8 +388,6 @@ class Interrupter(FrameProcessor):
             await self.push_frame(EndWorkerFrame(), FrameDirection.UPSTREAM)
 
 
-LONG = " ".join(f"Sentence number {n} is being spoken right now." for n in range(8))
-NEXT = "This comes next."
 
 
 @pytest.mark.parametrize("provider", ["inworld", "rime"])
