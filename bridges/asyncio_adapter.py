@@ -478,6 +478,15 @@ class AsyncioPool(Generic[OptionsT]):
     def defaults(self) -> OptionsT:
         return self._require()[1].defaults
 
+    @property
+    def trio_pool(self) -> trio_tts.Pool[OptionsT]:
+        """The trio pool; touch it only from trio code (e.g. in :meth:`run`).
+
+        Raises:
+            PoolClosed: the AsyncioPool is not open.
+        """
+        return self._require()[1]
+
     def __repr__(self) -> str:
         inner = repr(self._pool) if self._pool is not None else "<not open>"
         return f"<AsyncioPool {inner}>"

@@ -67,6 +67,7 @@ from ._livekit_common import (
 )
 from ._livekit_common import shared_pool_count as shared_pool_count
 from ._livekit_common import shared_pool_keys as shared_pool_keys
+from ._status import http_status
 from .asyncio_adapter import AsyncioContext
 
 __all__ = [
@@ -102,12 +103,6 @@ TimestampTransportStrategy = Literal["TIMESTAMP_TRANSPORT_STRATEGY_UNSPECIFIED",
 
 _MIME = {"MP3": "audio/mpeg", "OGG_OPUS": "audio/ogg", "FLAC": "audio/flac"}
 
-# google.rpc canonical codes (Inworld's status codes) → HTTP, as grpc-gateway maps them.
-_GRPC_TO_HTTP = {
-    1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429,
-    9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
-}  # fmt: skip
-
 
 def to_api_error(exc: trio_tts.TTSError, *, provider: str = "Inworld") -> APIError:
     """The LiveKit error for a ``trio_tts`` error; its ``retryable`` drives the retries.
@@ -131,7 +126,7 @@ def to_api_error(exc: trio_tts.TTSError, *, provider: str = "Inworld") -> APIErr
     if isinstance(exc, trio_tts.ConnectionLost):
         return APIConnectionError(str(exc))
     if isinstance(exc, trio_tts.ContextFailed):
-        status = _GRPC_TO_HTTP.get(exc.code, 500) if exc.code is not None else 500
+        status = http_status(exc) or 500
         return APIStatusError(
             f"{provider} error: {exc.message}", status_code=status, body={"code": exc.code}
         )
