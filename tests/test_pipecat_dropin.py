@@ -505,7 +505,7 @@ def test_a_refused_key_is_an_error_frame_as_pipecats(srv: ServerThread) -> None:
     ("make", "match"),
     [
         (lambda: ours.InworldTTSService(api_key=""), "api_key"),
-        (lambda: ours.InworldTTSService(api_key=KEY, url="http://x/"), "url"),
+        (lambda: ours.InworldTTSService(api_key=KEY, url="ftp://x/"), "url"),
         (lambda: ours.InworldTTSService(api_key=KEY, encoding="MP3"), "encoding"),
         (lambda: ours.InworldTTSService(api_key=KEY, sample_rate=12345), "sample_rate"),
         (

@@ -112,6 +112,7 @@ EXPECT = {
     "Using trio_tts from asyncio (and LiveKit Agents) [2]": Expect(
         r"\d+ frames, (?P<seconds>\d+\.\d\d) s of audio at 24000 Hz"
     ),
+    "pipecat [1]": Expect(r"a pipecat InworldTTSService: True"),
     "Running a fleet [1]": Expect(
         r"(?P<seconds>\d+\.\d\d) s of audio; QuotaStatistics\(total=20, borrowed=1, waiting=0\)",
         min_seconds=1.0,
@@ -170,7 +171,8 @@ def test_python_block_runs_as_pasted(block: Block, tmp_path: Path) -> None:
     assert out.returncode == 0, f"README line {block.line}:\n{out.stdout}{out.stderr}"
     match = re.fullmatch(expect.stdout, out.stdout.strip())
     assert match is not None, f"README line {block.line} printed {out.stdout!r}"
-    assert float(match.group("seconds")) >= expect.min_seconds
+    if "seconds" in match.groupdict():  # a block that speaks: real speech came back
+        assert float(match.group("seconds")) >= expect.min_seconds
 
 
 @pytest.mark.parametrize("block", [b for b in PYTHON if b.is_pytest], ids=block_id)
