@@ -242,6 +242,24 @@ async def test_a_dead_processs_queue_entries_soak_up_no_grant(redis: RedisServer
         quota.release(again)
 
 
+async def test_hold_a_slot_with_async_with_lease(redis: RedisServer) -> None:
+    async with trio_tts.open_redis_quota(redis.url, qname(), 1, **FAST) as quota:  # type: ignore[arg-type]
+        async with quota.lease(timeout=3) as lease:
+            assert quota.statistics().borrowed == 1
+            with pytest.raises(trio_tts.CapacityTimeout):
+                async with quota.lease(timeout=0.05):
+                    pass
+        assert lease.released and quota.statistics().borrowed == 0
+        await quota.flush()
+        assert (await quota.fleet_statistics()).holders == 0
+    local = trio_tts.LocalQuota(1)
+    with pytest.raises(KeyError):
+        async with local.lease() as lease:
+            assert local.statistics().borrowed == 1
+            raise KeyError
+    assert local.statistics().borrowed == 0
+
+
 # -- Redis failures --------------------------------------------------------------------------
 
 

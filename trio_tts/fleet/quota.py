@@ -37,7 +37,7 @@ import coredis.exceptions
 import trio
 
 from .._core.errors import CapacityTimeout, InvalidOptions, TTSError
-from .._core.quota import Lease, LocalQuota, QuotaStatistics
+from .._core.quota import Lease, LocalQuota, QuotaStatistics, hold
 from .script import SCRIPT
 
 __all__ = ["QuotaUnavailable", "RedisQuota", "RedisQuotaStatistics"]
@@ -75,9 +75,10 @@ class _Entry:
 class RedisQuota:
     """A :class:`~trio_tts.Quota` shared by every process that names the same Redis key.
 
-    Create it with :func:`open_redis_quota`. ``acquire`` is FIFO across the fleet and
-    cancel-safe; ``release`` is synchronous and idempotent. A sync ``try_acquire`` cannot ask
-    Redis: it answers only from the fallback share while Redis is unreachable, else None
+    Create it with :func:`open_redis_quota`; hold a slot with ``async with
+    quota.lease(timeout=...) as lease:``. ``acquire`` is FIFO across the fleet and cancel-safe;
+    ``release`` is synchronous and idempotent. A sync ``try_acquire`` cannot ask Redis: it
+    answers only from the fallback share while Redis is unreachable, else None
     (never over-admits) — ``await try_acquire_async()`` asks Redis (one round trip).
     """
 
@@ -139,6 +140,20 @@ class RedisQuota:
             assert lease is not None
             return lease
         raise CapacityTimeout(f"quota {self.name!r}: no lease free within {timeout} s")
+
+    def lease(self, timeout: float | None = None) -> contextlib.AbstractAsyncContextManager[Lease]:
+        """Hold one lease for the block (the way to hold a slot)::
+
+            async with quota.lease(timeout=10) as lease:
+                ...  # stop using the slot when lease.lost is set
+
+        The lease is released when the block ends, however it ends.
+
+        Raises:
+            CapacityTimeout: none within ``timeout`` seconds.
+            QuotaUnavailable: Redis is unreachable and no fallback share is configured.
+        """
+        return hold(self, timeout)
 
     async def try_acquire_async(self) -> Lease | None:
         """One round trip: a lease if a slot is free and nobody queues, else None."""
