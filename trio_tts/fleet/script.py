@@ -79,15 +79,16 @@ elseif want ~= '' and tonumber(want) ~= cap then
 end
 
 -- The epoch and the restart guard.
-local server = redis.call('INFO', 'server')
-local run = string.match(server, 'run_id:(%x+)')
+local server = redis.pcall('INFO', 'server')  -- a Redis that refuses INFO: no run id, up 0
+if type(server) ~= 'string' then server = '' end
+local run = string.match(server, 'run_id:(%x+)') or ''
 local epoch = redis.call('GET', K_EPOCH)
 local stored_run = redis.call('GET', K_RUN)
 local guard = tonumber(redis.call('GET', K_GUARD)) or 0
 if not epoch or (stored_run and stored_run ~= run) then
   guard = now + lease_ttl
   if not epoch then  -- from the instance's start: uptime is whole seconds, so 1 s earlier
-    local up = tonumber(string.match(server, 'uptime_in_seconds:(%d+)'))
+    local up = tonumber(string.match(server, 'uptime_in_seconds:(%d+)')) or 0
     guard = guard - math.max(0, up * 1000 - 1000)
   end
   epoch = nonce
