@@ -208,7 +208,10 @@ class RedisQuota:
 
     def __repr__(self) -> str:
         s = self.statistics()
-        guard = self._guard_until - trio.current_time()
+        try:
+            guard = self._guard_until - trio.current_time()
+        except RuntimeError:  # outside trio.run
+            guard = 0.0
         return (
             f"<RedisQuota {self.name!r} holder={self.holder} {s.borrowed} held here,"
             f" {s.waiting} waiting here, capacity={s.total}, {len(self._releases)} releases"
