@@ -1,10 +1,19 @@
 """RedisQuota benchmark against a throwaway local redis-server (loopback).
 
-    .venv/bin/python benchmarks/bench_quota.py [--seconds 3]
+    .venv/bin/python benchmarks/bench_quota.py [--seconds 3] [--json out.json]
 
-Reports: uncontended acquire latency p50/p99 and Redis round trips per acquire; release
-latency (the synchronous call, and until Redis has it); throughput of 4 processes × 50 tasks
-over capacity 100; reclaim time after ``kill -9`` of a process holding every lease.
+Sections (default settings: ``lease_ttl`` 10 s; a fresh Redis first waits out its restart
+guard, up to one ``lease_ttl``, before the first grant):
+
+- **cycle**: one task, capacity 16, 3,000 *full cycles* (``acquire`` then ``release``, timed
+  from one acquire's start to the next's); acquire latency alone; script calls per cycle
+  (Redis ``EVALSHA`` count, heartbeats included, after every release reached Redis).
+- **handoff**: two quotas (two holders, as two processes would be), capacity 1: the holder
+  releases while the other waits; time from ``release()`` to the waiter's grant.
+- **contended**: 4 processes × 30 tasks over capacity 16, each task looping full cycles for
+  ``--seconds``: acquires per second, per client CPU-second and per CPU-second including
+  Redis, script calls per cycle, cycle time p50/p99 (waiting for a slot included).
+- **reclaim**: all 100 slots of a ``kill -9``ed process come back (lease TTL 2 s).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -31,62 +41,100 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def commandstat(quota: trio_tts.RedisQuota) -> int:
-    info = await quota.client.info("commandstats")
-    stat = info.get("cmdstat_evalsha", {})
-    return int(stat.get("calls", 0)) if isinstance(stat, dict) else 0
+async def info(quota: trio_tts.RedisQuota) -> tuple[int, float]:
+    """Script calls so far (EVALSHA + EVAL) and Redis CPU seconds so far."""
+    stats = await quota.client.info("commandstats")
+    calls = 0
+    for key in ("cmdstat_evalsha", "cmdstat_eval"):
+        stat = stats.get(key, {})
+        calls += int(stat.get("calls", 0)) if isinstance(stat, dict) else 0
+    cpu = await quota.client.info("cpu")
+    return calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
-async def latency(url: str, n: int = 3000) -> dict[str, float]:
-    async with trio_tts.open_redis_quota(url, "bench:latency", 1_000_000) as quota:
-        for _ in range(200):  # warm up connections and the script cache
+async def cycle(url: str, n: int = 3000) -> dict[str, float]:
+    async with trio_tts.open_redis_quota(url, "bench:cycle", 16) as quota:
+        for _ in range(300):  # waits out the restart guard; warms connections, script cache
             quota.release(await quota.acquire())
         await quota.flush()
-        times, leases = [], []
-        calls0 = await commandstat(quota)
+        cycles, acquires = [], []
+        calls0, _ = await info(quota)
+        cpu0 = time.process_time()
+        last = time.perf_counter()
         for _ in range(n):
             t0 = time.perf_counter()
-            leases.append(await quota.acquire())
-            times.append(time.perf_counter() - t0)
-        calls = await commandstat(quota) - calls0  # heartbeats included (a few)
-        rel, flushed = [], []
-        for lease in leases[:1000]:
-            t0 = time.perf_counter()
+            lease = await quota.acquire()
+            acquires.append(time.perf_counter() - t0)
             quota.release(lease)
-            rel.append(time.perf_counter() - t0)
-            await quota.flush()
-            flushed.append(time.perf_counter() - t0)
-        for lease in leases[1000:]:
-            quota.release(lease)
+            await trio.lowlevel.checkpoint()
+            now = time.perf_counter()
+            cycles.append(now - last)
+            last = now
+        cpu = time.process_time() - cpu0
+        await quota.flush()
+        calls = (await info(quota))[0] - calls0
     return {
-        "acquire_p50_us": pct(times, 0.5) * 1e6,
-        "acquire_p99_us": pct(times, 0.99) * 1e6,
-        "round_trips_per_acquire": calls / n,
-        "release_sync_p50_us": pct(rel, 0.5) * 1e6,
-        "release_until_redis_p50_us": pct(flushed, 0.5) * 1e6,
-        "release_until_redis_p99_us": pct(flushed, 0.99) * 1e6,
+        "cycle_p50_us": pct(cycles, 0.5) * 1e6,
+        "cycle_p99_us": pct(cycles, 0.99) * 1e6,
+        "acquire_p50_us": pct(acquires, 0.5) * 1e6,
+        "acquire_p99_us": pct(acquires, 0.99) * 1e6,
+        "script_calls_per_cycle": calls / n,
+        "client_cpu_us_per_cycle": cpu / n * 1e6,
     }
 
 
+async def handoff(url: str, n: int = 300) -> dict[str, float]:
+    async with (
+        trio_tts.open_redis_quota(url, "bench:handoff", 1) as a,
+        trio_tts.open_redis_quota(url, "bench:handoff", 1) as b,
+    ):
+        queue_key = a.redis_keys[3]
+        times: list[float] = []
+        held = await a.acquire()
+        holder, waiter = a, b
+        for _ in range(n):
+            got: list[trio_tts.Lease] = []
+
+            async def wait(q: trio_tts.RedisQuota, into: list[trio_tts.Lease]) -> None:
+                into.append(await q.acquire())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait, waiter, got)
+                while await a.client.zcard(queue_key) == 0:  # noqa: ASYNC110 (no script call)
+                    await trio.sleep(0.0005)
+                t0 = time.perf_counter()
+                holder.release(held)
+            times.append(time.perf_counter() - t0)
+            held = got[0]
+            holder, waiter = waiter, holder
+        holder.release(held)
+    return {"handoff_p50_us": pct(times, 0.5) * 1e6, "handoff_p99_us": pct(times, 0.99) * 1e6}
+
+
 async def worker(url: str, name: str, tasks: int, seconds: float) -> None:
-    async with trio_tts.open_redis_quota(url, name, 100) as quota:
+    async with trio_tts.open_redis_quota(url, name, 16) as quota:
+        for _ in range(20):  # waits out the restart guard, if any
+            quota.release(await quota.acquire())
         print("ready", flush=True)
         await trio.to_thread.run_sync(sys.stdin.readline)
-        count = 0
+        cycles: list[float] = []
+        cpu0 = time.process_time()
         deadline = trio.current_time() + seconds
 
         async def loop() -> None:
-            nonlocal count
             while trio.current_time() < deadline:
+                t0 = time.perf_counter()
                 lease = await quota.acquire()
-                count += 1
                 await trio.lowlevel.checkpoint()
                 quota.release(lease)
+                cycles.append(time.perf_counter() - t0)
 
         async with trio.open_nursery() as nursery:
             for _ in range(tasks):
                 nursery.start_soon(loop)
-    print(json.dumps({"acquires": count}), flush=True)
+        cpu = time.process_time() - cpu0
+        await quota.flush()
+    print(json.dumps({"cycles": cycles, "cpu": cpu}), flush=True)
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
@@ -98,18 +146,37 @@ def spawn(*args: str) -> subprocess.Popen[str]:
     return proc
 
 
-def throughput(url: str, seconds: float) -> dict[str, float]:
-    procs = [spawn("--worker", url, "bench:throughput", "50", str(seconds)) for _ in range(4)]
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    total = 0
-    for proc in procs:
-        assert proc.stdout is not None
-        total += json.loads(proc.stdout.readline())["acquires"]
+async def contended(url: str, seconds: float, procs: int = 4, tasks: int = 30) -> dict[str, float]:
+    name = "bench:contended"
+    workers = [spawn("--worker", url, name, str(tasks), str(seconds)) for _ in range(procs)]
+    async with trio_tts.open_redis_quota(url, name, 16) as probe:
+        calls0, redis_cpu0 = await info(probe)
+        for proc in workers:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results: list[dict[str, Any]] = []
+        for proc in workers:
+            assert proc.stdout is not None
+            line = await trio.to_thread.run_sync(proc.stdout.readline)
+            results.append(json.loads(line))
+        calls, redis_cpu = await info(probe)
+    for proc in workers:
         proc.wait()
-    return {"acquires_per_s": total / seconds, "processes": 4, "tasks": 200, "capacity": 100}
+    cycles = [c for r in results for c in r["cycles"]]
+    client_cpu = sum(r["cpu"] for r in results)
+    total_cpu = client_cpu + redis_cpu - redis_cpu0
+    return {
+        "processes": procs,
+        "tasks": procs * tasks,
+        "capacity": 16,
+        "acquires_per_s": len(cycles) / seconds,
+        "acquires_per_client_cpu_s": len(cycles) / client_cpu,
+        "acquires_per_cpu_s_with_redis": len(cycles) / total_cpu,
+        "script_calls_per_cycle": (calls - calls0) / len(cycles),
+        "cycle_p50_us": pct(cycles, 0.5) * 1e6,
+        "cycle_p99_us": pct(cycles, 0.99) * 1e6,
+    }
 
 
 async def holder(url: str, ttl: float) -> None:
@@ -132,11 +199,12 @@ async def reclaim(url: str, ttl: float) -> dict[str, float]:
     return {"lease_ttl_s": ttl, "reclaim_all_100_s": took}
 
 
-async def main(seconds: float) -> None:
+async def main(seconds: float, out: str | None) -> None:
     server = RedisServer().start()
     try:
-        results = {"latency": await latency(server.url)}
-        results["throughput"] = throughput(server.url, seconds)
+        results = {"cycle": await cycle(server.url)}
+        results["handoff"] = await handoff(server.url)
+        results["contended"] = await contended(server.url, seconds)
         results["reclaim"] = await reclaim(server.url, 2.0)
     finally:
         server.close()
@@ -144,6 +212,8 @@ async def main(seconds: float) -> None:
         print(section)
         for key, value in values.items():
             print(f"  {key:32} {value:12.2f}")
+    if out:
+        await trio.Path(out).write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
@@ -154,4 +224,6 @@ if __name__ == "__main__":
     else:
         parser = argparse.ArgumentParser(description=__doc__)
         parser.add_argument("--seconds", type=float, default=3.0)
-        trio.run(main, parser.parse_args().seconds)
+        parser.add_argument("--json", help="also write the results to this file")
+        args = parser.parse_args()
+        trio.run(main, args.seconds, args.json)

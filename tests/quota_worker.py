@@ -6,6 +6,10 @@ the quota is open, writes JSON results to stdout (one line) or to a file.
 Modes:
     contend TASKS ROUNDS OUT   TASKS tasks each acquire/hold briefly/release ROUNDS times and
                                record (start, end) intervals on the shared monotonic clock.
+    churn TASKS OUT            on "go" (stdin), TASKS tasks loop acquire/hold 50-500 ms/release
+                               until "stop", retrying while Redis is unreachable; a hold ends
+                               early when ``lost`` fires. Writes (start, end, lost) per hold
+                               on the shared monotonic clock.
     once OUT                   on a line of stdin, acquire one lease, append "time PID" to
                                OUT, release.
     hold N                     acquire N leases, print ``held``, sleep (to be killed).
@@ -48,6 +52,8 @@ async def main(mode: str, url: str, name: str, capacity: int, args: list[str]) -
                 for _ in range(tasks):
                     nursery.start_soon(worker)
             write(out, json.dumps(intervals), "w")
+        elif mode == "churn":
+            await churn(quota, int(args[0]), args[1])
         elif mode == "once":
             await trio.to_thread.run_sync(sys.stdin.readline)  # "go": queue now
             lease = await quota.acquire()
@@ -68,6 +74,33 @@ async def main(mode: str, url: str, name: str, capacity: int, args: list[str]) -
                 await trio.sleep_forever()
         elif mode == "pool":
             await speak(quota, args[0], int(args[1]))
+
+
+async def churn(quota: trio_tts.RedisQuota, tasks: int, out: str) -> None:
+    holds: list[tuple[float, float, bool]] = []
+
+    async def worker() -> None:
+        while True:
+            try:
+                lease = await quota.acquire()
+            except trio_tts.QuotaUnavailable:  # Redis is restarting: fail closed, try again
+                await trio.sleep(0.02)
+                continue
+            start = time.monotonic()
+            try:
+                with trio.move_on_after(random.uniform(0.05, 0.5)):
+                    await lease.lost.wait()  # stop using a lost lease at once
+            finally:
+                holds.append((start, time.monotonic(), lease.lost.is_set()))
+                quota.release(lease)
+
+    await trio.to_thread.run_sync(sys.stdin.readline)  # "go"
+    async with trio.open_nursery() as nursery:
+        for _ in range(tasks):
+            nursery.start_soon(worker)
+        await trio.to_thread.run_sync(sys.stdin.readline)  # "stop"
+        nursery.cancel_scope.cancel()
+    write(out, json.dumps(holds), "w")
 
 
 def write(path: str, text: str, mode: str) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import trio
 import trio.testing
 
 import trio_tts
+from trio_tts.fleet.releases import PendingReleases
 from trio_tts.server import ServerConfig, open_server
 from trio_tts.testing.redis_server import RedisServer, RedisServerMissing
 
@@ -100,6 +102,10 @@ class Worker:
     async def go(self) -> None:
         assert self.process.stdin is not None
         await self.process.stdin.send_all(b"go\n")
+
+    async def stop(self) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(b"stop\n")
 
     async def wait(self) -> None:
         with trio.fail_after(30):
@@ -242,27 +248,221 @@ async def test_a_dead_processs_queue_entries_soak_up_no_grant(redis: RedisServer
         quota.release(again)
 
 
+# -- round trips and releases ----------------------------------------------------------------
+
+
+async def test_a_full_cycle_costs_one_round_trip(redis: RedisServer) -> None:
+    """Each acquire carries the release before it: n cycles, n + 1 script calls instead of 2n
+    (a heartbeat every 6 s: none meanwhile)."""
+    name = qname()
+    async with (
+        trio_tts.open_redis_quota(redis.url, name, 2, **FAST) as probe,  # type: ignore[arg-type]
+        trio_tts.open_redis_quota(redis.url, name, 2, lease_ttl=30) as quota,
+    ):
+        quota.release(await quota.acquire(timeout=3))  # (after the guard of a young Redis)
+        await quota.flush()
+        before, n = quota.round_trips, 100
+        for _ in range(n):
+            quota.release(await quota.acquire())
+        await quota.flush()
+        assert quota.round_trips - before == n + 1
+        assert (await probe.fleet_statistics()).holders == 0
+
+
+async def test_a_release_reaches_a_waiting_process_at_once(redis: RedisServer) -> None:
+    """The holder's release_delay (30 s) and heartbeat (6 s) are far away, but the waiter's
+    enqueue into the empty queue was announced on the quota's queued channel: the release
+    leaves at once."""
+    name = qname()
+    async with (
+        trio_tts.open_redis_quota(redis.url, name, 1, **FAST) as waiter,  # type: ignore[arg-type]
+        trio_tts.open_redis_quota(redis.url, name, 1, lease_ttl=30, release_delay=30) as holder,
+    ):
+        lease = await holder.acquire(timeout=3)
+        async with trio.open_nursery() as nursery:
+
+            async def wait() -> None:
+                with trio.fail_after(2):
+                    waiter.release(await waiter.acquire())
+
+            nursery.start_soon(wait)
+            await until(fleet_waiting(waiter, 1))
+            holder.release(lease)
+
+
+async def test_a_release_nobody_waits_for_rides_on_the_next_call(redis: RedisServer) -> None:
+    name = qname()
+    async with (
+        trio_tts.open_redis_quota(redis.url, name, 2, **FAST) as probe,  # type: ignore[arg-type]
+        trio_tts.open_redis_quota(redis.url, name, 2, lease_ttl=30, release_delay=30) as quota,
+        trio_tts.open_redis_quota(redis.url, name, 2, lease_ttl=30, release_delay=0.05) as brisk,
+    ):
+        quota.release(await quota.acquire(timeout=3))  # (after the guard of a young Redis)
+        await quota.flush()
+        quota.release(await quota.acquire())
+        assert quota.statistics().borrowed == 0
+        assert (await probe.fleet_statistics()).holders == 1  # not sent yet
+        before = quota.round_trips
+        again = await quota.acquire()
+        assert quota.round_trips == before + 1
+        assert (await probe.fleet_statistics()).holders == 1  # the first one left with it
+        quota.release(again)
+        await quota.flush()
+        assert (await probe.fleet_statistics()).holders == 0
+        # With nothing to ride on, a release leaves after release_delay.
+        brisk.release(await brisk.acquire())
+
+        async def gone() -> bool:
+            return (await probe.fleet_statistics()).holders == 0
+
+        await until(gone, limit=1)
+
+
+async def test_hold_a_slot_with_async_with_lease(redis: RedisServer) -> None:
+    async with trio_tts.open_redis_quota(redis.url, qname(), 1, **FAST) as quota:  # type: ignore[arg-type]
+        async with quota.lease(timeout=3) as lease:
+            assert quota.statistics().borrowed == 1
+            with pytest.raises(trio_tts.CapacityTimeout):
+                async with quota.lease(timeout=0.05):
+                    pass
+        assert lease.released and quota.statistics().borrowed == 0
+        await quota.flush()
+        assert (await quota.fleet_statistics()).holders == 0
+    local = trio_tts.LocalQuota(1)
+    with pytest.raises(KeyError):
+        async with local.lease() as lease:
+            assert local.statistics().borrowed == 1
+            raise KeyError
+    assert local.statistics().borrowed == 0
+
+
+def test_pending_releases_are_due_at_once_only_when_someone_waits() -> None:
+    pending = PendingReleases(delay=0.005, horizon=1.0)
+    assert pending.due(waiters=False) == float("inf")
+    pending.add("h:1", 10.0)
+    pending.add("h:2", 10.002)
+    assert pending.due(waiters=False) == 10.005
+    assert pending.due(waiters=True) == float("-inf")
+    assert pending.take(10.003) == ["h:1", "h:2"] and len(pending) == 2  # in flight
+    pending.settle(["h:1", "h:2"], delivered=False, retry_at=10.05)
+    assert pending.due(waiters=False) == 10.05  # urgent, after the backoff
+    assert pending.take(11.001) == ["h:2"]  # h:1 has expired in Redis by now
+    pending.settle(["h:2"], delivered=True)
+    assert len(pending) == 0
+    pending.add("h:3", 12.0, urgent=True)  # a withdrawn queue entry
+    assert pending.due(waiters=False) == float("-inf")
+
+
 # -- Redis failures --------------------------------------------------------------------------
 
 
-async def test_redis_restart_with_lost_state_reasserts_the_leases(own_redis: RedisServer) -> None:
+async def test_after_a_restart_nothing_new_is_granted_for_one_lease_ttl(
+    own_redis: RedisServer,
+) -> None:
+    """Redis restarts without persistence: the two leases held are re-asserted by the next
+    heartbeat (never lost), and the free slot goes to nobody until one lease TTL after the
+    restart — the time every old holder has to re-assert or report its lease lost."""
     async with trio_tts.open_redis_quota(own_redis.url, qname(), 3, **FAST) as quota:  # type: ignore[arg-type]
-        leases = [await quota.acquire(), await quota.acquire()]
+        # (A Redis up for less than lease_ttl holds back its first grants too.)
+        leases = [await quota.acquire(timeout=3), await quota.acquire(timeout=3)]
         epoch = (await quota.fleet_statistics()).epoch
+        restarting = trio.current_time()  # the new instance sees its first call after this
         own_redis.restart()
-
-        async def reasserted() -> bool:  # by the first heartbeat that sees the new epoch
-            stats = await quota.fleet_statistics()
-            return stats.epoch != epoch and stats.holders == 2
-
-        await until(reasserted)
+        assert await quota.try_acquire_async() is None  # a slot is free, but guarded
         stats = await quota.fleet_statistics()
         assert stats.epoch != epoch
-        assert (stats.capacity, stats.holders) == (3, 2)
+        assert 0 < stats.restart_guard <= FAST["lease_ttl"]
+
+        async def reasserted() -> bool:
+            return (await quota.fleet_statistics()).holders == 2
+
+        await until(reasserted)
+        third = await quota.acquire(timeout=3)
+        assert trio.current_time() - restarting >= FAST["lease_ttl"] - 0.01
         assert not any(lease.lost.is_set() for lease in leases)
-        third = await quota.acquire(timeout=1)
-        assert await quota.try_acquire_async() is None
+        stats = await quota.fleet_statistics()
+        assert (stats.capacity, stats.holders, stats.restart_guard) == (3, 3, 0)
         for lease in [*leases, third]:
+            quota.release(lease)
+
+
+async def test_a_restart_under_load_never_admits_more_than_the_capacity(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """4 processes × 8 tasks churn over capacity 16 (holds of 50–500 ms) while redis-server
+    is killed and restarted on the same port, its state lost. Audited from every hold on the
+    shared monotonic clock (a hold ends when released or when ``lost`` fires): never more
+    than 16 at any instant, the old holders re-assert, and the fleet churns again."""
+    name, capacity = qname(), 16
+    outs = [tmp_path / f"w{i}.json" for i in range(4)]
+    workers = [await Worker.start("churn", own_redis.url, name, capacity, 8, out) for out in outs]
+    async with trio_tts.open_redis_quota(own_redis.url, name, capacity, **FAST) as quota:  # type: ignore[arg-type]
+        for worker in workers:
+            await worker.go()
+
+        async def churning() -> bool:  # 48 queue tickets drawn from this instance, all taken
+            stats = await quota.fleet_statistics()
+            tickets = int(await quota.client.get(quota.redis_keys[5]) or 0)
+            return tickets >= 48 and stats.holders == capacity and stats.waiting > 0
+
+        await until(churning)
+        epoch = (await quota.fleet_statistics()).epoch
+        killed = time.monotonic()
+        own_redis.restart()
+        restarted = time.monotonic()
+
+        async def churning_again() -> bool:  # on the new instance, after its guard
+            stats = await quota.fleet_statistics()
+            return stats.epoch != epoch and stats.restart_guard == 0 and await churning()
+
+        await until(churning_again)
+        for worker in workers:
+            await worker.stop()
+        for worker in workers:
+            await worker.wait()
+    holds = [tuple(h) for out in outs for h in json.loads(out.read_text())]
+    assert max_overlap([(h[0], h[1]) for h in holds]) == capacity
+    spanning = [h for h in holds if h[0] < killed and h[1] > restarted]
+    assert any(not lost for _, _, lost in spanning)  # held across the restart: re-asserted
+    assert any(start > restarted for start, _, _ in holds)  # granted by the new instance
+
+
+async def test_state_written_by_another_instance_starts_a_guarded_epoch(
+    redis: RedisServer,
+) -> None:
+    """A failover to a replica, or a restart from a stale dump: the state is there, but the
+    run id stored with it is another server's. Leases Redis knows keep renewing; nothing new
+    is granted for one lease TTL (a grant of the old instance may be missing here)."""
+    async with trio_tts.open_redis_quota(redis.url, qname(), 2, **FAST) as quota:  # type: ignore[arg-type]
+        lease = await quota.acquire(timeout=3)
+        epoch = (await quota.fleet_statistics()).epoch
+        start = trio.current_time()
+        await quota.client.set(quota.redis_keys[6], "0" * 40)  # the run id of another server
+        assert await quota.try_acquire_async() is None
+        stats = await quota.fleet_statistics()
+        assert stats.epoch != epoch and stats.holders == 1 and stats.restart_guard > 0
+        second = await quota.acquire(timeout=3)
+        assert trio.current_time() - start >= FAST["lease_ttl"] - 0.01
+        assert not lease.lost.is_set()
+        quota.release(lease)
+        quota.release(second)
+
+
+async def test_a_new_quota_on_a_redis_up_longer_than_the_ttl_has_no_guard(
+    redis: RedisServer,
+) -> None:
+    """Nobody can hold a lease of an older instance once Redis has been up for a lease TTL
+    (uptime is whole seconds: one more)."""
+    async with trio_tts.open_redis_quota(redis.url, qname(), 1, **FAST) as first:  # type: ignore[arg-type]
+
+        async def up() -> bool:
+            return int((await first.client.info("server"))["uptime_in_seconds"]) >= 2
+
+        await until(up)
+        async with trio_tts.open_redis_quota(redis.url, qname(), 1, **FAST) as quota:  # type: ignore[arg-type]
+            assert (await quota.fleet_statistics()).restart_guard == 0
+            lease = await quota.try_acquire_async()
+            assert lease is not None
             quota.release(lease)
 
 

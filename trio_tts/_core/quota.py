@@ -9,8 +9,10 @@ with the same interface instead.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import attrs
@@ -18,7 +20,7 @@ import trio
 
 from .errors import CapacityTimeout, InvalidOptions
 
-__all__ = ["Lease", "LocalQuota", "Quota", "QuotaStatistics"]
+__all__ = ["Lease", "LocalQuota", "Quota", "QuotaStatistics", "hold"]
 
 _lease_ids = itertools.count(1)
 
@@ -58,8 +60,23 @@ class Quota(Protocol):
     def statistics(self) -> QuotaStatistics: ...
 
 
+@contextlib.asynccontextmanager
+async def hold(quota: Quota, timeout: float | None = None) -> AsyncIterator[Lease]:  # noqa: ASYNC109
+    """Hold one lease of ``quota`` for the block: acquired on entry (FIFO, within ``timeout``
+    seconds or :class:`~trio_tts.CapacityTimeout`), released on exit however the block ends.
+    """
+    lease = await quota.acquire(timeout)
+    try:
+        yield lease
+    finally:
+        quota.release(lease)
+
+
 class LocalQuota:
-    """An in-process quota of ``total`` permits on a ``trio.CapacityLimiter``."""
+    """An in-process quota of ``total`` permits on a ``trio.CapacityLimiter``.
+
+    Hold a permit with ``async with quota.lease(timeout=...) as lease:``.
+    """
 
     def __init__(self, total: int) -> None:
         if not isinstance(total, int) or total < 1:
@@ -72,6 +89,10 @@ class LocalQuota:
             await self._limiter.acquire_on_behalf_of(lease)
             return lease
         raise CapacityTimeout(f"no quota lease free within {timeout} s")
+
+    def lease(self, timeout: float | None = None) -> contextlib.AbstractAsyncContextManager[Lease]:
+        """Hold one lease for the block (see :func:`hold`)."""
+        return hold(self, timeout)
 
     def try_acquire(self) -> Lease | None:
         lease = Lease()

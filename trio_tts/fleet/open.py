@@ -31,6 +31,7 @@ async def open_redis_quota(
     loss_margin: float | None = None,
     op_timeout: float | None = None,
     fallback_share: int | None = None,
+    release_delay: float = 0.005,
 ) -> AsyncIterator[RedisQuota]:
     """Open a fleet-wide quota named ``name`` in Redis; its background tasks run inside.
 
@@ -56,6 +57,8 @@ async def open_redis_quota(
         op_timeout: one Redis round trip may take this long (``heartbeat_interval``).
         fallback_share: when Redis is unreachable, admit up to this many leases from a local
             limiter (None: fail closed with :class:`QuotaUnavailable`).
+        release_delay: a release waits at most this long (5 ms) for another call to carry it
+            to Redis — unless the fleet has waiters, then it leaves at once (0: always at once).
 
     Raises:
         InvalidOptions: a setting is out of range, or ``capacity`` differs from the stored one.
@@ -66,6 +69,12 @@ async def open_redis_quota(
     if fallback_share is not None:
         check_positive("fallback_share", fallback_share)
     check_positive("lease_ttl", lease_ttl, integer=False)
+    if (
+        isinstance(release_delay, bool)
+        or not isinstance(release_delay, (int, float))
+        or not 0 <= release_delay <= lease_ttl
+    ):
+        raise InvalidOptions(f"release_delay: {release_delay!r} must be between 0 and lease_ttl")
     if not isinstance(name, str) or not name or "{" in name or "}" in name:
         raise InvalidOptions(f"name: {name!r} must be a non-empty string without braces")
     beat = lease_ttl / 5 if heartbeat_interval is None else heartbeat_interval
@@ -94,6 +103,7 @@ async def open_redis_quota(
         loss_margin=margin,
         op_timeout=op_timeout or beat,
         fallback_share=fallback_share,
+        release_delay=release_delay,
     )
     # coredis's client and this quota each own a nursery: an error of the body (or of the
     # open) comes out of them wrapped in groups; unwrap it when it is the only one.
