@@ -63,6 +63,7 @@ from .events import (
     Event,
     FlushCompleted,
 )
+from .live import LiveMetrics
 from .placement import Placement, Waiter
 from .provider import OptionsT, Provider
 from .quota import LocalQuota, Quota
@@ -171,7 +172,9 @@ class Pool(Generic[OptionsT]):
         #: Set when ``_serve``'s nursery (every pool task) has ended.
         self._served = trio.Event()
         self._counts = {"opened": 0, "failed": 0, "contexts": 0, "moved": 0, "stray": 0}
-        self._probe = open_probe(self, [telemetry])
+        # Observers: the caller's telemetry and the live view behind ``metrics_port``.
+        self._live = LiveMetrics(s.metrics_port) if s.metrics_port is not None else None
+        self._probe = open_probe(self, [telemetry, self._live])
 
     # -- public API ------------------------------------------------------------------------
 
@@ -326,6 +329,12 @@ class Pool(Generic[OptionsT]):
     def forget_rejection(self) -> None:
         """Forget a remembered 401/403 (e.g. after rotating the provider's credential)."""
         self._policy.forget_rejection()
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://127.0.0.1:<port>/`` of the live view (``metrics_port``) while it is
+        served, else None."""
+        return None if self._live is None else self._live.url
 
     def statistics(self) -> PoolStatistics:
         alloc = self._alloc
@@ -845,6 +854,8 @@ class Pool(Generic[OptionsT]):
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self._served.set)
             stack.callback(self._probe.closed)
+            if self._live is not None:  # the live view's listener, in a nursery of its own
+                await stack.enter_async_context(self._live.serving())
             if self._own_trio_websocket:
                 factory = await stack.enter_async_context(
                     open_trio_websocket_factory(max_message_size=self.settings.max_message_size)
@@ -891,7 +902,8 @@ async def open_pool(
             ``trio_tts.testing.MemoryServer.connect`` runs the local server in memory).
         telemetry: an observer of the pool (:class:`~trio_tts.Telemetry`), e.g.
             ``trio_tts.otel.OpenTelemetry()`` for OpenTelemetry metrics and traces; default
-            none (no cost).
+            none (no cost). The ``metrics_port`` setting serves a live view for
+            ``trio-tts top``.
 
     Raises:
         InvalidOptions: a setting is unknown or out of range (before any network I/O).

@@ -23,8 +23,9 @@ must neither block nor raise. ``parent`` is the probe of the context whose wait 
 dial (None for a prewarm or a keep-alive refresh). Whatever else an observer wants (counters,
 gauges) it reads from ``pool.statistics()`` and ``pool.inspect()``.
 
-The OpenTelemetry implementation lives outside the core (``trio_tts.otel``).
-:func:`open_probe` fans one pool's events out to several observers.
+The OpenTelemetry implementation lives outside the core (``trio_tts.otel``); the local JSON
+endpoint behind ``trio-tts top`` is :mod:`trio_tts._core.live`. :func:`open_probe` fans one
+pool's events out to several observers.
 """
 
 from __future__ import annotations
