@@ -483,6 +483,11 @@ class AsyncioPool(Generic[OptionsT]):
     def defaults(self) -> OptionsT:
         return self._require()[1].defaults
 
+    @property
+    def metrics_url(self) -> str | None:
+        """:attr:`trio_tts.Pool.metrics_url`: the live view's address (``metrics_port``)."""
+        return self._require()[1].metrics_url
+
     def __repr__(self) -> str:
         inner = repr(self._pool) if self._pool is not None else "<not open>"
         return f"<AsyncioPool {inner}>"

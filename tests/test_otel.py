@@ -272,7 +272,7 @@ async def test_a_moved_context_and_its_reconnect(
         assert await speak(pool) == tone_pcm(TEXT, RATE)
         await assert_quiescent(pool)
         m = otel.metrics()
-    assert value(m["trio_tts.context.moved"], **CONTEXT) == 1
+    assert value(m["trio_tts.context.moved"], **CONTEXT, **{"error.type": "ConnectionLost"}) == 1
     assert value(m["trio_tts.connection.reconnects"], **INWORLD) == 1
     success = {**INWORLD, "trio_tts.handshake.outcome": "success"}
     assert value(m["trio_tts.connection.handshakes"], **success) == 2
@@ -434,7 +434,10 @@ def test_an_asyncio_callers_span_encloses_the_context_span(otel: Otel) -> None:
     with ServerThread(ServerConfig(synthesizer="tone")).running() as srv:
 
         async def main() -> trace.Span:
-            async with AsyncioPool(provider(srv), defaults=PCM, telemetry=otel.telemetry) as pool:
+            async with AsyncioPool(
+                provider(srv), defaults=PCM, telemetry=otel.telemetry, metrics_port=0
+            ) as pool:
+                assert (pool.metrics_url or "").startswith("http://127.0.0.1:")
                 with app.start_as_current_span("asyncio.handler") as caller:
                     audio, _ = await turn(pool, TEXT)
                     assert audio == tone_pcm(TEXT, RATE)

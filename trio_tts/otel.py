@@ -22,8 +22,8 @@ per-context instruments — never a URL's query, a header or a key):
 * histograms ``trio_tts.context.wait_time``, ``trio_tts.connection.handshake.duration``,
   ``trio_tts.context.time_to_first_audio``, ``trio_tts.context.duration``,
   ``trio_tts.audio.duration``;
-* counters ``trio_tts.context.opened``, ``trio_tts.context.moved``,
-  ``trio_tts.context.failed`` (by ``error.type``), ``trio_tts.connection.handshakes`` (by
+* counters ``trio_tts.context.opened``, ``trio_tts.context.moved`` and
+  ``trio_tts.context.failed`` (both by ``error.type``), ``trio_tts.connection.handshakes`` (by
   ``trio_tts.handshake.outcome``), ``trio_tts.connection.reconnects``,
   ``trio_tts.context.slow_consumer_drops``, ``trio_tts.audio.received``;
 * spans ``tts.context`` (one per context, a child of the caller's current span, with the
@@ -323,8 +323,9 @@ class _ContextProbe(ContextProbe):
         self.span.add_event("flush_completed")
 
     def moved(self, error: BaseException) -> None:
-        self.span.add_event("moved", {ERROR_TYPE: _error_type(error)})
-        self.pool.otel.moved.add(1, self.attributes)
+        why = {ERROR_TYPE: _error_type(error)}
+        self.span.add_event("moved", why)
+        self.pool.otel.moved.add(1, {**self.attributes, **why})
 
     def ended(self, state: ContextState, error: BaseException | None, audio_bytes: int) -> None:
         otel = self.pool.otel
