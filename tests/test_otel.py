@@ -533,3 +533,105 @@ def test_the_exported_text_scan_would_see_a_leak(otel: Otel) -> None:
     span.end()
     with pytest.raises(AssertionError, match="leaked"):
         assert_no_key(exported_texts(otel))
+
+
+# -- the interface itself: what a custom observer sees, beside OpenTelemetry -----------------
+
+
+class Recorder(trio_tts.Telemetry):
+    """Writes down every call, in order, with the virtual time."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, str]] = []
+
+    def note(self, what: str) -> None:
+        self.calls.append((trio.current_time(), what))
+
+    def open(self, pool: Any) -> trio_tts.PoolProbe:
+        recorder = self
+
+        class Context(trio_tts.ContextProbe):
+            def placed(self, conn_id: int) -> None:
+                recorder.note(f"placed {conn_id}")
+
+            def first_audio(self) -> None:
+                recorder.note("first audio")
+
+            def flushed(self) -> None:
+                recorder.note("flushed")
+
+            def moved(self, error: BaseException) -> None:
+                recorder.note(f"moved {type(error).__name__}")
+
+            def ended(self, state: Any, error: BaseException | None, audio_bytes: int) -> None:
+                recorder.note(f"ended {state.value} {error!r} {audio_bytes}")
+
+        class Handshake(trio_tts.HandshakeProbe):
+            def __init__(self, conn_id: int, parent: object) -> None:
+                self.conn_id = conn_id
+                self.parent = parent
+
+            def started(self) -> None:
+                recorder.note(f"handshake {self.conn_id} for {type(self.parent).__name__}")
+
+            def ended(self, error: BaseException | None) -> None:
+                recorder.note(f"handshake {self.conn_id} ended {error!r}")
+
+        class Pool(trio_tts.PoolProbe):
+            def context_queued(self, context_id: str, options: Any) -> trio_tts.ContextProbe:
+                recorder.note(f"queued {options.voice}")
+                return Context()
+
+            def dialling(
+                self, conn_id: int, url: str, parent: trio_tts.ContextProbe | None
+            ) -> trio_tts.HandshakeProbe:
+                recorder.note(f"dialling {conn_id} {url}")
+                return Handshake(conn_id, parent)
+
+            def connection_ended(self, conn_id: int, error: BaseException | None) -> None:
+                recorder.note(f"connection {conn_id} ended {type(error).__name__}")
+
+            def closed(self) -> None:
+                recorder.note("closed")
+
+        return Pool()
+
+
+async def test_a_custom_telemetry_sees_a_moved_context(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    recorder = Recorder()
+    close = CloseAfterContexts(after_contexts=1, code=1011, connections=at(0))
+    config = ServerConfig(synthesizer="tone", faults=Faults(close=close))
+    async with open_memory_server(config) as server:
+        provider = trio_tts.InworldProvider(url=server.ws_url)
+        async with trio_tts.open_pool(
+            provider,
+            defaults=PCM,
+            transport_factory=server.connect,
+            telemetry=recorder,
+            metrics_port=0,  # the live view observes the pool too: each sees its own probes
+        ) as pool:
+            audio = await speak(pool)
+            await assert_quiescent(pool)
+    url = server.ws_url
+    assert [what for _, what in recorder.calls] == [
+        "queued Ashley",
+        f"dialling 1 {url}",
+        "handshake 1 for Context",
+        "handshake 1 ended None",
+        "placed 1",
+        "connection 1 ended ConnectionLost",
+        "moved ConnectionLost",
+        f"dialling 2 {url}",
+        "handshake 2 for Context",
+        "handshake 2 ended None",
+        "placed 2",
+        "first audio",
+        "flushed",
+        f"ended closed None {len(audio)}",
+        "connection 2 ended NoneType",
+        "closed",
+    ]
+    times = dict((what, t) for t, what in recorder.calls)
+    assert times["placed 1"] == pytest.approx(0.005)  # after the in-memory handshake
