@@ -25,6 +25,9 @@ Crossing the desk:
 * Cancellation, trio → asyncio: a crossing whose trio task is cancelled by trio (the engine
   shutting down, the host program cancelling) cancels the asyncio future; errors arrive as
   the same ``trio_tts`` exception types.
+* Tracing: ``open_context`` carries the caller's OpenTelemetry context across, so the
+  asyncio task's current span is the parent of the context's ``tts.context`` span, as it is
+  in trio (:func:`_in_callers_trace`; nothing happens unless OpenTelemetry is imported).
 * Events: ``async for event in ctx`` is fed by one trio *pump* task per context that reads
   ahead at most ``prefetch`` events into a deque; the consumer takes from the deque without
   crossing and wakes the pump (one crossing) when the deque drained to half. The queue
@@ -46,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import sys
 import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -296,8 +300,9 @@ class AsyncioPool(Generic[OptionsT]):
 
     Args:
         provider: the :class:`trio_tts.Provider` to connect to.
-        settings, defaults, quota, connection_quota, context_quota, transport_factory and
-            keyword settings: as :func:`trio_tts.open_pool` (checked here, before any I/O).
+        settings, defaults, quota, connection_quota, context_quota, transport_factory,
+            telemetry and keyword settings: as :func:`trio_tts.open_pool` (checked here,
+            before any I/O).
         prefetch: events an :class:`AsyncioContext` reads ahead per crossing (0: one crossing
             per event, no read-ahead).
 
@@ -317,6 +322,7 @@ class AsyncioPool(Generic[OptionsT]):
         connection_quota: trio_tts.Quota | None = None,
         context_quota: trio_tts.Quota | None = None,
         transport_factory: trio_tts.TransportFactory | None = None,
+        telemetry: trio_tts.Telemetry | None = None,
         **changes: Unpack[trio_tts.PoolSettingsKwargs],
     ) -> None:
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
@@ -329,6 +335,7 @@ class AsyncioPool(Generic[OptionsT]):
             "connection_quota": connection_quota,
             "context_quota": context_quota,
             "transport_factory": transport_factory,
+            "telemetry": telemetry,
         }
         self._prefetch = prefetch
         self._engine: _Engine | None = None
@@ -442,10 +449,8 @@ class AsyncioPool(Generic[OptionsT]):
         Cancelling the caller while it waits for a slot withdraws it from the pool's queue.
         """
         engine, pool = self._require()
-        ctx = await engine.call(
-            partial(pool.open_context, timeout=timeout, options=options, **overrides),
-            cleanup=_abandon,
-        )
+        opening = partial(pool.open_context, timeout=timeout, options=options, **overrides)
+        ctx = await engine.call(_in_callers_trace(opening), cleanup=_abandon)
         return AsyncioContext(engine, ctx, prefetch=self._prefetch)
 
     async def prewarm(self, n: int | None = None) -> int:
@@ -487,9 +492,38 @@ class AsyncioPool(Generic[OptionsT]):
         """
         return self._require()[1]
 
+    @property
+    def metrics_url(self) -> str | None:
+        """:attr:`trio_tts.Pool.metrics_url`: the live view's address (``metrics_port``)."""
+        return self._require()[1].metrics_url
+
     def __repr__(self) -> str:
         inner = repr(self._pool) if self._pool is not None else "<not open>"
         return f"<AsyncioPool {inner}>"
+
+
+def _in_callers_trace(afn: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """``afn``, to be run in trio under the OpenTelemetry context current here (in the asyncio
+    task), so that spans it starts have the caller's current span as their parent.
+
+    The trio task that runs a crossing inherits nothing of the asyncio task's context
+    variables. Only OpenTelemetry's context is carried, not every variable (asyncio's, trio's
+    and sniffio's own must stay where they are). Free when OpenTelemetry was never imported:
+    then no span can be current.
+    """
+    otel = sys.modules.get("opentelemetry.context")
+    if otel is None:
+        return afn
+    captured: object = otel.get_current()
+
+    async def attached() -> T:
+        token: object = otel.attach(captured)
+        try:
+            return await afn()
+        finally:
+            otel.detach(token)
+
+    return attached
 
 
 async def _abandon(ctx: trio_tts.Context[Any]) -> None:

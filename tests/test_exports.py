@@ -15,7 +15,7 @@ def test_every_public_name_is_reexported_from_a_private_module() -> None:
     for name in public:
         obj = getattr(trio_tts, name)
         if inspect.ismodule(obj):
-            assert name in ("providers", "server", "testing", "http", "cli", "fleet"), name
+            assert name in ("providers", "server", "testing", "http", "cli", "fleet", "otel"), name
             continue
         if name == "__version__":
             continue

@@ -48,6 +48,10 @@ from ._core.settings import PoolSettings as PoolSettings
 from ._core.settings import PoolSettingsKwargs as PoolSettingsKwargs
 from ._core.snapshot import PoolSnapshot as PoolSnapshot
 from ._core.snapshot import PoolStatistics as PoolStatistics
+from ._core.telemetry import ContextProbe as ContextProbe
+from ._core.telemetry import HandshakeProbe as HandshakeProbe
+from ._core.telemetry import PoolProbe as PoolProbe
+from ._core.telemetry import Telemetry as Telemetry
 from ._core.text import split_text as split_text
 from .providers.inworld.options import VoiceOptions as VoiceOptions
 from .providers.inworld.provider import InworldProvider as InworldProvider

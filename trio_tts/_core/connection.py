@@ -33,6 +33,7 @@ from .errors import ConnectionLost, HandshakeRejected, TTSError
 from .events import Event
 from .provider import ClientCodec, Provider
 from .quota import Lease, Quota
+from .telemetry import NO_HANDSHAKE_PROBE, HandshakeProbe
 from .transport import TransportFactory
 
 __all__ = [
@@ -112,8 +113,10 @@ class ConnectionActor:
         quota: Quota | None = None,
         *,
         not_before: float = 0.0,
+        probe: HandshakeProbe = NO_HANDSHAKE_PROBE,
     ) -> None:
         self.id = conn_id
+        self._probe = probe
         # A fleet-wide connection quota: a lease is held for the socket's whole lifetime.
         self._quota = quota
         self._lease: Lease | None = None
@@ -224,17 +227,24 @@ class ConnectionActor:
     async def _connect(self) -> _transport.Transport:
         settings = self._settings
         async with self._handshake_limiter:
+            self._probe.started()
             try:
-                return await settings.transport_factory(
+                transport = await settings.transport_factory(
                     self._url,
                     self._provider.headers(),
                     handshake_timeout=settings.handshake_timeout,
                     close_timeout=settings.close_timeout,
                     max_message_size=settings.max_message_size,
                 )
-            except HandshakeRejected as exc:
-                logger.info("connection #%d: handshake rejected (HTTP %d)", self.id, exc.status)
+            except BaseException as exc:
+                self._probe.ended(exc)
+                if isinstance(exc, HandshakeRejected):
+                    logger.info(
+                        "connection #%d: handshake rejected (HTTP %d)", self.id, exc.status
+                    )
                 raise
+            self._probe.ended(None)
+            return transport
 
     async def _serve(self, transport: _transport.Transport) -> ConnectionLost | None:
         self._opened = True

@@ -14,6 +14,7 @@ from .commands import Command
 from .context import ContextStream
 from .errors import ConnectionLost
 from .quota import Lease
+from .telemetry import NO_CONTEXT_PROBE, ContextProbe
 
 __all__ = ["Placement", "Waiter"]
 
@@ -63,6 +64,8 @@ class Placement:
     binding: bool = False
     #: Its create was queued on its current connection (False while a task places it).
     bound: bool = False
+    #: What observes it (telemetry); the no-op probe once its slot was released.
+    probe: ContextProbe = NO_CONTEXT_PROBE
 
     @property
     def conn_id(self) -> int | None:

@@ -54,12 +54,22 @@ from .errors import (
     TTSError,
     redact,
 )
-from .events import Audio, ConnectionErrorEvent, ContextClosed, ContextCreated, ContextError, Event
+from .events import (
+    Audio,
+    ConnectionErrorEvent,
+    ContextClosed,
+    ContextCreated,
+    ContextError,
+    Event,
+    FlushCompleted,
+)
+from .live import LiveMetrics
 from .placement import Placement, Waiter
 from .provider import OptionsT, Provider
 from .quota import LocalQuota, Quota
 from .settings import PoolSettings, PoolSettingsKwargs
 from .snapshot import ConnectionSnapshot, ContextSnapshot, PoolSnapshot, PoolStatistics
+from .telemetry import NO_CONTEXT_PROBE, Telemetry, open_probe
 from .transport import connect
 from .transport_trio_websocket import open_trio_websocket_factory
 
@@ -100,6 +110,7 @@ class Pool(Generic[OptionsT]):
         connection_quota: Quota | None = None,
         context_quota: Quota | None = None,
         transport_factory: TransportFactory | None = None,
+        telemetry: Telemetry | None = None,
         **changes: Unpack[PoolSettingsKwargs],
     ) -> None:
         if settings is not None and not isinstance(settings, PoolSettings):
@@ -161,6 +172,9 @@ class Pool(Generic[OptionsT]):
         #: Set when ``_serve``'s nursery (every pool task) has ended.
         self._served = trio.Event()
         self._counts = {"opened": 0, "failed": 0, "contexts": 0, "moved": 0, "stray": 0}
+        # Observers: the caller's telemetry and the live view behind ``metrics_port``.
+        self._live = LiveMetrics(s.metrics_port) if s.metrics_port is not None else None
+        self._probe = open_probe(self, [telemetry, self._live])
 
     # -- public API ------------------------------------------------------------------------
 
@@ -218,6 +232,7 @@ class Pool(Generic[OptionsT]):
             uuid.uuid4().hex, opts, max_events=s.context_buffer, max_bytes=s.context_buffer_bytes
         )
         record = Placement(stream, key, self.provider.url(opts), log=[Create(opts)])
+        record.probe = self._probe.context_queued(stream.id, opts)
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         placed = False
         with trio.CancelScope(deadline=deadline) as scope:
@@ -229,21 +244,22 @@ class Pool(Generic[OptionsT]):
                     record.fleet_lease = await self._context_quota.acquire()
                 await self._acquire_slot(record, front=False)
                 placed = True
-            except BaseException:
+            except BaseException as exc:
+                # Nobody reads this stream: failing it tells the telemetry why it never opened.
+                if isinstance(exc, TTSError):
+                    stream.fail(exc)
+                elif scope.cancel_called:
+                    stream.fail(self._wait_error(record, timeout))
                 self._release(record)
                 raise
             finally:
                 self._entering.discard(scope)
         if not placed:
-            self._release(record)
-            if self._closing:
-                raise PoolClosed("the pool is closed")
-            assert scope.cancelled_caught
-            if record.last_connect_error is not None:
-                # The wait ended on failed connection attempts, not on a lack of capacity.
-                raise fresh_error(record.last_connect_error)
-            raise CapacityTimeout(f"no context slot free within {timeout} s")
+            assert self._closing or scope.cancelled_caught
+            raise self._wait_error(record, timeout)
         self._counts["contexts"] += 1
+        assert record.conn_id is not None
+        record.probe.placed(record.conn_id)
         ctx = Context(self, stream, opts, max_text=self.provider.max_text_chars)
         try:
             await self._bind(record)
@@ -251,6 +267,16 @@ class Pool(Generic[OptionsT]):
             await ctx.aclose()
             raise
         return ctx
+
+    def _wait_error(self, record: Placement, timeout: float | None) -> TTSError:
+        """What ``open_context`` raises when its wait for a slot was cancelled by the pool
+        (closing) or by its deadline."""
+        if self._closing:
+            return PoolClosed("the pool is closed")
+        if record.last_connect_error is not None:
+            # The wait ended on failed connection attempts, not on a lack of capacity.
+            return fresh_error(record.last_connect_error)
+        return CapacityTimeout(f"no context slot free within {timeout} s")
 
     async def prewarm(self, n: int | None = None) -> int:
         """Open connections ahead of demand until ``n`` (default ``min_connections``, at
@@ -303,6 +329,12 @@ class Pool(Generic[OptionsT]):
     def forget_rejection(self) -> None:
         """Forget a remembered 401/403 (e.g. after rotating the provider's credential)."""
         self._policy.forget_rejection()
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://127.0.0.1:<port>/`` of the live view (``metrics_port``) while it is
+        served, else None."""
+        return None if self._live is None else self._live.url
 
     def statistics(self) -> PoolStatistics:
         alloc = self._alloc
@@ -466,6 +498,7 @@ class Pool(Generic[OptionsT]):
     def connection_ended(self, conn_id: int, error: ConnectionLost | None) -> None:
         now = trio.current_time()
         self._actors.pop(conn_id, None)
+        self._probe.connection_ended(conn_id, error)
         conn = self._alloc.connections.get(conn_id)
         proven = conn is not None and conn.proven
         fatal = False
@@ -522,6 +555,7 @@ class Pool(Generic[OptionsT]):
             if not record.stream.audio_started:
                 self._alloc.mark_proven(conn_id)
                 self._policy.succeeded()
+                record.probe.first_audio()
             if not record.binding:
                 record.log = None  # audio started: from now on a lost connection is an error
             if not record.stream.deliver(event):
@@ -541,8 +575,11 @@ class Pool(Generic[OptionsT]):
             self._cancel_on_server(record)
         elif isinstance(event, ContextCreated):
             record.created = True
-        elif not record.stream.deliver(event):
-            self._cancel_on_server(record)
+        else:
+            if isinstance(event, FlushCompleted):
+                record.probe.flushed()
+            if not record.stream.deliver(event):
+                self._cancel_on_server(record)
 
     def _connection_error(self, conn_id: int, event: ConnectionErrorEvent) -> None:
         """An error frame naming no context: blame the context whose create the server has
@@ -566,7 +603,9 @@ class Pool(Generic[OptionsT]):
 
     # -- allocation I/O --------------------------------------------------------------------
 
-    def _do(self, actions: list[Action]) -> None:
+    def _do(self, actions: list[Action], cause: Placement | None = None) -> None:
+        """Start the I/O the allocator decided on (``cause``: the context whose request it
+        answers, for telemetry)."""
         for action in actions:
             if isinstance(action, Ready):
                 action.request.payload.wake()
@@ -577,15 +616,19 @@ class Pool(Generic[OptionsT]):
                 )
             elif isinstance(action, Open):
                 assert self._nursery is not None
+                url = self._key_urls[action.key]
                 actor = ConnectionActor(
                     action.conn_id,
                     self.provider,
-                    self._key_urls[action.key],
+                    url,
                     self._conn_settings,
                     self,
                     self._handshakes,
                     quota=self._connection_quota,
                     not_before=self._policy.next_dial(trio.current_time()),
+                    probe=self._probe.dialling(
+                        action.conn_id, url, None if cause is None else cause.probe
+                    ),
                 )
                 self._actors[action.conn_id] = actor
                 self._nursery.start_soon(actor.run)
@@ -623,7 +666,7 @@ class Pool(Generic[OptionsT]):
             waiter = Waiter()
             req = Request(record.key, cid, payload=waiter)
             record.request = req
-            self._do(self._alloc.request(req, trio.current_time(), front=front))
+            self._do(self._alloc.request(req, trio.current_time(), front=front), record)
             try:
                 await waiter.event.wait()
             except BaseException:
@@ -697,6 +740,8 @@ class Pool(Generic[OptionsT]):
         cid = record.stream.id
         if self._records.get(cid) is record:
             del self._records[cid]
+        probe, record.probe = record.probe, NO_CONTEXT_PROBE
+        probe.ended(record.stream.state, record.stream.error, record.stream.audio_bytes)
         req = record.request
         if req is not None:
             record.request = None
@@ -747,6 +792,7 @@ class Pool(Generic[OptionsT]):
     async def _move(self, record: Placement, error: ConnectionLost) -> None:
         """Move a context that got no audio to another connection and replay it."""
         self._counts["moved"] += 1
+        record.probe.moved(error)
         scope = record.moving
         assert scope is not None
         with scope:
@@ -760,6 +806,8 @@ class Pool(Generic[OptionsT]):
                 return
             record.created = False
             record.moving = None
+            assert record.conn_id is not None
+            record.probe.placed(record.conn_id)
             await self._bind(record)
         if scope.cancelled_caught and record.moving is not None:
             record.moving = None
@@ -805,6 +853,9 @@ class Pool(Generic[OptionsT]):
         ``transport="trio-websocket"`` the sockets' tasks live in a nursery around it."""
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self._served.set)
+            stack.callback(self._probe.closed)
+            if self._live is not None:  # the live view's listener, in a nursery of its own
+                await stack.enter_async_context(self._live.serving())
             if self._own_trio_websocket:
                 factory = await stack.enter_async_context(
                     open_trio_websocket_factory(max_message_size=self.settings.max_message_size)
@@ -827,6 +878,7 @@ async def open_pool(
     connection_quota: Quota | None = None,
     context_quota: Quota | None = None,
     transport_factory: TransportFactory | None = None,
+    telemetry: Telemetry | None = None,
     **changes: Unpack[PoolSettingsKwargs],
 ) -> AsyncIterator[Pool[OptionsT]]:
     """Open a pool of connections to ``provider``; close it gracefully on exit.
@@ -848,6 +900,10 @@ async def open_pool(
         context_quota: a fleet :class:`Quota` held per context, taken after the local one.
         transport_factory: how a WebSocket is opened (overrides ``transport``;
             ``trio_tts.testing.MemoryServer.connect`` runs the local server in memory).
+        telemetry: an observer of the pool (:class:`~trio_tts.Telemetry`), e.g.
+            ``trio_tts.otel.OpenTelemetry()`` for OpenTelemetry metrics and traces; default
+            none (no cost). The ``metrics_port`` setting serves a live view for
+            ``trio-tts top``.
 
     Raises:
         InvalidOptions: a setting is unknown or out of range (before any network I/O).
@@ -860,6 +916,7 @@ async def open_pool(
         connection_quota=connection_quota,
         context_quota=context_quota,
         transport_factory=transport_factory,
+        telemetry=telemetry,
         **changes,
     )
     async with trio.open_nursery() as nursery:  # only _serve: the caller's body runs beside it

@@ -47,6 +47,13 @@ def _transport(instance: object, attribute: attrs.Attribute[Any], value: object)
         )
 
 
+def _port(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise InvalidOptions(f"{attribute.name}: {value!r} must be a port number 0..65535 or None")
+
+
 def _flag(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, bool):
         raise InvalidOptions(f"{attribute.name}: {value!r} must be True or False")
@@ -124,6 +131,10 @@ class PoolSettings:
     auth_failure_cooldown: float = attrs.field(default=60.0, validator=_positive())
     #: The WebSocket implementation.
     transport: TransportName = attrs.field(default="websockets", validator=_transport)
+    #: Serve the pool's live view (JSON: statistics, connections, time to first audio) on
+    #: ``127.0.0.1:<port>`` for ``trio-tts top`` (0: a free port, see ``Pool.metrics_url``;
+    #: None: no endpoint).
+    metrics_port: int | None = attrs.field(default=None, validator=_port)
 
     def __attrs_post_init__(self) -> None:
         if (
@@ -179,3 +190,4 @@ class PoolSettingsKwargs(TypedDict, total=False):
     retry_after_max: float
     auth_failure_cooldown: float
     transport: TransportName
+    metrics_port: int | None

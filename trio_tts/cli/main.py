@@ -11,6 +11,7 @@
     RIME_API_KEY=... trio-tts speak --provider rime "Hi." -o rime.wav  # the Rime service
     trio-tts serve --port 8765                            # until Ctrl-C
     trio-tts voices --url http://127.0.0.1:8765
+    trio-tts top 9464                                     # a pool's live view (metrics_port)
 
 Where the audio comes from: ``--url`` if given (``http(s)://host:port`` or a ``ws(s)://``
 WebSocket URL), else the provider's service when its key (``--api-key-env``; default
@@ -47,6 +48,7 @@ from .common import split_sentences as split_sentences
 from .interrupt import Interrupts, run_interruptibly
 from .speak import SpeakResult as SpeakResult
 from .speak import speak as speak
+from .top import top_command
 
 __all__ = ["SpeakResult", "main", "speak", "split_sentences"]
 
@@ -118,6 +120,17 @@ def _parser() -> argparse.ArgumentParser:
     voices_p.add_argument("--language", help="only voices of this language (en, fr ...)")
     voices_p.add_argument("--json", action="store_true")
     service(voices_p)
+
+    top_p = sub.add_parser(
+        "top", help="live view of a running pool (its metrics_port endpoint)"
+    )
+    top_p.add_argument(
+        "target", help="the endpoint: PORT (on 127.0.0.1), HOST:PORT or http://... URL"
+    )
+    top_p.add_argument(
+        "--interval", type=float, default=1.0, metavar="SECONDS", help="redraw period (1 s)"
+    )
+    top_p.add_argument("--once", action="store_true", help="print one frame and exit")
     return parser
 
 
@@ -142,7 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             debug = args.debug
             if args.command == "speak" and (args.text is None) == (args.file is None):
                 parser.error("speak: give the text or -f FILE (exactly one)")
-            commands = {"speak": speak_command, "serve": serve_command, "voices": voices_command}
+            if args.command == "top" and not args.interval > 0:
+                parser.error("top: --interval must be a positive number of seconds")
+            commands = {
+                "speak": speak_command,
+                "serve": serve_command,
+                "voices": voices_command,
+                "top": top_command,
+            }
             if args.command == "speak":
                 args.text_value = read_text(args)  # Ctrl-C while reading stdin: interrupted
             with interrupts.deferred():
