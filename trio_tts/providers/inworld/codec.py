@@ -209,20 +209,11 @@ class InworldCodec:
             create["bufferCharThreshold"] = options.buffer_char_threshold
         if options.max_buffer_delay_ms is not None:
             create["maxBufferDelayMs"] = options.max_buffer_delay_ms
-        if options.language is not None:
-            create["language"] = options.language
-        if options.timestamp_type is not None:
-            create["timestampType"] = options.timestamp_type.value
-        if options.apply_text_normalization is not None:
-            create["applyTextNormalization"] = "ON" if options.apply_text_normalization else "OFF"
         if options.auto_mode is not None:
             create["autoMode"] = options.auto_mode
         if options.auto_mode_strategy is not None:
             create["autoModeStrategy"] = options.auto_mode_strategy
-        if options.delivery_mode is not None:
-            create["deliveryMode"] = options.delivery_mode
-        if options.timestamp_transport_strategy is not None:
-            create["timestampTransportStrategy"] = options.timestamp_transport_strategy
+        create.update(options.optional_fields())
         self._encodings[context_id] = options.encoding
         return [_ENCODE({"create": create, "contextId": context_id}).decode()]
 

@@ -96,16 +96,7 @@ def request_body(text: str, options: VoiceOptions) -> dict[str, Any]:
             "speakingRate": options.speaking_rate,
         },
     }
-    if options.language is not None:
-        body["language"] = options.language
-    if options.timestamp_type is not None:
-        body["timestampType"] = options.timestamp_type.value
-    if options.apply_text_normalization is not None:
-        body["applyTextNormalization"] = "ON" if options.apply_text_normalization else "OFF"
-    if options.delivery_mode is not None:
-        body["deliveryMode"] = options.delivery_mode
-    if options.timestamp_transport_strategy is not None:
-        body["timestampTransportStrategy"] = options.timestamp_transport_strategy
+    body.update(options.optional_fields())
     return body
 
 

@@ -123,3 +123,19 @@ class VoiceOptions:
         """
         check_fields(VoiceOptions, changes)
         return attrs.evolve(self, **changes)
+
+    def optional_fields(self) -> dict[str, Any]:
+        """The optional request fields that were set, under their wire names — the same in
+        the WebSocket ``create`` and the HTTP request body (unset ones are not sent)."""
+        fields: dict[str, Any] = {}
+        if self.language is not None:
+            fields["language"] = self.language
+        if self.timestamp_type is not None:
+            fields["timestampType"] = self.timestamp_type.value
+        if self.apply_text_normalization is not None:
+            fields["applyTextNormalization"] = "ON" if self.apply_text_normalization else "OFF"
+        if self.delivery_mode is not None:
+            fields["deliveryMode"] = self.delivery_mode
+        if self.timestamp_transport_strategy is not None:
+            fields["timestampTransportStrategy"] = self.timestamp_transport_strategy
+        return fields
