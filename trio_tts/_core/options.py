@@ -45,6 +45,8 @@ class AudioEncoding(enum.StrEnum):
     MP3 = "MP3"
     OGG_OPUS = "OGG_OPUS"
     FLAC = "FLAC"
+    #: 8-bit G.711 μ-law, no headers (ElevenLabs' ``ulaw_8000``, telephony).
+    MULAW = "MULAW"
 
     @property
     def is_pcm(self) -> bool:

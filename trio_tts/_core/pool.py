@@ -1,7 +1,8 @@
 """The supervisor: owns the connection actors and hands out contexts.
 
 Entry is two FIFO gates. A :class:`~trio_tts.Quota` lease (in-process ``CapacityLimiter`` by
-default, sized ``max_connections × contexts_per_connection``) admits a caller; the
+default, sized ``max_connections × contexts_per_connection``, or ``max_contexts`` when that is
+smaller) admits a caller; the
 synchronous :class:`~trio_tts._core.allocator.Allocator` then places it on a connection with
 a free slot, or starts a new connection. Every allocator decision returns the I/O to do,
 which :meth:`Pool._do` starts without awaiting — the pool holds no lock across I/O.
@@ -123,6 +124,10 @@ class Pool(Generic[OptionsT]):
             else s.max_session_duration
         )
         per_conn = s.contexts_per_connection or provider.contexts_per_connection
+        cap = provider.max_contexts if s.max_contexts == "provider" else s.max_contexts
+        slots = s.max_connections * per_conn
+        #: Contexts open at once, over all connections (the local quota's size).
+        self.max_contexts = slots if cap is None else min(cap, slots)
         self.provider = provider
         self.defaults: OptionsT = defaults if defaults is not None else provider.default_options()
         self._alloc = Allocator(
@@ -153,7 +158,7 @@ class Pool(Generic[OptionsT]):
             cooldown=s.auth_failure_cooldown,
         )
         self._quota: Quota = (
-            quota if quota is not None else LocalQuota(s.max_connections * per_conn)
+            quota if quota is not None else LocalQuota(self.max_contexts)
         )
         # Fleet quotas (e.g. RedisQuota): one lease per WebSocket, one per context. Local
         # permits are always taken first, so a fleet lease is never held while blocked locally.
@@ -359,6 +364,7 @@ class Pool(Generic[OptionsT]):
             contexts_moved=self._counts["moved"],
             stray_events=self._counts["stray"],
             connect_failures=self._policy.failures,
+            max_contexts=self.max_contexts,
         )
 
     def inspect(self) -> PoolSnapshot:
@@ -410,7 +416,7 @@ class Pool(Generic[OptionsT]):
         state = "closed" if self._closed.is_set() else "closing" if self._closing else "open"
         return (
             f"<Pool {self.provider.name} {state} connections={s.connections}/{s.max_connections}"
-            f" contexts={s.contexts_in_use}/{s.max_connections * s.contexts_per_connection}"
+            f" contexts={s.contexts_in_use}/{s.max_contexts}"
             f" waiting={s.waiting}>"
         )
 
@@ -512,7 +518,9 @@ class Pool(Generic[OptionsT]):
                 and (conn.used or now - (conn.opened_at or now) < self.settings.handshake_timeout)
             )
             if never_opened or died_early:
-                fatal = is_fatal(error, before_audio=True)
+                fatal = is_fatal(
+                    error, before_audio=True, codes=self.provider.fatal_close_codes
+                )
                 self._policy.failed(error, now, fatal=fatal)
         lost = error if error is not None else ConnectionLost("connection closed")
         active, actions = self._alloc.connection_failed(conn_id, lost, now, fatal=fatal)
@@ -681,7 +689,9 @@ class Pool(Generic[OptionsT]):
                     if (
                         record.connect_failures < self.settings.connect_attempts
                         and not isinstance(error, CircuitOpen)
-                        and not is_fatal(error, before_audio=True)
+                        and not is_fatal(
+                            error, before_audio=True, codes=self.provider.fatal_close_codes
+                        )
                         and not self._closing
                     ):
                         front = True  # ride through it: the pool's backoff paces the redial

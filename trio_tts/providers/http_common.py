@@ -154,8 +154,11 @@ def raise_for_status(response: httpx.Response, request: str) -> NoReturn:
     except ValueError:
         data = None
     if isinstance(data, dict):
-        # Google-style {"error": {"code", "message"}} or the flat {"code", "message"}.
+        # Google-style {"error": {"code", "message"}}, ElevenLabs' {"detail": {"status",
+        # "message"}} or the flat {"code", "message"}.
         inner = data.get("error")
+        if not isinstance(inner, dict):
+            inner = data.get("detail")
         err: dict[str, Any] = inner if isinstance(inner, dict) else data
         if isinstance(err.get("message"), str) and err["message"]:
             message = err["message"]

@@ -226,6 +226,10 @@ class RimeCodec:
         """``eos``: the server synthesises what is left and closes (answer awaited ≤ 1 s)."""
         return [_ENCODE({"operation": "eos"}).decode()]
 
+    def keepalive(self) -> list[str]:
+        """None: Rime needs no keep-alive (sessions end at ``max_session_duration``)."""
+        return []
+
     @staticmethod
     def _operation(name: str, context_id: str) -> str:
         return _ENCODE({"operation": name, "contextId": context_id}).decode()
