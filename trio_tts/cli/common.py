@@ -16,6 +16,8 @@ import attrs
 
 from .._core.errors import HandshakeRejected, InvalidOptions, RequestRejected, TTSError
 from .._core.text import split_text
+from ..providers.elevenlabs.http import DEFAULT_HTTP_URL as ELEVENLABS_HTTP_URL
+from ..providers.elevenlabs.provider import DEFAULT_URL as ELEVENLABS_URL
 from ..providers.rime.http import DEFAULT_HTTP_URL as RIME_HTTP_URL
 from ..providers.rime.provider import DEFAULT_URL as RIME_URL
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Progress",
     "Target",
+    "elevenlabs_urls",
     "endpoints",
     "explain_error",
     "rime_urls",
@@ -101,6 +104,28 @@ def rime_urls(url: str) -> tuple[str, str]:
     )
 
 
+def elevenlabs_urls(url: str) -> tuple[str, str]:
+    """``(websocket_url, http_api_base)`` of ElevenLabs for a ``--url`` given in either form:
+    the service's root (``/v1`` is added), an API base (``http://127.0.0.1:8765/v1``) or the
+    WebSocket endpoint template (``.../text-to-speech/{voice_id}/multi-stream-input``, whose
+    HTTP side is then the root's ``/v1``).
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    if url in (ELEVENLABS_URL, ELEVENLABS_HTTP_URL):
+        return ELEVENLABS_URL, ELEVENLABS_HTTP_URL
+    parts, secure = _split_url(url)
+    path = parts.path.rstrip("/")
+    endpoint = "{voice_id}" in path or "/text-to-speech/" in path
+    base = "/v1" if endpoint or not path else path
+    ws_path = path if endpoint else base + "/text-to-speech/{voice_id}/multi-stream-input"
+    return (
+        f"{'wss' if secure else 'ws'}://{parts.netloc}{ws_path}",
+        f"{'https' if secure else 'http'}://{parts.netloc}{base}",
+    )
+
+
 # ------------------------------------------------------------------------- where audio comes from
 
 
@@ -123,16 +148,18 @@ class Target:
 async def endpoints(target: Target) -> AsyncIterator[tuple[str, str, LocalServer | None]]:
     """Yield ``(ws_url, http_base, server)``, running an embedded local server for the block
     when ``target`` has no URL (``server`` is ``None`` otherwise)."""
-    rime = target.provider == "rime"
+    urls = {"rime": rime_urls, "elevenlabs": elevenlabs_urls}.get(target.provider, service_urls)
     if target.url is not None:
-        yield (*(rime_urls(target.url) if rime else service_urls(target.url)), None)
+        yield (*urls(target.url), None)
         return
     from ..server import ServerConfig, open_server
 
     config = ServerConfig(synthesizer="tone" if target.synthesizer == "tone" else "espeak")
     async with open_server(config) as server:
-        if rime:
+        if target.provider == "rime":
             yield server.rime_url, server.rime_http_url, server
+        elif target.provider == "elevenlabs":
+            yield (*elevenlabs_urls(server.base_url), server)
         else:
             yield server.ws_url, server.base_url, server
 

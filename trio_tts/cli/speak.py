@@ -25,6 +25,8 @@ from .._core.errors import InvalidOptions
 from .._core.events import Audio
 from .._core.options import AudioEncoding
 from .._core.pool import Pool, open_pool
+from ..providers.elevenlabs.options import ElevenLabsOptions
+from ..providers.elevenlabs.provider import ElevenLabsProvider
 from ..providers.inworld.http import InworldHTTPClient
 from ..providers.inworld.options import VoiceOptions
 from ..providers.inworld.provider import InworldProvider
@@ -78,7 +80,7 @@ async def speak(
     text: str,
     output: str | os.PathLike[str],
     *,
-    options: VoiceOptions | RimeOptions | None = None,
+    options: VoiceOptions | RimeOptions | ElevenLabsOptions | None = None,
     url: str | None = None,
     api_key: str | None = None,
     jobs: int = 4,
@@ -101,19 +103,29 @@ async def speak(
         jobs: sentences synthesised at once.
         use_http: one ``voice:stream`` request per sentence instead of WebSocket contexts.
         progress: where to draw progress (``None``: nowhere).
-        provider: ``"inworld"`` (options: :class:`VoiceOptions`) or ``"rime"``
-            (:class:`RimeOptions`; one connection per sentence in flight).
+        provider: ``"inworld"`` (options: :class:`VoiceOptions`), ``"rime"``
+            (:class:`RimeOptions`; one connection per sentence in flight) or ``"elevenlabs"``
+            (:class:`ElevenLabsOptions`, a ``pcm_*`` format is asked for; no ``use_http``).
 
     Raises:
         InvalidOptions: no text, an unknown file suffix, bad options or ``jobs`` (before any
             I/O).
         TTSError: from the pool or the HTTP client. OSError: writing the file.
     """
-    if provider not in ("inworld", "rime"):
-        raise InvalidOptions(f"provider: {provider!r} is not 'inworld' or 'rime'")
+    if provider not in ("inworld", "rime", "elevenlabs"):
+        raise InvalidOptions(f"provider: {provider!r} is not 'inworld', 'rime' or 'elevenlabs'")
     fmt = output_format(output)
-    opts: VoiceOptions | RimeOptions
-    if provider == "rime":
+    opts: VoiceOptions | RimeOptions | ElevenLabsOptions
+    if provider == "elevenlabs":
+        if options is not None and not isinstance(options, ElevenLabsOptions):
+            raise InvalidOptions("options: --provider elevenlabs takes ElevenLabsOptions")
+        if use_http:
+            raise InvalidOptions(
+                "--http: ElevenLabs is spoken over its multi-context WebSocket only"
+            )
+        opts = options or ElevenLabsOptions()
+        bit_rate = VoiceOptions().bit_rate
+    elif provider == "rime":
         if options is not None and not isinstance(options, RimeOptions):
             raise InvalidOptions("options: --provider rime takes RimeOptions")
         opts = options or RimeOptions()
@@ -124,7 +136,9 @@ async def speak(
         opts = (options or VoiceOptions()).replace(encoding=AudioEncoding.LINEAR16)
         bit_rate = opts.bit_rate
     rate = synthesis_rate(fmt, opts.sample_rate)
-    if rate != opts.sample_rate:
+    if isinstance(opts, ElevenLabsOptions):
+        opts = opts.replace(output_format=f"pcm_{rate}")  # the rate is the format's
+    elif rate != opts.sample_rate:
         opts = opts.replace(sample_rate=rate)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 100:
         raise InvalidOptions(f"jobs: {jobs!r} must be an integer in 1..100")
@@ -181,7 +195,7 @@ def _result(
 async def _synthesize_all(
     sentences: list[str],
     writer: AudioWriter,
-    opts: VoiceOptions | RimeOptions,
+    opts: VoiceOptions | RimeOptions | ElevenLabsOptions,
     target: Target,
     jobs: int,
     use_http: bool,
@@ -211,6 +225,12 @@ async def _synthesize_all(
                     open_pool(rime, defaults=opts, max_connections=jobs)
                 )
                 one = _ws_sentence(rime_pool)
+        elif isinstance(opts, ElevenLabsOptions):
+            elevenlabs = ElevenLabsProvider(target.api_key, url=ws_url)
+            el_pool = await stack.enter_async_context(
+                open_pool(elevenlabs, defaults=opts, max_connections=math.ceil(jobs / 5))
+            )
+            one = _ws_sentence(el_pool)
         elif use_http:
             client = InworldHTTPClient(target.api_key, base_url=http_base, defaults=opts)
             await stack.enter_async_context(client)
