@@ -18,6 +18,13 @@ __all__ = ["ServerConfig", "ServerStatistics"]
 class ServerConfig:
     """How a local server behaves. Limits default to Inworld's documented ones.
 
+    ElevenLabs' endpoints have their own context limit: ``elevenlabs_max_contexts`` per socket
+    (5, ElevenLabs' documented limit; None for none). One more context is answered as
+    ``elevenlabs_limit_action`` says: ``"close"`` (as ElevenLabs is reported to do: a
+    ``max_active_conversations`` error naming no context, then a 1008 close that fails every
+    context on the socket) or ``"context-error"`` (the error names the refused context and the
+    socket stays open).
+
     ``synthesizer`` is ``"espeak"`` (real speech), ``"tone"`` (deterministic, free; see
     :func:`~trio_tts.server.tone_pcm`) or any :class:`~trio_tts.server.Synthesizer`.
     """
@@ -32,6 +39,8 @@ class ServerConfig:
     max_http_text_chars: int = 2000
     chunk_ms: int = 200
     inactivity_timeout: float = 600.0
+    elevenlabs_max_contexts: int | None = 5
+    elevenlabs_limit_action: Literal["close", "context-error"] = "close"
     retry_after: float = 1.0
     faults: Faults = attrs.field(factory=Faults)
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
-from ._asgi import ASGIReceive, ASGISend, Scope
+from ._asgi import ASGIReceive, ASGISend, Scope, error_body, header
 from ._core import Core
 from ._faults import BadFrame
 from ._tcp import drop_tcp, write_raw
@@ -72,6 +72,9 @@ class WebSocketSession:
         self.index = index
         self.scope = scope
         self.frames_sent = 0
+        #: Seconds without a client frame before :meth:`on_inactivity` (a protocol may take
+        #: it from its query, as ElevenLabs does).
+        self.inactivity_timeout = self.config.inactivity_timeout
         self.last_activity = trio.current_time()
         self._receive = receive
         self._send = send
@@ -91,6 +94,20 @@ class WebSocketSession:
         """Why to refuse this upgrade with HTTP 400 (checked before accepting), or None."""
         return None
 
+    @classmethod
+    def authorized(cls, scope: Scope, key: str | None) -> bool:
+        """Whether the upgrade may go ahead as far as the key goes (``key``: the server's, or
+        None for any). By default ``Authorization: <AUTH_SCHEME> <key>``; a protocol that
+        checks its key after accepting (ElevenLabs: the key may come in the first message)
+        returns True and checks it itself."""
+        return key is None or header(scope, b"authorization") == f"{cls.AUTH_SCHEME} {key}"
+
+    @classmethod
+    def error_body(cls, status: int, message: str) -> dict[str, Any]:
+        """The JSON body of an upgrade refused with HTTP ``status`` (Google-style by default,
+        as Inworld's gateway writes it)."""
+        return error_body(status, message)
+
     async def read(self) -> None:
         """Read and apply the client's frames until it leaves (the session's own task)."""
         raise NotImplementedError
@@ -98,6 +115,11 @@ class WebSocketSession:
     def inactivity_frame(self) -> str:
         """The frame sent before the watchdog closes an idle connection."""
         raise NotImplementedError
+
+    def on_inactivity(self) -> None:
+        """The watchdog fired: by default :meth:`inactivity_frame`, then a 1000 close."""
+        self.queue_control(self.inactivity_frame())
+        self.queue_close(1000, "inactivity timeout")
 
     def closed(self) -> None:
         """Called once the WebSocket ended (release what the session held)."""
@@ -182,12 +204,10 @@ class WebSocketSession:
             await self._after_send_faults()
 
     async def _watchdog(self) -> None:
-        timeout = self.config.inactivity_timeout
         while True:
-            await trio.sleep_until(self.last_activity + timeout)
-            if trio.current_time() >= self.last_activity + timeout:
-                self.queue_control(self.inactivity_frame())
-                self.queue_close(1000, "inactivity timeout")
+            await trio.sleep_until(self.last_activity + self.inactivity_timeout)
+            if trio.current_time() >= self.last_activity + self.inactivity_timeout:
+                self.on_inactivity()
                 return
 
     # -- connection faults (the sender, frame by frame) ------------------------------------

@@ -1,0 +1,176 @@
+"""Conformance with clients nobody here wrote: the official LiveKit ElevenLabs plugin and the
+official ``elevenlabs`` SDK, unmodified, against the local server.
+
+* ``livekit-plugins-elevenlabs`` 1.8.9 (with ``livekit-agents`` 1.8.9) is pointed at the
+  server by its own ``base_url="http://127.0.0.1:P/v1"`` argument and speaks
+  ``/v1/text-to-speech/{voice_id}/multi-stream-input``: one socket per ``TTS`` instance, one
+  context per stream, a ``flush`` per sentence, ``{"text": "", "flush": true}`` then
+  ``close_context`` at the end, and the stream ends at the context's ``isFinal``.
+* ``elevenlabs`` 2.78.0's ``client.text_to_speech.convert_realtime()`` speaks the
+  single-context ``/v1/text-to-speech/{voice_id}/stream-input``. The SDK forces ``wss://`` on
+  whatever ``base_url`` it is given, so the one change is
+  ``client.text_to_speech._ws_base_url = "ws://127.0.0.1:P"`` after construction (the only
+  base-URL setting the SDK has for its WebSocket); its call returns when the server closes the
+  socket with 1000 after the ``isFinal``.
+
+Audio from the tone synthesiser is exact (:func:`~trio_tts.server.tone_pcm`), so ``pcm_*``
+streams are compared byte for byte with what the plugin's messages must produce; mp3 is decoded
+with FFmpeg (PyAV) and compared by length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from livekit.agents import APIConnectOptions, APIStatusError, tokenize, tts
+from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
+from livekit.plugins import elevenlabs
+from test_livekit_plugin import ServerThread, pcm_of, run
+
+from trio_tts.server import ServerConfig, tone_pcm
+
+TEXT = "Hello there, my friend. How are you doing today? I am fine."
+NO_RETRY = APIConnectOptions(max_retry=0, timeout=10)
+
+
+@pytest.fixture
+def srv() -> Iterator[ServerThread]:
+    with ServerThread(ServerConfig(synthesizer="tone")).running() as s:
+        yield s
+
+
+def plugin(s: ServerThread, session: aiohttp.ClientSession, **kw: Any) -> elevenlabs.TTS:
+    """The official plugin, pointed at the local server by its own ``base_url`` only."""
+    return elevenlabs.TTS(
+        base_url=f"http://127.0.0.1:{s.server.port}/v1", api_key="local", http_session=session,
+        **kw,
+    )  # fmt: skip
+
+
+def sentences(text: str) -> list[str]:
+    """What the plugin sends for ``text``: its blingfire sentences, each with a space."""
+
+    async def main() -> list[str]:
+        stream = tokenize.blingfire.SentenceTokenizer().stream()
+        stream.push_text(text)
+        stream.end_input()
+        return [ev.token + " " async for ev in stream]
+
+    return asyncio.run(main())
+
+
+def expected_pcm(text: str, rate: int) -> bytes:
+    """The server's audio for one plugin stream: the init's ``" "`` joins the first sentence,
+    then one generation per flushed sentence."""
+    pieces = sentences(text)
+    pieces[0] = " " + pieces[0]
+    return b"".join(tone_pcm(p, rate) for p in pieces)
+
+
+async def speak(t: elevenlabs.TTS, text: str, **kw: Any) -> list[tts.SynthesizedAudio]:
+    async with t.stream(**kw) as stream:
+        stream.push_text(text)
+        stream.end_input()
+        return [frame async for frame in stream]
+
+
+async def settle(s: ServerThread) -> Any:
+    """The server's statistics once it holds no context (its own counter, polled)."""
+    async with asyncio.timeout(10):
+        while (stats := s.stats()).contexts_open:
+            await asyncio.sleep(0.01)
+    return stats
+
+
+@pytest.fixture
+def plugin_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """No warning or error from LiveKit: every error frame and failure is logged there."""
+    with caplog.at_level(logging.WARNING, logger="livekit"):
+        yield
+    problems = [r for r in caplog.get_records("call") if r.name.startswith("livekit")]
+    assert not problems, [f"{r.name}: {r.getMessage()}" for r in problems]
+
+
+def test_pcm_stream_is_the_exact_audio_with_monotonic_word_times(
+    srv: ServerThread, plugin_log: None
+) -> None:
+    async def main() -> list[tts.SynthesizedAudio]:
+        async with aiohttp.ClientSession() as session, plugin(
+            srv, session, encoding="pcm_24000"
+        ) as t:  # fmt: skip
+            return await speak(t, TEXT)
+
+    frames = run(main)
+    got = pcm_of(frames)
+    want = expected_pcm(TEXT, 24000)
+    assert got in (want, want + b"\0\0" * 240)  # LiveKit may add a 10 ms end marker
+    assert frames[-1].is_final and {f.frame.sample_rate for f in frames} == {24000}
+    words = [w for f in frames for w in f.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])]
+    starts = [w.start_time for w in words]
+    assert len(words) >= 10 and starts == sorted(starts)
+    assert "".join(str(w) for w in words).split() == TEXT.split()
+    stats = srv.stats()
+    assert (stats.connections_accepted, stats.contexts_created, stats.violations) == (1, 1, ())
+
+
+def test_five_concurrent_streams_share_one_socket(srv: ServerThread, plugin_log: None) -> None:
+    texts = [f"Stream number {i} is speaking. It has a second sentence." for i in range(5)]
+
+    async def main() -> list[list[tts.SynthesizedAudio]]:
+        async with aiohttp.ClientSession() as session, plugin(
+            srv, session, encoding="pcm_16000"
+        ) as t:  # fmt: skip
+            return list(await asyncio.gather(*(speak(t, text) for text in texts)))
+
+    results = run(main)
+    for frames, text in zip(results, texts, strict=True):
+        got, want = pcm_of(frames), expected_pcm(text, 16000)
+        assert got in (want, want + b"\0\0" * 160)
+    stats = srv.stats()
+    assert stats.connections_accepted == 1 and stats.peak_contexts_per_connection == 5
+    assert stats.contexts_created == 5 and stats.violations == ()
+
+
+def test_sequential_streams_reuse_the_socket(srv: ServerThread, plugin_log: None) -> None:
+    async def main() -> list[bytes]:
+        async with aiohttp.ClientSession() as session, plugin(
+            srv, session, encoding="pcm_22050"
+        ) as t:  # fmt: skip
+            return [pcm_of(await speak(t, f"Turn {i}. Done.")) for i in range(3)]
+
+    for i, got in enumerate(run(main)):
+        want = expected_pcm(f"Turn {i}. Done.", 22050)
+        assert got[: len(want)] == want and not any(got[len(want) :])
+    stats = srv.stats()
+    assert (stats.connections_accepted, stats.contexts_created) == (1, 3)
+    assert stats.peak_contexts_per_connection == 1
+
+
+def test_six_overlapping_streams_lose_all_six_to_the_1008_close(srv: ServerThread) -> None:
+    """ElevenLabs' limit as reported (livekit/agents-js#1985): the sixth context gets
+    ``max_active_conversations`` naming no context, which LiveKit only logs, then the 1008 close
+    fails every stream on the socket, the five that were speaking included."""
+
+    async def main() -> tuple[list[Any], Any]:
+        async with aiohttp.ClientSession() as session, plugin(srv, session) as t:
+            streams = [t.stream(conn_options=NO_RETRY) for _ in range(6)]
+            for i, stream in enumerate(streams):
+                stream.push_text(f"Overlapping turn {i} starts to speak now. ")
+
+            async def drain(stream: Any) -> list[tts.SynthesizedAudio]:
+                async with stream:
+                    stream.end_input()
+                    return [frame async for frame in stream]
+
+            results = await asyncio.gather(*(drain(s) for s in streams), return_exceptions=True)
+            return results, await settle(srv)
+
+    results, stats = run(main)
+    assert all(isinstance(r, APIStatusError) and r.status_code == 1008 for r in results), results
+    assert stats.violations == ("connection 0: context 6 (limit 5)",)
+    assert stats.peak_contexts_per_connection == 5 and stats.contexts_created == 5

@@ -1,0 +1,9 @@
+"""ElevenLabs' protocols on the local server (a peer of :mod:`..inworld` and :mod:`..rime`).
+
+* :mod:`.config` — the path's voice id and the query (model, output format, timeouts), and the
+  table of ElevenLabs voice ids the server speaks;
+* :mod:`.proto` — the JSON messages both WebSockets share (sans-io);
+* :mod:`.session` — ``/v1/text-to-speech/{voice_id}/multi-stream-input`` (multi-context) and
+  ``.../stream-input`` (single context);
+* :mod:`.http` — ``GET /v1/voices``.
+"""
