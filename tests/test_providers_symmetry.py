@@ -1,5 +1,5 @@
-"""Inworld and Rime are peers: the same four modules, the same shape of names in each, and a
-core that names neither."""
+"""Inworld, Rime and Cartesia are peers: the same four modules, the same shape of names in
+each, and a core that names none of them."""
 
 from __future__ import annotations
 
@@ -23,7 +23,11 @@ NAMES = {
     "inworld": ("VoiceOptions", "InworldCodec", "InworldProvider", "InworldHTTPClient",
                 "InworldAudioStream"),
     "rime": ("RimeOptions", "RimeCodec", "RimeProvider", "RimeHTTPClient", "RimeAudioStream"),
+    "cartesia": ("CartesiaOptions", "CartesiaCodec", "CartesiaProvider", "CartesiaHTTPClient",
+                 "CartesiaAudioStream"),
 }  # fmt: skip
+#: The HTTP clients that also list voices (typed, and as the service sent them).
+LISTS_VOICES = {"inworld", "cartesia"}
 
 
 def module(provider: str, name: str) -> ModuleType:
@@ -67,26 +71,28 @@ def test_each_provider_defines_the_same_kinds_of_names(provider: str) -> None:
 
 
 def test_the_peers_have_the_same_public_methods() -> None:
-    (_, icodec, iprov, iclient, istream), (_, rcodec, rprov, rclient, rstream) = (
-        NAMES["inworld"],
-        NAMES["rime"],
-    )
-    pairs = [("codec", icodec, rcodec), ("provider", iprov, rprov)]
-    for mod, inworld, rime in pairs:
-        assert public_methods(getattr(module("inworld", mod), inworld)) == public_methods(
-            getattr(module("rime", mod), rime)
-        )
-    inworld_client = public_methods(getattr(module("inworld", "http"), iclient))
-    rime_client = public_methods(getattr(module("rime", "http"), rclient))
-    # Only Inworld lists voices over HTTP (typed, and as the service sent them).
-    assert inworld_client - rime_client == {"voices", "voice_rows"}
-    assert rime_client <= inworld_client
-    inworld_stream = getattr(module("inworld", "http"), istream)
-    for cls in (inworld_stream, getattr(module("rime", "http"), rstream)):
-        assert {"__aiter__", "__anext__"} <= set(vars(cls))
+    first, *others = NAMES
+    for mod, index in (("codec", 1), ("provider", 2)):
+        expected = public_methods(getattr(module(first, mod), NAMES[first][index]))
+        for provider in others:
+            cls = getattr(module(provider, mod), NAMES[provider][index])
+            assert public_methods(cls) == expected, (provider, mod)
+    clients = {p: public_methods(getattr(module(p, "http"), NAMES[p][3])) for p in NAMES}
+    common = set.intersection(*clients.values())
+    for provider, methods in clients.items():
+        extra = {"voices", "voice_rows"} if provider in LISTS_VOICES else set()
+        assert methods - common == extra, provider
+    for provider in NAMES:
+        stream = getattr(module(provider, "http"), NAMES[provider][4])
+        assert {"__aiter__", "__anext__"} <= set(vars(stream))
 
 
 def test_options_are_importable_from_their_provider_and_from_trio_tts() -> None:
+    for provider, (options, _, prov, client, stream) in NAMES.items():
+        assert getattr(trio_tts, options) is getattr(module(provider, "options"), options)
+        assert getattr(trio_tts, prov) is getattr(module(provider, "provider"), prov)
+        assert getattr(trio_tts.http, client) is getattr(module(provider, "http"), client)
+        assert getattr(trio_tts.http, stream) is getattr(module(provider, "http"), stream)
     assert trio_tts.VoiceOptions is module("inworld", "options").VoiceOptions
     assert trio_tts.RimeOptions is module("rime", "options").RimeOptions
     from trio_tts import RimeOptions, VoiceOptions

@@ -38,6 +38,7 @@ from ._core.options import Options as Options
 from ._core.options import TimestampType as TimestampType
 from ._core.pool import Pool as Pool
 from ._core.pool import open_pool as open_pool
+from ._core.provider import AccountLimits as AccountLimits
 from ._core.provider import ClientCodec as ClientCodec
 from ._core.provider import Provider as Provider
 from ._core.quota import Lease as Lease
@@ -53,6 +54,8 @@ from ._core.telemetry import HandshakeProbe as HandshakeProbe
 from ._core.telemetry import PoolProbe as PoolProbe
 from ._core.telemetry import Telemetry as Telemetry
 from ._core.text import split_text as split_text
+from .providers.cartesia.options import CartesiaOptions as CartesiaOptions
+from .providers.cartesia.provider import CartesiaProvider as CartesiaProvider
 from .providers.inworld.options import VoiceOptions as VoiceOptions
 from .providers.inworld.provider import InworldProvider as InworldProvider
 from .providers.rime.options import RimeOptions as RimeOptions

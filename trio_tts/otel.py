@@ -291,7 +291,7 @@ class _ContextProbe(ContextProbe):
         model = getattr(options, "model", None)
         if isinstance(model, str):
             self.attributes[MODEL] = model
-        self.bytes_per_second = 2 * options.sample_rate if options.encoding.is_pcm else 0
+        self.bytes_per_second = options.encoding.bytes_per_sample * options.sample_rate
         self.queued_at = trio.current_time()
         self.placed_once = False
         # No explicit parent: the caller's current span (this runs in its task).

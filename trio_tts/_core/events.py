@@ -60,9 +60,16 @@ class Audio:
 
 @attrs.frozen
 class FlushCompleted:
-    """All audio for the text sent before a flush has been delivered."""
+    """All audio for the text sent before a flush has been delivered.
+
+    ``timings_restart`` says how the provider times the words after the flush: True (Inworld,
+    Rime) when they restart at zero (a :class:`~trio_tts.Context` then adds the audio before
+    the flush, keeping them monotonic); False (Cartesia) when they run on from the start of
+    the context's audio, as they are.
+    """
 
     context_id: str
+    timings_restart: bool = True
 
 
 @attrs.frozen

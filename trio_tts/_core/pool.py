@@ -13,9 +13,10 @@ about each context (its allocator request, leases, replay log, close bookkeeping
 (:class:`ConnectionOwner`), contexts ask for what they need (:class:`ContextOwner`).
 
 A slot (and its lease) comes back only when the server confirms the context closed, when the
-connection carrying it dies (a dead connection holds no capacity), or when a closing context
-stays silent past ``stale_close_timeout`` (then the connection is retired too: its
-server-side count is unknown).
+connection carrying it dies (a dead connection holds no capacity), when a cancelled context
+stays silent past the provider's documented ``cancel_expiry`` (:class:`AccountLimits`), or
+when a closing context stays silent past ``stale_close_timeout`` (then the connection is
+retired too: its server-side count is unknown).
 
 A context whose connection fails before any audio arrived is moved: it queues again at the
 front, after a jittered backoff, and its commands are replayed on the new connection. After
@@ -65,7 +66,7 @@ from .events import (
 )
 from .live import LiveMetrics
 from .placement import Placement, Waiter
-from .provider import OptionsT, Provider
+from .provider import AccountLimits, OptionsT, Provider
 from .quota import LocalQuota, Quota
 from .settings import PoolSettings, PoolSettingsKwargs
 from .snapshot import ConnectionSnapshot, ContextSnapshot, PoolSnapshot, PoolStatistics
@@ -152,9 +153,13 @@ class Pool(Generic[OptionsT]):
             retry_after_max=s.retry_after_max,
             cooldown=s.auth_failure_cooldown,
         )
-        self._quota: Quota = (
-            quota if quota is not None else LocalQuota(s.max_connections * per_conn)
-        )
+        # An account-wide limit (AccountLimits) caps the pool's own gate.
+        limits = provider if isinstance(provider, AccountLimits) else None
+        slots = s.max_connections * per_conn
+        if limits is not None and limits.max_contexts is not None:
+            slots = min(slots, limits.max_contexts)
+        self._cancel_expiry = None if limits is None else limits.cancel_expiry
+        self._quota: Quota = quota if quota is not None else LocalQuota(slots)
         # Fleet quotas (e.g. RedisQuota): one lease per WebSocket, one per context. Local
         # permits are always taken first, so a fleet lease is never held while blocked locally.
         self._connection_quota = connection_quota
@@ -824,6 +829,13 @@ class Pool(Generic[OptionsT]):
             for record in list(self._records.values()):
                 conn_id = record.conn_id
                 if conn_id is None or record.moving is not None:
+                    continue
+                expiry = self._cancel_expiry
+                silent = now - record.last_frame_at
+                if expiry is not None and record.cancel_sent and silent >= expiry:
+                    # The provider documents that the server has ended it by now.
+                    record.stream.closed_by_server()
+                    self._release(record)
                     continue
                 closing = record.close_sent_at is not None or record.stream.state in (
                     ContextState.ABANDONED,

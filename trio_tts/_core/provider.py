@@ -9,14 +9,14 @@ which provider it serves; everything provider-specific lives behind these interf
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from typing_extensions import TypeVar
 
 from .events import Event
 from .options import Options
 
-__all__ = ["ClientCodec", "OptionsT", "Provider"]
+__all__ = ["AccountLimits", "ClientCodec", "OptionsT", "Provider"]
 
 
 #: A provider's options class (``Pool[OptionsT]``, ``Context[OptionsT]``). Unparameterised,
@@ -91,3 +91,24 @@ class Provider(Protocol[OptionsT]):
     def new_codec(self) -> ClientCodec:
         """A fresh codec for one new connection."""
         ...
+
+
+@runtime_checkable
+class AccountLimits(Protocol):
+    """Limits a provider may declare beyond :class:`Provider`'s (optional: the pool looks for
+    them with ``isinstance``; Cartesia has them, Inworld and Rime do not).
+
+    Some services count contexts per *account*, not per connection, and do not always answer
+    a cancel: these say how the pool stays within such limits.
+    """
+
+    #: Contexts the account may run at once: the pool's own gate (when it is given no
+    #: ``quota``) holds the smaller of this and ``max_connections × contexts_per_connection``
+    #: (None: no account-wide limit beyond the pool's settings).
+    max_contexts: int | None
+    #: Seconds after which a cancelled context the server has not confirmed counts as gone,
+    #: measured from the last frame the server sent for it: the service documents that it
+    #: ends such a context by then (Cartesia: 1 s after its last audio). Its slot comes back
+    #: without retiring the connection. None: only the server's confirmation, or
+    #: ``stale_close_timeout`` (which retires the connection), frees it.
+    cancel_expiry: float | None
