@@ -93,7 +93,6 @@ def _entry(voice: CartesiaVoice) -> dict[str, Any]:
         "locales": [{"locale": locale, "is_native": True}],
         "gender": "feminine" if info.gender == "female" else "masculine",
         "is_owner": False,
-        "is_public": True,
         "access": "public",
         "visibility": "all",
         "created_at": _CREATED,
