@@ -6,6 +6,10 @@ Routes (everything else is 404, or 405 for a known path):
   (:mod:`.inworld.session`; ``Authorization: Basic <key>``);
 * ``WS  /ws3`` — Rime's JSON WebSocket (:mod:`.rime.session`; ``Authorization: Bearer <key>``,
   a bad query is refused with 400);
+* ``WS  /tts/websocket`` — Cartesia's context WebSocket (:mod:`.cartesia.session`;
+  ``X-API-Key``, ``Authorization: Bearer`` or ``?api_key=``; the API version in
+  ``?cartesia_version=`` or the ``Cartesia-Version`` header) and its ``GET /voices``
+  (:mod:`.cartesia.http`);
 * Inworld's ``voice:stream``, ``voice`` and ``voices`` (:mod:`.inworld.http`) and Rime's
   ``/v1/rime-tts`` (:mod:`.rime.http`).
 
@@ -36,6 +40,8 @@ from ._asgi import (
 )
 from ._core import Core
 from ._websocket import WebSocketSession
+from .cartesia import http as cartesia_http
+from .cartesia.session import CartesiaSession
 from .inworld import http as inworld_http
 from .inworld.session import InworldSession
 from .rime import http as rime_http
@@ -47,11 +53,13 @@ __all__ = ["HTTP_ROUTES", "SESSIONS", "App"]
 SESSIONS: dict[str, type[WebSocketSession]] = {
     InworldSession.PATH: InworldSession,
     RimeSession.PATH: RimeSession,
+    CartesiaSession.PATH: CartesiaSession,
 }
-#: (method, path) → (handler, authorization scheme).
-HTTP_ROUTES: dict[tuple[str, str], tuple[HTTPHandler, str]] = {
+#: (method, path) → (handler, authorization scheme; None: the handler checks the key itself).
+HTTP_ROUTES: dict[tuple[str, str], tuple[HTTPHandler, str | None]] = {
     **{route: (h, inworld_http.AUTH_SCHEME) for route, h in inworld_http.ROUTES.items()},
     **{route: (h, rime_http.AUTH_SCHEME) for route, h in rime_http.ROUTES.items()},
+    **{route: (h, None) for route, h in cartesia_http.ROUTES.items()},
 }
 
 
@@ -87,7 +95,7 @@ class App:
 
     async def _deny(self, scope: Scope, send: ASGISend, status: int,
                     message: str, retry_after: float | None = None,
-                    echo: bool = False) -> None:  # fmt: skip
+                    echo: bool = False, body: Any = error_body) -> None:  # fmt: skip
         self.core.reject(status)
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008})
@@ -95,7 +103,7 @@ class App:
         headers = list(JSON_HEADERS)
         if retry_after is not None:
             headers.append((b"retry-after", _retry_after(retry_after)))
-        content: dict[str, Any] = error_body(status, message)
+        content: dict[str, Any] = body(status, message)
         if echo:  # a careless provider repeating the credential back (secret-leak tests)
             seen = header(scope, b"authorization") or ""
             query = bytes(scope.get("query_string", b"")).decode("latin-1")
@@ -130,18 +138,22 @@ class App:
                 echo=reject.echo,
             )  # fmt: skip
             return
-        if not self._authorized(scope, session.AUTH_SCHEME):
-            await self._deny(scope, send, 401, "Unauthenticated: invalid or missing API key")
+        key = config.api_key
+        if key is not None and not session.authorized(scope, key):
+            await self._deny(scope, send, 401, "Unauthenticated: invalid or missing API key",
+                             body=session.refusal_body)  # fmt: skip
             return
         problem = session.refusal(scope)
         if problem is not None:
-            await self._deny(scope, send, 400, problem)
+            status, text = problem if isinstance(problem, tuple) else (400, problem)
+            await self._deny(scope, send, status, text, body=session.refusal_body)
             return
         if core.connections_open >= config.max_connections:
             core.violation(
                 f"connection {core.connections_open + 1} (limit {config.max_connections})"
             )
-            await self._deny(scope, send, 429, "Too many connections", config.retry_after)
+            await self._deny(scope, send, 429, "Too many connections", config.retry_after,
+                             body=session.refusal_body)  # fmt: skip
             return
         index = core.connections_accepted
         core.connections_accepted += 1
@@ -169,7 +181,7 @@ class App:
             await respond_error(send, status, f"{method} {path}")
             return
         handler, scheme = route
-        if not self._authorized(scope, scheme):
+        if scheme is not None and not self._authorized(scope, scheme):
             await respond_error(send, 401, "Unauthenticated: invalid or missing API key")
             return
         await handler(self.core, scope, receive, send)

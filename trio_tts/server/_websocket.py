@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
-from ._asgi import ASGIReceive, ASGISend, Scope
+from ._asgi import ASGIReceive, ASGISend, Scope, error_body, header
 from ._core import Core
 from ._faults import BadFrame
 from ._tcp import drop_tcp, write_raw
@@ -86,10 +86,25 @@ class WebSocketSession:
 
     # -- what a protocol supplies ----------------------------------------------------------
 
+    @classmethod
+    def authorized(cls, scope: Scope, key: str) -> bool:
+        """Whether the upgrade carries ``key`` (default: ``Authorization: <AUTH_SCHEME> <key>``)."""
+        return header(scope, b"authorization") == f"{cls.AUTH_SCHEME} {key}"
+
     @staticmethod
-    def refusal(scope: Scope) -> str | None:
-        """Why to refuse this upgrade with HTTP 400 (checked before accepting), or None."""
+    def refusal(scope: Scope) -> str | tuple[int, str] | None:
+        """Why to refuse this upgrade (checked before accepting): a message (HTTP 400), a
+        ``(status, message)``, or None."""
         return None
+
+    @staticmethod
+    def refusal_body(status: int, message: str) -> dict[str, Any]:
+        """The JSON body of a refused upgrade (default: Inworld's ``{code, message, details}``)."""
+        return error_body(status, message)
+
+    def inactivity_timeout(self) -> float:
+        """Seconds without a client frame before the watchdog closes the connection."""
+        return self.config.inactivity_timeout
 
     async def read(self) -> None:
         """Read and apply the client's frames until it leaves (the session's own task)."""
@@ -182,7 +197,7 @@ class WebSocketSession:
             await self._after_send_faults()
 
     async def _watchdog(self) -> None:
-        timeout = self.config.inactivity_timeout
+        timeout = self.inactivity_timeout()
         while True:
             await trio.sleep_until(self.last_activity + timeout)
             if trio.current_time() >= self.last_activity + timeout:
