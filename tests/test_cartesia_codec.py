@@ -426,3 +426,73 @@ def test_contexts_are_independent_on_one_connection() -> None:
     assert codec.receive(chunk(b"\x05\x06", "a")) == [Audio("a", b"\x05\x06")]
     assert codec.receive(server("done", "a", done=True)) == [ContextClosed("a")]
     assert repr(codec) == "<CartesiaCodec contexts=0 expired=0>"
+
+
+# ------------------------------------------------------- back to back with the server's codec
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        CartesiaOptions(),
+        CartesiaOptions(encoding="pcm_mulaw", sample_rate=8000, speed=1.5, volume=2.0,
+                        emotion="Calm", word_timestamps=True, max_buffer_delay_ms=0),
+        CartesiaOptions(model="sonic-2", encoding="pcm_f32le", sample_rate=44100, language=None,
+                        use_normalized_timestamps=False, pronunciation_dict_id="d"),
+    ],
+    ids=["defaults", "telephony", "f32"],
+)  # fmt: skip
+def test_the_servers_codec_reads_every_request_as_sent(options: CartesiaOptions) -> None:
+    from trio_tts.server.cartesia import proto
+    from trio_tts.server.cartesia.config import ContextConfig, context_config
+
+    codec = CartesiaCodec()
+    codec.create("c1", options)
+    sent = [
+        *codec.send_text("c1", "Hello there. ", flush=True),
+        *codec.close("c1"),
+    ]
+    messages = [proto.decode_message(frame) for frame in sent]
+    assert [(m.transcript, m.continue_, m.flush) for m in messages] == [  # type: ignore[union-attr]
+        ("Hello there. ", True, False), ("", True, True), ("", False, False),
+    ]  # fmt: skip
+    config = context_config(messages[0].fields)  # type: ignore[union-attr]
+    assert isinstance(config, ContextConfig), config
+    assert (config.voice_id, config.model_id) == (options.voice, options.model)
+    assert (config.sample_rate, config.add_timestamps) == (
+        options.sample_rate, options.word_timestamps,
+    )  # fmt: skip
+    assert config.encoding == options.request_fields()["output_format"]["encoding"]
+    codec2 = CartesiaCodec()
+    codec2.create("c2", options)
+    codec2.send_text("c2", "Hi.")
+    assert proto.decode_message(codec2.cancel("c2")[0]) == proto.Cancel("c2")
+
+
+def test_the_servers_frames_decode_to_the_engines_events() -> None:
+    from trio_tts.server.cartesia import proto
+
+    codec = CartesiaCodec()
+    opened(codec)
+    codec.flush("c1")
+    words = [("Hello", 0.0, 0.3), ("there.", 0.36, 0.72)]
+    assert codec.receive(proto.encode_chunk(b"\x07\x08", "c1", step_time=1.5, flush_id=1)) == [
+        Audio("c1", b"\x07\x08")
+    ]
+    assert codec.receive(proto.encode_timestamps(words, 2.0, "c1", flush_id=1)) == [
+        Audio("c1", b"", (WordTiming("Hello", 2.0, 2.3), WordTiming("there.", 2.36, 2.72)))
+    ]
+    assert codec.receive(proto.encode_flush_done("c1", 1)) == [
+        FlushCompleted("c1", timings_restart=False)
+    ]
+    codec.close("c1")
+    assert codec.receive(proto.encode_done("c1")) == [ContextClosed("c1")]
+    opened(codec, "c2")
+    error = proto.ProtocolError(429, "Too many requests", "slow down", "concurrency_limited")
+    assert codec.receive(proto.encode_error(error, "c2")) == [
+        ContextError("c2", 429, "Too many requests: slow down (concurrency_limited)"),
+        ContextClosed("c2"),
+    ]
+    assert codec.receive(proto.encode_error(error, None)) == [
+        ConnectionErrorEvent(429, "Too many requests: slow down (concurrency_limited)")
+    ]
