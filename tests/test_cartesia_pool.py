@@ -467,3 +467,29 @@ async def test_bytes_request_and_whole_samples() -> None:
         "transcript": TEXT,
     }
     assert "sk_car" not in repr(client)
+
+
+async def test_the_account_limit_caps_the_pool_whatever_its_connection_settings(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``concurrency`` is the pool's gate even with 20 connections allowed; the pool's own
+    settings can only lower it (here: 1 connection × 1 context)."""
+    async with memory_pool(concurrency=2, max_connections=20) as (pool, server, _):
+        first, second = await pool.open_context(), await pool.open_context()
+        with pytest.raises(trio_tts.CapacityTimeout):
+            await pool.open_context(timeout=5.0)
+        assert pool.statistics().contexts_in_use == 2
+        # Both on one socket (contexts_per_connection defaults to the concurrency).
+        [conn] = pool.inspect().connections
+        assert sorted(conn.contexts) == sorted((first.id, second.id))
+        for ctx in (first, second):
+            await ctx.aclose()
+        await quiet(pool, server)
+    async with memory_pool(concurrency=5, max_connections=1, contexts_per_connection=1) as (
+        pool, server, _,
+    ):  # fmt: skip
+        ctx = await pool.open_context()
+        with pytest.raises(trio_tts.CapacityTimeout):
+            await pool.open_context(timeout=1.0)
+        await ctx.aclose()
+        await quiet(pool, server)
