@@ -40,6 +40,7 @@ from trio_tts.server import (
     PaceAudio,
     ServerConfig,
     Speech,
+    StallContext,
     ToneSynthesizer,
     tone_pcm,
     tone_speech,
@@ -179,7 +180,13 @@ def test_livekit_plugin_pool_one_socket_per_concurrent_stream_then_reuse(
         async with aiohttp.ClientSession() as session:
             t = plugin(srv.server.base_url, session)
             try:
-                together = await asyncio.gather(*(speak(t, text) for text in texts))
+                # The server holds every context's audio until all four are open at once, so
+                # the four streams surely overlap.
+                srv.set_faults(stall_context=StallContext(when=lambda *_: True))
+                streams = asyncio.gather(*(speak(t, text) for text in texts))
+                await until(lambda: srv.stats().contexts_open == 4)
+                srv.set_faults(stall_context=None)
+                together = await streams
                 during = srv.stats()
                 again = await speak(t, "A later stream reuses a socket.")
                 after = srv.stats()

@@ -22,11 +22,14 @@ from trio_websocket import ConnectionRejected, WebSocketConnection, open_websock
 
 from trio_tts import ConnectionLost
 from trio_tts.server import (
+    CloseConnection,
     ContextErrorFault,
+    DropConnection,
     Faults,
     LocalServer,
     PaceAudio,
     ServerConfig,
+    Stall,
     open_server,
     tone_pcm,
     tone_speech,
@@ -613,3 +616,51 @@ async def test_every_listed_voice_speaks(srv: LocalServer) -> None:
         for n, vid in enumerate([KATIE, voice_uuid("Hana"), "Dennis", KATIE.upper()]):
             fields = {"voice": vid} if n % 2 else {"voice": {"id": vid}}
             assert audio_of(await one_shot(ws, f"v{n}", "Hi. ", **fields)) == tone_pcm("Hi. ", RATE)
+
+
+async def test_phoneme_timestamps_when_asked(srv: LocalServer) -> None:
+    async with connect(srv) as ws:
+        frames = await one_shot(ws, "p", "Hi you. ", add_timestamps=False,
+                                add_phoneme_timestamps=True)  # fmt: skip
+    assert not [f for f in frames if f["type"] == "timestamps"]
+    (stamps,) = [f["phoneme_timestamps"] for f in frames if f["type"] == "phoneme_timestamps"]
+    assert stamps["phonemes"] == ["h", "i", "y", "o", "u"]
+    (hi_start, hi_end), (you_start, you_end) = [
+        (s, e) for _, s, e in tone_speech("Hi you. ", RATE).words
+    ]
+    assert stamps["start"][0] == hi_start and stamps["end"][1] == pytest.approx(hi_end)
+    assert stamps["start"][2] == you_start and stamps["end"][-1] == pytest.approx(you_end)
+    assert stamps["start"] == sorted(stamps["start"])
+
+
+@pytest.mark.parametrize("fault", ["drop", "close", "stall"])
+async def test_connection_faults_end_the_socket_and_release_its_contexts(
+    autojump_clock: trio.testing.MockClock, fault: str
+) -> None:
+    rules = {
+        "drop": Faults(drop=DropConnection(after_frames=3)),
+        "close": Faults(close_connection=CloseConnection(code=1011, after_frames=3)),
+        "stall": Faults(stall=Stall(after_frames=3)),
+    }
+    async with memory(faults=rules[fault]) as (server, client):
+        for cid in ("a", "b"):
+            await client.send(**BASE, context_id=cid, transcript="A long enough sentence. ",
+                              **{"continue": True})  # fmt: skip
+        received = 0
+        with trio.move_on_after(30) as waited:
+            try:
+                while True:
+                    await client.receive()
+                    received += 1
+            except ConnectionLost as exc:
+                assert exc.code == {"drop": 1006, "close": 1011}[fault]
+        assert received == 3
+        if fault == "stall":  # silent, not closed: the contexts still count
+            assert waited.cancelled_caught and server.statistics().contexts_open == 2
+            server.faults.stall = None
+            frames = await client.until("done", "b")
+            assert frames[-1][1]["type"] == "done"
+        else:
+            await trio.testing.wait_all_tasks_blocked()
+            stats = server.statistics()
+            assert (stats.connections_open, stats.contexts_open) == (0, 0)
