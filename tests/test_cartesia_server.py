@@ -24,12 +24,14 @@ from trio_tts import ConnectionLost
 from trio_tts.server import (
     CloseConnection,
     ContextErrorFault,
+    DelayFirstAudio,
     DropConnection,
     Faults,
     LocalServer,
     PaceAudio,
     ServerConfig,
     Stall,
+    StallContext,
     open_server,
     tone_pcm,
     tone_speech,
@@ -664,3 +666,34 @@ async def test_connection_faults_end_the_socket_and_release_its_contexts(
             await trio.testing.wait_all_tasks_blocked()
             stats = server.statistics()
             assert (stats.connections_open, stats.contexts_open) == (0, 0)
+
+
+@pytest.mark.parametrize("hold", ["delay-first-audio", "stall-context"])
+async def test_a_held_generation_is_never_cut_short_by_the_expiry(
+    autojump_clock: trio.testing.MockClock, hold: str
+) -> None:
+    """The expiry counts from the last frame that went out; a generation held back by the
+    server (a slow first audio, a stalled context) is spoken whole, then expires."""
+    text = "A sentence that takes a while to arrive. "
+    faults = (
+        Faults(delay_first_audio=DelayFirstAudio(2.5))
+        if hold == "delay-first-audio"
+        else Faults(stall_context=StallContext(when=lambda *_: True, after_frames=2))
+    )
+    async with memory(faults=faults) as (server, client):
+        fields = {**BASE, "add_timestamps": False}
+        await client.send(**fields, context_id="c", transcript=text, **{"continue": True})
+        if hold == "stall-context":
+            frames = [await client.receive(), await client.receive()]  # two chunks, then held
+            with trio.move_on_after(3.0):
+                frames.append(await client.receive())
+            assert len(frames) == 2 and server.statistics().contexts_open == 1
+            server.faults.stall_context = None
+            server.set_faults()  # wake the stalled context
+        else:
+            frames = []
+        frames += await client.until("done", "c")
+    chunks = [f for _, f in frames if f["type"] == "chunk"]
+    assert b"".join(base64.b64decode(f["data"]) for f in chunks) == tone_pcm(text, RATE)
+    assert frames[-1][0] - last_audio(frames) == pytest.approx(1.0)
+    assert last_audio(frames) >= 2.5

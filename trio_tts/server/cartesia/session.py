@@ -326,31 +326,32 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
                 deadline = math.inf  # audio still going out: the expiry counts from its end
             else:
                 deadline = max(ctx.last_sent, last_input) + expiry
-            with trio.move_on_at(deadline):
+            item: object = None
+            with trio.move_on_at(deadline):  # only the wait is timed, never the speaking
                 item = await ctx.receive.receive()
-                if item is _DRAINED:
-                    continue
-                assert isinstance(item, _Input)
-                last_input = trio.current_time()
-                ctx.buffer += item.text
-                if ctx.buffer and ctx.speak_at == math.inf and ctx.config.max_buffer_delay_ms:
-                    ctx.speak_at = trio.current_time() + ctx.config.max_buffer_delay_ms / 1000
-                if item.final:
+            if item is None:
+                if ctx.buffer:  # the delay passed, or a partial word is left as it expires
                     await self._speak(ctx, len(ctx.buffer))
-                    await self._emit(ctx, proto.encode_done(ctx.id), final=True)
-                    return
-                if item.flush:
-                    ctx.flushes += 1
-                    await self._speak(ctx, len(ctx.buffer), flush_id=ctx.flushes)
-                    await self._emit(ctx, proto.encode_flush_done(ctx.id, ctx.flushes))
-                else:
-                    await self._speak(ctx, self._ready(ctx))
+                    continue
+                await self._emit(ctx, proto.encode_done(ctx.id), final=True)  # expired
+                return
+            if item is _DRAINED:
                 continue
-            if ctx.buffer:  # the delay passed, or a partial word is left as the context expires
+            assert isinstance(item, _Input)
+            last_input = trio.current_time()
+            ctx.buffer += item.text
+            if ctx.buffer and ctx.speak_at == math.inf and ctx.config.max_buffer_delay_ms:
+                ctx.speak_at = trio.current_time() + ctx.config.max_buffer_delay_ms / 1000
+            if item.final:
                 await self._speak(ctx, len(ctx.buffer))
-            else:  # expired
                 await self._emit(ctx, proto.encode_done(ctx.id), final=True)
                 return
+            if item.flush:
+                ctx.flushes += 1
+                await self._speak(ctx, len(ctx.buffer), flush_id=ctx.flushes)
+                await self._emit(ctx, proto.encode_flush_done(ctx.id, ctx.flushes))
+            else:
+                await self._speak(ctx, self._ready(ctx))
 
     @staticmethod
     def _ready(ctx: _Context) -> int:
