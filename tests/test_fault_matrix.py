@@ -131,14 +131,14 @@ async def test_a_slot_on_a_connection_that_is_ending_is_never_a_raw_trio_error(
 @attrs.frozen
 class Target:
     """How one provider meets the local server: the server's limits for ``max_connections``
-    connections of ``per`` contexts, the provider and default options for them, and the code a
-    :class:`~trio_tts.server.ContextErrorFault` (13, gRPC's INTERNAL) arrives as."""
+    connections of ``per`` contexts, the provider and default options for them, and the codes a
+    :class:`~trio_tts.server.ContextErrorFault` (13, gRPC's INTERNAL) may arrive as."""
 
     name: str
     config: Callable[[int, int], ServerConfig]
     provider: Callable[[MemoryServer, int, int], trio_tts.Provider[Any]]
     defaults: trio_tts.Options
-    fault_code: int
+    fault_codes: frozenset[int]
 
 
 PROVIDERS = [
@@ -149,7 +149,7 @@ PROVIDERS = [
         ),
         lambda server, conns, per: provider_for(server),
         trio_tts.VoiceOptions(encoding="PCM", sample_rate=24000),
-        13,
+        frozenset({13}),
     ),
     Target(
         "cartesia",
@@ -163,7 +163,11 @@ PROVIDERS = [
             url=server.cartesia_url, concurrency=conns * per, contexts_per_connection=per
         ),
         trio_tts.CartesiaOptions(),
-        500,  # a status outside 400..599 is a 500 on Cartesia's error event
+        # A status outside 400..599 is a 500 on Cartesia's error event. 400: the local server
+        # sometimes answers the context's close (sent right after its text) with a control
+        # frame "context_closed" that overtakes the failing generation's queued error: the
+        # first error the server sends is the one the caller gets.
+        frozenset({500, 400}),
     ),
 ]  # fmt: skip
 TARGETS = {t.name: t for t in PROVIDERS}
@@ -292,8 +296,8 @@ def _context_failed_once(
 ) -> None:
     failed = [o for o in outcomes if o.error is not None]
     assert len(failed) == 1
-    code = TARGETS[pool.provider.name].fault_code
-    assert isinstance(failed[0].error, trio_tts.ContextFailed) and failed[0].error.code == code
+    codes = TARGETS[pool.provider.name].fault_codes
+    assert isinstance(failed[0].error, trio_tts.ContextFailed) and failed[0].error.code in codes
 
 
 def _stray_dropped(
@@ -477,27 +481,13 @@ async def run_case(case: Case, layout: str, provider: str = "inworld") -> None:
         assert stats.peak_connections <= max_connections
 
 
-#: Cases a provider's local server cannot pass yet, and why (strict: they fail today; an XPASS
-#: says the server was fixed and the entry must go).
-KNOWN_SERVER_BUGS = {("cartesia", "stall-one-context"), ("cartesia", "delay-first-audio")}
-_EXPIRY_BUG = (
-    "local Cartesia server: its 1 s context expiry also runs while a generation is held"
-    " (StallContext, DelayFirstAudio) and answers done with the audio incomplete"
-    " (trio_tts/server/cartesia/session.py _work speaks inside move_on_at(expires_at))"
-)
-
-
 def _matrix_params() -> list[Any]:
-    params = []
-    for case in CASES:
-        for layout in LAYOUTS:
-            for provider in TARGETS:
-                marks = []
-                if (provider, case.name) in KNOWN_SERVER_BUGS:
-                    marks.append(pytest.mark.xfail(strict=True, reason=_EXPIRY_BUG))
-                name = f"{case.name}-{layout}-{provider}"
-                params.append(pytest.param(case, layout, provider, marks=marks, id=name))
-    return params
+    return [
+        pytest.param(case, layout, provider, id=f"{case.name}-{layout}-{provider}")
+        for case in CASES
+        for layout in LAYOUTS
+        for provider in TARGETS
+    ]
 
 
 @pytest.mark.parametrize(("case", "layout", "provider"), _matrix_params())
