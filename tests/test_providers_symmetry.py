@@ -1,5 +1,5 @@
-"""Inworld, Rime and ElevenLabs are peers: the same four modules, the same shape of names in
-each, and a core that names none of them."""
+"""Inworld, Rime, ElevenLabs and Cartesia are peers: the same four modules, the same shape of
+names in each, and a core that names none of them."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ NAMES: dict[str, tuple[str, str, str, str, str | None]] = {
     "rime": ("RimeOptions", "RimeCodec", "RimeProvider", "RimeHTTPClient", "RimeAudioStream"),
     "elevenlabs": ("ElevenLabsOptions", "ElevenLabsCodec", "ElevenLabsProvider",
                    "ElevenLabsHTTPClient", None),
+    "cartesia": ("CartesiaOptions", "CartesiaCodec", "CartesiaProvider", "CartesiaHTTPClient",
+                 "CartesiaAudioStream"),
 }  # fmt: skip
+#: The HTTP clients that also list voices (typed, and as the service sent them).
+LISTS_VOICES = {"inworld", "elevenlabs", "cartesia"}
+#: The methods of an HTTP client that synthesises (its audio stream is not None).
+SYNTHESIS = {"stream", "synthesize"}
 
 
 def module(provider: str, name: str) -> ModuleType:
@@ -71,25 +77,32 @@ def test_each_provider_defines_the_same_kinds_of_names(provider: str) -> None:
 
 
 def test_the_peers_have_the_same_public_methods() -> None:
-    for index, mod in ((1, "codec"), (2, "provider")):
-        methods = {p: public_methods(getattr(module(p, mod), NAMES[p][index])) for p in NAMES}
-        assert all(m == methods["inworld"] for m in methods.values()), methods
-    inworld_client, rime_client, elevenlabs_client = (
-        public_methods(getattr(module(p, "http"), NAMES[p][3]))
-        for p in ("inworld", "rime", "elevenlabs")
-    )
-    # Inworld lists voices over HTTP (typed, and as the service sent them) and synthesises;
-    # Rime only synthesises, ElevenLabs only lists voices.
-    assert inworld_client - rime_client == {"voices", "voice_rows"}
-    assert rime_client <= inworld_client
-    assert inworld_client - elevenlabs_client == {"stream", "synthesize"}
-    assert elevenlabs_client <= inworld_client
-    for p, names in NAMES.items():
+    first, *others = NAMES
+    for mod, index in (("codec", 1), ("provider", 2)):
+        expected = public_methods(getattr(module(first, mod), NAMES[first][index]))
+        for provider in others:
+            cls = getattr(module(provider, mod), NAMES[provider][index])
+            assert public_methods(cls) == expected, (provider, mod)
+    clients = {p: public_methods(getattr(module(p, "http"), NAMES[p][3])) for p in NAMES}
+    common = set.intersection(*clients.values())
+    for provider, methods in clients.items():
+        extra = {"voices", "voice_rows"} if provider in LISTS_VOICES else set()
+        if NAMES[provider][4] is not None:
+            extra |= SYNTHESIS
+        assert methods - common == extra, provider
+    for provider, names in NAMES.items():
         if names[4] is not None:
-            assert {"__aiter__", "__anext__"} <= set(vars(getattr(module(p, "http"), names[4])))
+            stream = getattr(module(provider, "http"), names[4])
+            assert {"__aiter__", "__anext__"} <= set(vars(stream))
 
 
 def test_options_are_importable_from_their_provider_and_from_trio_tts() -> None:
+    for provider, (options, _, prov, client, stream) in NAMES.items():
+        assert getattr(trio_tts, options) is getattr(module(provider, "options"), options)
+        assert getattr(trio_tts, prov) is getattr(module(provider, "provider"), prov)
+        assert getattr(trio_tts.http, client) is getattr(module(provider, "http"), client)
+        if stream is not None:
+            assert getattr(trio_tts.http, stream) is getattr(module(provider, "http"), stream)
     assert trio_tts.VoiceOptions is module("inworld", "options").VoiceOptions
     assert trio_tts.RimeOptions is module("rime", "options").RimeOptions
     assert trio_tts.ElevenLabsOptions is module("elevenlabs", "options").ElevenLabsOptions

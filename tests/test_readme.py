@@ -116,6 +116,9 @@ EXPECT = {
         r"(?P<seconds>\d+\.\d\d) s of audio: Hello from ElevenLabs through a shared socket",
         min_seconds=1.0,
     ),
+    "Providers [2]": Expect(
+        r"(?P<seconds>\d+\.\d\d) s of audio, \d\d? words, in order: True", min_seconds=1.0
+    ),
     "pipecat [1]": Expect(r"a pipecat InworldTTSService: True"),
     "Running a fleet [1]": Expect(
         r"(?P<seconds>\d+\.\d\d) s of audio; QuotaStatistics\(total=20, borrowed=1, waiting=0\)",

@@ -62,11 +62,11 @@ async def test_memory_fixtures_run_in_exact_virtual_time(
     await tt.assert_quiescent(tts_memory_pool)
 
 
-@pytest.mark.parametrize("tts_protocol", ["inworld", "rime", "elevenlabs"], indirect=True)
+@pytest.mark.parametrize("tts_protocol", ["inworld", "rime", "elevenlabs", "cartesia"], indirect=True)
 async def test_protocol_parametrised_fixture(
     tts_protocol: str, tts_memory_pool: trio_tts.Pool
 ) -> None:
-    assert tts_protocol in ("inworld", "rime", "elevenlabs")
+    assert tts_protocol in ("inworld", "rime", "elevenlabs", "cartesia")
     assert tts_memory_pool.provider.name == tts_protocol
     # ElevenLabs' context begins with its init message's text, one space.
     spoken = " " + TEXT if tts_protocol == "elevenlabs" else TEXT
@@ -75,7 +75,7 @@ async def test_protocol_parametrised_fixture(
 
 
 def test_protocols_are_named() -> None:
-    assert set(tt.PROTOCOLS) >= {"inworld", "rime", "elevenlabs"}
+    assert tt.PROTOCOLS == ("inworld", "rime", "elevenlabs", "cartesia")
     with pytest.raises(ValueError, match="unknown protocol 'polly'"):
         tt.server_config_for("polly")
 

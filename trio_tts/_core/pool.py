@@ -14,9 +14,10 @@ about each context (its allocator request, leases, replay log, close bookkeeping
 (:class:`ConnectionOwner`), contexts ask for what they need (:class:`ContextOwner`).
 
 A slot (and its lease) comes back only when the server confirms the context closed, when the
-connection carrying it dies (a dead connection holds no capacity), or when a closing context
-stays silent past ``stale_close_timeout`` (then the connection is retired too: its
-server-side count is unknown).
+connection carrying it dies (a dead connection holds no capacity), when a cancelled context
+stays silent past the provider's documented ``cancel_expiry`` (:class:`~trio_tts.Provider`), or
+when a closing context stays silent past ``stale_close_timeout`` (then the connection is
+retired too: its server-side count is unknown).
 
 A context whose connection fails before any audio arrived is moved: it queues again at the
 front, after a jittered backoff, and its commands are replayed on the new connection. After
@@ -157,9 +158,10 @@ class Pool(Generic[OptionsT]):
             retry_after_max=s.retry_after_max,
             cooldown=s.auth_failure_cooldown,
         )
-        self._quota: Quota = (
-            quota if quota is not None else LocalQuota(self.max_contexts)
-        )
+        # An account-wide cap (Provider.max_contexts / PoolSettings.max_contexts) sizes the
+        # pool's own gate.
+        self._cancel_expiry = provider.cancel_expiry
+        self._quota: Quota = quota if quota is not None else LocalQuota(self.max_contexts)
         # Fleet quotas (e.g. RedisQuota): one lease per WebSocket, one per context. Local
         # permits are always taken first, so a fleet lease is never held while blocked locally.
         self._connection_quota = connection_quota
@@ -834,6 +836,13 @@ class Pool(Generic[OptionsT]):
             for record in list(self._records.values()):
                 conn_id = record.conn_id
                 if conn_id is None or record.moving is not None:
+                    continue
+                expiry = self._cancel_expiry
+                silent = now - record.last_frame_at
+                if expiry is not None and record.cancel_sent and silent >= expiry:
+                    # The provider documents that the server has ended it by now.
+                    record.stream.closed_by_server()
+                    self._release(record)
                     continue
                 closing = record.close_sent_at is not None or record.stream.state in (
                     ContextState.ABANDONED,

@@ -83,6 +83,12 @@ class Provider(Protocol[OptionsT]):
     #: (remembered like a 401); ``backoff.FATAL_CLOSE_CODES`` unless the service uses one of
     #: them for passing trouble (ElevenLabs closes with 1008 for everything).
     fatal_close_codes: frozenset[int]
+    #: Seconds after which a cancelled context the server has not confirmed counts as gone,
+    #: measured from the last frame the server sent for it: the service documents that it
+    #: ends such a context by then (Cartesia: 1 s after its last audio). Its slot comes back
+    #: without retiring the connection. None (Inworld, Rime, ElevenLabs): only the server's
+    #: confirmation, or ``stale_close_timeout`` (which retires the connection), frees it.
+    cancel_expiry: float | None
 
     def default_options(self) -> OptionsT:
         """The options of contexts when the pool is given none."""

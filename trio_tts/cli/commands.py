@@ -13,6 +13,10 @@ from pathlib import Path
 import attrs
 import trio
 
+from ..providers.cartesia.http import CartesiaHTTPClient
+from ..providers.cartesia.options import DEFAULT_VOICE as CARTESIA_VOICE
+from ..providers.cartesia.options import CartesiaOptions
+from ..providers.cartesia.provider import DEFAULT_URL as CARTESIA_URL
 from ..providers.elevenlabs.http import ElevenLabsHTTPClient
 from ..providers.elevenlabs.options import ElevenLabsOptions, VoiceSettings
 from ..providers.elevenlabs.provider import API_KEY_VARIABLES as ELEVENLABS_KEY_VARIABLES
@@ -22,10 +26,12 @@ from ..providers.inworld.options import VoiceOptions
 from ..providers.inworld.provider import DEFAULT_URL
 from ..providers.rime.options import RimeOptions
 from ..providers.rime.provider import DEFAULT_URL as RIME_URL
-from .common import Target, elevenlabs_urls, endpoints, rime_urls, service_urls
+from .common import Target, cartesia_urls, elevenlabs_urls, endpoints, rime_urls, service_urls
 from .speak import SpeakResult, speak
 
 __all__ = ["read_text", "serve_command", "speak_command", "voices_command"]
+
+#: Per provider: the environment variable of its key and its service's URL.
 
 
 async def serve_command(args: argparse.Namespace) -> int:
@@ -56,9 +62,11 @@ async def voices_command(args: argparse.Namespace) -> int:
     target = _target(args)
     if target.provider == "elevenlabs":
         return await _elevenlabs_voices(args, target)
+    cartesia = target.provider == "cartesia"
+    client_class = CartesiaHTTPClient if cartesia else InworldHTTPClient
     async with (
         endpoints(target) as (_, http_base, _),
-        InworldHTTPClient(target.api_key, base_url=http_base) as client,
+        client_class(target.api_key, base_url=http_base) as client,
     ):
         voices = await client.voices(language=args.language)
     if args.json:
@@ -66,7 +74,9 @@ async def voices_command(args: argparse.Namespace) -> int:
         return 0
     width = max((len(v.voice_id) for v in voices), default=5)
     for v in voices:
-        print(f"{v.voice_id:<{width}}  {','.join(v.languages):<6} {v.description}")
+        # Cartesia's ids are UUIDs: the name says which voice it is.
+        about = f"{v.display_name}: {v.description}" if cartesia else v.description
+        print(f"{v.voice_id:<{width}}  {','.join(v.languages):<6} {about}")
     return 0
 
 
@@ -132,8 +142,11 @@ def _summary(r: SpeakResult) -> str:
     )
 
 
-def _options(args: argparse.Namespace) -> VoiceOptions | RimeOptions | ElevenLabsOptions:
-    if getattr(args, "provider", "inworld") == "elevenlabs":
+def _options(
+    args: argparse.Namespace,
+) -> VoiceOptions | RimeOptions | ElevenLabsOptions | CartesiaOptions:
+    provider = getattr(args, "provider", "inworld")
+    if provider == "elevenlabs":
         # The sample rate picks the raw PCM format; the rate is ElevenLabs' speed (0.7..1.2).
         settings = None if args.rate == 1.0 else VoiceSettings(speed=args.rate)
         return ElevenLabsOptions(
@@ -142,7 +155,14 @@ def _options(args: argparse.Namespace) -> VoiceOptions | RimeOptions | ElevenLab
             output_format=f"pcm_{args.sample_rate}",
             voice_settings=settings,
         )
-    if getattr(args, "provider", "inworld") == "rime":
+    if provider == "cartesia":
+        return CartesiaOptions(
+            voice=args.voice or CARTESIA_VOICE,
+            model=args.model or "sonic-3",
+            sample_rate=args.sample_rate,
+            speed=None if args.rate == 1.0 else args.rate,
+        )
+    if provider == "rime":
         # Rime has no speaking rate: mist models take speedAlpha (larger is slower).
         alpha = None if args.rate == 1.0 else 1.0 / args.rate
         return RimeOptions(
@@ -165,6 +185,7 @@ _SERVICES = {
     "inworld": (("INWORLD_API_KEY",), DEFAULT_URL, service_urls),
     "rime": (("RIME_API_KEY",), RIME_URL, rime_urls),
     "elevenlabs": (ELEVENLABS_KEY_VARIABLES, ELEVENLABS_URL, elevenlabs_urls),
+    "cartesia": (("CARTESIA_API_KEY",), CARTESIA_URL, cartesia_urls),
 }
 
 

@@ -10,6 +10,10 @@ Routes (everything else is 404, or 405 for a known path):
   ElevenLabs' multi-context and single-context WebSockets (:mod:`.elevenlabs.session`;
   ``xi-api-key``, checked by the session after the upgrade, since ElevenLabs also takes the key
   in the first message);
+* ``WS  /tts/websocket`` — Cartesia's context WebSocket (:mod:`.cartesia.session`;
+  ``X-API-Key``, ``Authorization: Bearer`` or ``?api_key=``; the API version in
+  ``?cartesia_version=`` or the ``Cartesia-Version`` header) and its ``GET /voices``
+  (:mod:`.cartesia.http`);
 * Inworld's ``voice:stream``, ``voice`` and ``voices`` (:mod:`.inworld.http`), Rime's
   ``/v1/rime-tts`` (:mod:`.rime.http`) and ElevenLabs' ``GET /v1/voices``
   (:mod:`.elevenlabs.http`).
@@ -42,6 +46,8 @@ from ._asgi import (
 )
 from ._core import Core
 from ._websocket import WebSocketSession
+from .cartesia import http as cartesia_http
+from .cartesia.session import CartesiaSession
 from .elevenlabs import http as elevenlabs_http
 from .elevenlabs.session import MultiStreamSession, StreamInputSession
 from .inworld import http as inworld_http
@@ -55,6 +61,7 @@ __all__ = ["HTTP_ROUTES", "SESSIONS", "SESSION_PATTERNS", "App", "session_for"]
 SESSIONS: dict[str, type[WebSocketSession]] = {
     InworldSession.PATH: InworldSession,
     RimeSession.PATH: RimeSession,
+    CartesiaSession.PATH: CartesiaSession,
 }
 #: WebSocket paths with a parameter (ElevenLabs' voice id): pattern → session class, tried in
 #: order after :data:`SESSIONS`.
@@ -67,6 +74,7 @@ HTTP_ROUTES: dict[tuple[str, str], tuple[HTTPHandler, str | None]] = {
     **{route: (h, inworld_http.AUTH_SCHEME) for route, h in inworld_http.ROUTES.items()},
     **{route: (h, rime_http.AUTH_SCHEME) for route, h in rime_http.ROUTES.items()},
     **{route: (h, None) for route, h in elevenlabs_http.ROUTES.items()},
+    **{route: (h, None) for route, h in cartesia_http.ROUTES.items()},
 }
 
 
@@ -165,7 +173,8 @@ class App:
             return
         problem = session.refusal(scope)
         if problem is not None:
-            await self._deny(scope, send, 400, problem, session=session)
+            status, text = problem if isinstance(problem, tuple) else (400, problem)
+            await self._deny(scope, send, status, text, session=session)
             return
         if core.connections_open >= config.max_connections:
             core.violation(
@@ -201,7 +210,7 @@ class App:
             await respond_error(send, status, f"{method} {path}")
             return
         handler, scheme = route
-        if not self._authorized(scope, scheme):
+        if scheme is not None and not self._authorized(scope, scheme):
             await respond_error(send, 401, "Unauthenticated: invalid or missing API key")
             return
         await handler(self.core, scope, receive, send)

@@ -96,8 +96,9 @@ class WebSocketSession:
     # -- what a protocol supplies ----------------------------------------------------------
 
     @staticmethod
-    def refusal(scope: Scope) -> str | None:
-        """Why to refuse this upgrade with HTTP 400 (checked before accepting), or None."""
+    def refusal(scope: Scope) -> str | tuple[int, str] | None:
+        """Why to refuse this upgrade (checked before accepting): a message (HTTP 400), a
+        ``(status, message)``, or None."""
         return None
 
     @classmethod
@@ -129,6 +130,10 @@ class WebSocketSession:
 
     def closed(self) -> None:
         """Called once the WebSocket ended (release what the session held)."""
+
+    def frame_sent(self, out: Outgoing) -> None:
+        """Called by the sender right after ``out`` went out on the socket (not for frames a
+        fault or a cancel dropped); a protocol may time things from it."""
 
     # -- what a protocol uses --------------------------------------------------------------
 
@@ -212,6 +217,7 @@ class WebSocketSession:
             await self._send({"type": "websocket.send", "text": out.frame})
             self.frames_sent += 1
             self.core.frames_sent += 1
+            self.frame_sent(out)
             await self._after_send_faults()
 
     async def _watchdog(self) -> None:

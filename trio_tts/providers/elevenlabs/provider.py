@@ -79,6 +79,8 @@ class ElevenLabsProvider:
     #: Sessions do not expire.
     max_session_duration: float | None = None
     fatal_close_codes: frozenset[int] = frozenset({4001, 4003, 4401, 4403})
+    #: A cancel (``close_context``) is confirmed by ``isFinal``: no expiry rule.
+    cancel_expiry: float | None = None
 
     def __init__(
         self,

@@ -43,6 +43,8 @@ class InworldProvider:
     #: No keep-alive messages (the pool's heartbeat and ``keepalive_refresh`` suffice).
     keepalive_interval: float | None = None
     fatal_close_codes: frozenset[int] = FATAL_CLOSE_CODES
+    #: A cancel is confirmed by ``contextClosed``: no expiry rule.
+    cancel_expiry: float | None = None
 
     def __init__(
         self,

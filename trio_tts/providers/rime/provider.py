@@ -73,6 +73,7 @@ class RimeProvider:
     max_contexts: int | None = None
     keepalive_interval: float | None = None
     fatal_close_codes: frozenset[int] = FATAL_CLOSE_CODES
+    cancel_expiry: float | None = None
 
     def __init__(
         self,
