@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import trio_tts
+from trio_tts._core.backoff import FATAL_CLOSE_CODES
 from trio_tts._core.events import (
     Audio,
     ConnectionErrorEvent,
@@ -178,7 +179,7 @@ def test_provider_url_headers_limits_and_repr() -> None:
     )
     assert provider.headers() == [("X-API-Key", "k3y-secret")]
     assert "k3y-secret" not in repr(provider)
-    assert isinstance(provider, trio_tts.AccountLimits)
+    assert (provider.keepalive_interval, provider.fatal_close_codes) == (None, FATAL_CLOSE_CODES)
     assert (provider.max_contexts, provider.contexts_per_connection) == (15, 15)
     assert (provider.max_session_duration, provider.cancel_expiry) == (270.0, 1.5)
     assert CartesiaProvider().url(opts).startswith("wss://api.cartesia.ai/tts/websocket?")

@@ -62,7 +62,7 @@ async def test_memory_fixtures_run_in_exact_virtual_time(
     await tt.assert_quiescent(tts_memory_pool)
 
 
-@pytest.mark.parametrize("tts_protocol", ["inworld", "rime", "elevenlabs", "cartesia"], indirect=True)
+@pytest.mark.parametrize("tts_protocol", tt.PROTOCOLS, indirect=True)
 async def test_protocol_parametrised_fixture(
     tts_protocol: str, tts_memory_pool: trio_tts.Pool
 ) -> None:

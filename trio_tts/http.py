@@ -9,11 +9,11 @@ public home.
 """
 
 from ._core.errors import RequestRejected as RequestRejected
-from .providers.elevenlabs.http import ElevenLabsHTTPClient as ElevenLabsHTTPClient
-from .providers.elevenlabs.http import ElevenLabsVoice as ElevenLabsVoice
 from .providers.cartesia.http import CartesiaAudioStream as CartesiaAudioStream
 from .providers.cartesia.http import CartesiaHTTPClient as CartesiaHTTPClient
 from .providers.cartesia.http import CartesiaVoice as CartesiaVoice
+from .providers.elevenlabs.http import ElevenLabsHTTPClient as ElevenLabsHTTPClient
+from .providers.elevenlabs.http import ElevenLabsVoice as ElevenLabsVoice
 from .providers.http_common import Synthesis as Synthesis
 from .providers.inworld.http import DEFAULT_HTTP_URL as DEFAULT_HTTP_URL
 from .providers.inworld.http import STREAM_PATH as STREAM_PATH

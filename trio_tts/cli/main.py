@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     speak_p.add_argument(
         "--model",
-        help="model (inworld-tts-1; Rime: arcana; ElevenLabs: eleven_turbo_v2_5; Cartesia: sonic-3)",
+        help="model (inworld-tts-1; Rime: arcana; ElevenLabs: eleven_turbo_v2_5;"
+        " Cartesia: sonic-3)",
     )
     speak_p.add_argument(
         "--rate", type=float, default=1.0, help="speaking rate 0.5..1.5 (ElevenLabs 0.7..1.2)"
