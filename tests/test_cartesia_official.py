@@ -57,6 +57,13 @@ NO_RETRY = APIConnectOptions(max_retry=0, timeout=5)
 MARKER = b"\0\0" * (RATE // 100)
 
 
+def _plain_asyncio_run(coro: Any) -> Any:
+    """``asyncio.run`` on a plain selector loop: trio_asyncio (imported by other test modules)
+    installs a policy whose loops are trio runs."""
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(coro)
+
+
 class RecordingTone(ToneSynthesizer):
     """Tone audio that remembers every text it spoke and fails any text containing
     ``FAIL`` (a synthesis error: the server answers the context with an ``error``)."""
@@ -100,7 +107,7 @@ def arun(main: Callable[[], Awaitable[Any]], limit: float = 30) -> Any:
         async with asyncio.timeout(limit):
             return await main()
 
-    return asyncio.run(bounded())
+    return _plain_asyncio_run(bounded())
 
 
 async def until(predicate: Callable[[], bool], limit: float = 5.0) -> None:
@@ -118,7 +125,7 @@ def sentences(text: str) -> list[str]:
         stream.end_input()
         return [ev.token async for ev in stream]
 
-    return asyncio.run(main())
+    return _plain_asyncio_run(main())
 
 
 def plugin_audio(text: str, rate: int = RATE) -> bytes:

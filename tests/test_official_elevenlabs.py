@@ -48,6 +48,13 @@ NO_RETRY = APIConnectOptions(max_retry=0, timeout=10)
 pytestmark = pytest.mark.filterwarnings("ignore:ConnectionClosed.:DeprecationWarning")
 
 
+def _plain_asyncio_run(coro: Any) -> Any:
+    """``asyncio.run`` on a plain selector loop: trio_asyncio (imported by other test modules)
+    installs a policy whose loops are trio runs."""
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(coro)
+
+
 @pytest.fixture
 def srv() -> Iterator[ServerThread]:
     with ServerThread(ServerConfig(synthesizer="tone")).running() as s:
@@ -71,7 +78,7 @@ def sentences(text: str) -> list[str]:
         stream.end_input()
         return [ev.token + " " async for ev in stream]
 
-    return asyncio.run(main())
+    return _plain_asyncio_run(main())
 
 
 def expected_pcm(text: str, rate: int) -> bytes:
