@@ -466,3 +466,22 @@ async def test_frame_count_faults_apply_to_elevenlabs_sockets(el_server: LocalSe
     assert (len(messages), code, reason) == (2, 1011, "boom")
     await wait_closed(el_server)
     assert el_server.statistics().contexts_open == 0
+
+
+async def test_http_synthesis_in_elevenlabs_shape(el_server: LocalServer) -> None:
+    async with httpx.AsyncClient(base_url=el_server.elevenlabs_url) as http:
+        ok = await http.post(f"/text-to-speech/{VOICE}/stream?output_format=pcm_16000",
+                             json={"text": "Over HTTP.", "model_id": "eleven_flash_v2_5"})
+        assert ok.status_code == 200 and ok.headers["content-type"] == "audio/pcm"
+        assert ok.content == tone_pcm("Over HTTP.", 16000)
+        mp3 = await http.post(f"/text-to-speech/{VOICE}", json={"text": "Over HTTP."})
+        assert mp3.headers["content-type"] == "audio/mpeg"
+        rate, samples = decoded(mp3.content)
+        assert rate == 44100 and len(samples) / rate == pytest.approx(0.6, abs=0.1)
+        missing = await http.post("/text-to-speech/Nobody/stream", json={"text": "Hi."})
+        assert missing.status_code == 404
+        assert missing.json()["detail"]["status"] == "voice_not_found"
+        bad = await http.post(f"/text-to-speech/{VOICE}?output_format=wav", json={"text": "x"})
+        assert bad.status_code == 400
+        assert bad.json()["detail"]["status"] == "invalid_output_format"
+        assert (await http.get(f"/text-to-speech/{VOICE}/stream")).status_code == 405

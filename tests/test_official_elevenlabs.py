@@ -250,6 +250,20 @@ def test_a_failed_context_fails_only_its_stream(srv: ServerThread) -> None:
     assert stats.connections_accepted == 1 and stats.contexts_created == 2
 
 
+def test_plugin_synthesize_over_http(srv: ServerThread, plugin_log: None) -> None:
+    """``TTS.synthesize()``: one ``POST /v1/text-to-speech/{voice_id}/stream``."""
+
+    async def main() -> list[tts.SynthesizedAudio]:
+        async with aiohttp.ClientSession() as session, plugin(
+            srv, session, encoding="pcm_24000"
+        ) as t:  # fmt: skip
+            return [frame async for frame in t.synthesize(TEXT)]
+
+    got = pcm_of(run(main))
+    want = tone_pcm(TEXT, 24000)
+    assert got in (want, want + b"\0\0" * 240)
+
+
 # -- against ``trio-tts serve`` (a subprocess): the SDK, and the plugin's default mp3 -----------
 
 
