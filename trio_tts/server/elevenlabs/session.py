@@ -35,7 +35,11 @@ the whole connection (later contexts need no key). Otherwise ``invalid_api_key``
 * ``close_socket`` lets each context finish the flushes already asked for (unflushed text is
   not spoken, no ``isFinal``), then closes with 1000;
 * audio: ``{"audio", "normalizedAlignment", "alignment", "contextId"}`` in ``chunk_ms`` pieces,
-  character times in ms cumulative over the context (drain padding of mp3/opus included);
+  character times in ms cumulative over the context (drain padding of mp3/opus included). The
+  alignment rides with the chunk where each word starts whatever ``sync_alignment`` says, and
+  both alignments are the same (no text normalisation here); ``language_code``,
+  ``enable_ssml_parsing``, ``enable_logging`` and ``apply_text_normalization`` are checked and
+  otherwise ignored (the voice decides the language);
 * the context limit (``elevenlabs_max_contexts``, default 5) and what happens over it
   (``elevenlabs_limit_action``) are the server's settings: ``"close"`` sends ElevenLabs'
   ``max_active_conversations`` error naming no context and closes with 1008; ``"context-error"``
