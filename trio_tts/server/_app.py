@@ -43,7 +43,8 @@ from ._asgi import (
 from ._core import Core
 from ._websocket import WebSocketSession
 from .elevenlabs import http as elevenlabs_http
-from .elevenlabs.session import MultiStreamSession, StreamInputSession
+from .elevenlabs.multi import MultiStreamSession
+from .elevenlabs.single import StreamInputSession
 from .inworld import http as inworld_http
 from .inworld.session import InworldSession
 from .rime import http as rime_http
