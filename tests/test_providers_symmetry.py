@@ -25,7 +25,7 @@ NAMES: dict[str, tuple[str, str, str, str, str | None]] = {
                 "InworldAudioStream"),
     "rime": ("RimeOptions", "RimeCodec", "RimeProvider", "RimeHTTPClient", "RimeAudioStream"),
     "elevenlabs": ("ElevenLabsOptions", "ElevenLabsCodec", "ElevenLabsProvider",
-                   "ElevenLabsHTTPClient", None),
+                   "ElevenLabsHTTPClient", "ElevenLabsAudioStream"),
     "cartesia": ("CartesiaOptions", "CartesiaCodec", "CartesiaProvider", "CartesiaHTTPClient",
                  "CartesiaAudioStream"),
 }  # fmt: skip

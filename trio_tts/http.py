@@ -1,6 +1,6 @@
 """One-shot HTTP synthesis and voice listing: Inworld's :class:`InworldHTTPClient` (also
 :class:`HTTPClient`, its first name), Rime's :class:`RimeHTTPClient`, ElevenLabs'
-:class:`ElevenLabsHTTPClient` (voices) and Cartesia's :class:`CartesiaHTTPClient` (httpx, on trio).
+:class:`ElevenLabsHTTPClient` and Cartesia's :class:`CartesiaHTTPClient` (httpx, on trio).
 
 The clients live beside their providers (``trio_tts.providers.inworld.http``,
 ``trio_tts.providers.rime.http``, ``trio_tts.providers.elevenlabs.http``,
@@ -12,6 +12,7 @@ from ._core.errors import RequestRejected as RequestRejected
 from .providers.cartesia.http import CartesiaAudioStream as CartesiaAudioStream
 from .providers.cartesia.http import CartesiaHTTPClient as CartesiaHTTPClient
 from .providers.cartesia.http import CartesiaVoice as CartesiaVoice
+from .providers.elevenlabs.http import ElevenLabsAudioStream as ElevenLabsAudioStream
 from .providers.elevenlabs.http import ElevenLabsHTTPClient as ElevenLabsHTTPClient
 from .providers.elevenlabs.http import ElevenLabsVoice as ElevenLabsVoice
 from .providers.http_common import Synthesis as Synthesis

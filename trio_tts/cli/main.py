@@ -129,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
         "-j", "--jobs", type=int, default=4,
         help="sentences at once (4; Cartesia: at most the plan's concurrency)",
     )  # fmt: skip
-    speak_p.add_argument("--http", action="store_true", help="use HTTP voice:stream requests")
+    speak_p.add_argument(
+        "--http", action="store_true", help="one HTTP request per sentence (not a WebSocket)"
+    )
     speak_p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     speak_p.add_argument("--json", action="store_true", help="print the summary as JSON")
     service(speak_p)

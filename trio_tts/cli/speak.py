@@ -28,6 +28,7 @@ from .._core.pool import Pool, open_pool
 from ..providers.cartesia.http import CartesiaHTTPClient
 from ..providers.cartesia.options import CartesiaOptions
 from ..providers.cartesia.provider import CartesiaProvider
+from ..providers.elevenlabs.http import ElevenLabsHTTPClient
 from ..providers.elevenlabs.options import ElevenLabsOptions
 from ..providers.elevenlabs.provider import ElevenLabsProvider
 from ..providers.inworld.http import InworldHTTPClient
@@ -112,11 +113,12 @@ async def speak(
         url: the service (``None``: an embedded local server with ``synthesizer``).
         api_key: the service's key (``None``: no credential).
         jobs: sentences synthesised at once.
-        use_http: one ``voice:stream`` request per sentence instead of WebSocket contexts.
+        use_http: one HTTP request per sentence instead of WebSocket contexts (Inworld's
+            ``voice:stream``, Rime's ``/v1/rime-tts``, ElevenLabs' ``text-to-speech/.../stream``).
         progress: where to draw progress (``None``: nowhere).
         provider: ``"inworld"`` (options: :class:`VoiceOptions`), ``"rime"``
             (:class:`RimeOptions`; one connection per sentence in flight), ``"elevenlabs"``
-            (:class:`ElevenLabsOptions`, a ``pcm_*`` format is asked for; no ``use_http``) or
+            (:class:`ElevenLabsOptions`; a ``pcm_*`` format is asked for) or
             ``"cartesia"`` (:class:`CartesiaOptions`; ``jobs`` contexts on one connection: the
             account's concurrency must allow that many).
 
@@ -131,8 +133,6 @@ async def speak(
     fmt = output_format(output)
     if options is not None and not isinstance(options, kind):
         raise InvalidOptions(f"options: --provider {provider} takes {kind.__name__}")
-    if provider == "elevenlabs" and use_http:
-        raise InvalidOptions("--http: ElevenLabs is spoken over its multi-context WebSocket only")
     opts: AnyOptions = options or kind()
     # The services send 16-bit PCM for the file (Rime and Cartesia: the options' default).
     if isinstance(opts, VoiceOptions):
@@ -245,6 +245,10 @@ async def _synthesize_all(
                     open_pool(rime, defaults=opts, max_connections=jobs)
                 )
                 one = _ws_sentence(rime_pool)
+        elif isinstance(opts, ElevenLabsOptions) and use_http:
+            el_client = ElevenLabsHTTPClient(target.api_key, base_url=http_base, defaults=opts)
+            await stack.enter_async_context(el_client)
+            one = _http_sentence(el_client)
         elif isinstance(opts, ElevenLabsOptions):
             elevenlabs = ElevenLabsProvider(target.api_key, url=ws_url)
             el_pool = await stack.enter_async_context(
@@ -332,10 +336,11 @@ def _ws_sentence(pool: Pool[Any]) -> SynthesizeOne:
 
 
 def _http_sentence(
-    client: InworldHTTPClient | RimeHTTPClient | CartesiaHTTPClient,
+    client: InworldHTTPClient | RimeHTTPClient | ElevenLabsHTTPClient | CartesiaHTTPClient,
 ) -> SynthesizeOne:
     """One sentence through one HTTP request: Inworld's ``voice:stream``, Rime's
-    ``/v1/rime-tts`` or Cartesia's ``/tts/bytes`` (whose chunks are never empty)."""
+    ``/v1/rime-tts``, ElevenLabs' ``text-to-speech/{voice_id}/stream`` or Cartesia's
+    ``/tts/bytes`` (the last three's chunks are never empty)."""
 
     async def one(text: str, on_audio: Callable[[], None]) -> bytes:
         pieces: list[bytes] = []
