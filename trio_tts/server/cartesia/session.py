@@ -191,17 +191,18 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
     def _generate(self, message: proto.Generate) -> None:
         cid = message.context_id
         ctx = self.contexts.get(cid)
-        if ctx is None:
-            if cid in self._ended:
+        if ctx is None or ctx.failed:
+            if ctx is not None or cid in self._ended:
                 self.queue_control(proto.encode_error(_error(
                     400, "context_expired", "Context expired",
-                    f"Context {cid} has ended (done, expired or cancelled); use a new context_id",
+                    f"Context {cid} has ended (done, expired, failed or cancelled);"
+                    " use a new context_id",
                 ), cid))  # fmt: skip
                 return
             ctx = self._create(message)
             if ctx is None:
                 return
-        elif ctx.input_ended or ctx.failed:
+        elif ctx.input_ended:
             self.queue_control(proto.encode_error(_error(
                 400, "context_closed", "Context closed",
                 f"Context {cid} already received continue: false",
@@ -307,9 +308,14 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
         elif ctx.pending == 0:
             ctx.send.send_nowait(_DRAINED)  # the worker times the expiry from now
 
-    async def _fail(self, ctx: _Context, error: proto.ProtocolError) -> NoReturn:
+    def _fail(self, ctx: _Context, error: proto.ProtocolError) -> NoReturn:
+        """End the context with ``error`` (queued at once, so no later reply to the client
+        can overtake it; it ends the context once sent, like ``done``)."""
         ctx.failed = True
-        await self._emit(ctx, proto.encode_error(error, ctx.id), final=True)
+        frame = proto.encode_error(error, ctx.id)
+        ctx.pending += 1
+        ctx.final_frame = frame
+        self.queue_control(frame, ctx)
         raise _ContextEnded
 
     async def _worker(self, ctx: _Context) -> None:
@@ -380,7 +386,7 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
         config = ctx.config
         fault = self.failed_generation(ctx)
         if fault is not None:
-            await self._fail(ctx, self._fault_error(fault))
+            self._fail(ctx, self._fault_error(fault))
         started = time.perf_counter()
         try:
             speech = await self.core.synthesizer.synthesize(
@@ -388,8 +394,8 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
                 speaking_rate=config.speaking_rate,
             )  # fmt: skip
         except Exception as exc:  # a synthesiser failure fails this context only
-            await self._fail(ctx, _error(500, "internal_error", "Internal error",
-                                         f"synthesis failed: {exc}"))  # fmt: skip
+            self._fail(ctx, _error(500, "internal_error", "Internal error",
+                                   f"synthesis failed: {exc}"))  # fmt: skip
         step_ms = (time.perf_counter() - started) * 1000
         if ctx.generations == 1:
             await self.delay_first_audio(ctx)
