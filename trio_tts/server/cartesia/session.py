@@ -143,6 +143,7 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
         self, core: Core, index: int, scope: Scope, receive: ASGIReceive, send: ASGISend
     ) -> None:
         super().__init__(core, index, scope, receive, send)
+        self.inactivity_timeout = self.config.cartesia_inactivity_timeout
         self.contexts: dict[str, _Context] = {}
         self.creates = 0
         self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -150,22 +151,19 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
     # -- the handshake (decided by the app before accepting) -----------------------------------
 
     @classmethod
-    def authorized(cls, scope: Scope, key: str) -> bool:
-        return auth.authorized(scope, key)
+    def authorized(cls, scope: Scope, key: str | None) -> bool:
+        return key is None or auth.authorized(scope, key)
 
     @staticmethod
     def refusal(scope: Scope) -> str | tuple[int, str] | None:
         return auth.version_problem(scope)
 
-    @staticmethod
-    def refusal_body(status: int, message: str) -> dict[str, Any]:
+    @classmethod
+    def error_body(cls, status: int, message: str) -> dict[str, Any]:
         return auth.error_object(status, message)
 
-    def inactivity_timeout(self) -> float:
-        return self.config.cartesia_inactivity_timeout
-
     def inactivity_frame(self) -> str:
-        seconds = f"{self.inactivity_timeout():g}"
+        seconds = f"{self.inactivity_timeout:g}"
         return proto.encode_error(_error(
             408, "idle_timeout", "Idle timeout", f"Connection idle for {seconds} s; closing"
         ), None)  # fmt: skip
