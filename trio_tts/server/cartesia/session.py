@@ -40,7 +40,9 @@ What a connection does (the frames are in :mod:`.proto`, a new context's setting
   Cartesia connections: the account's plan) or ``cartesia_contexts_per_connection`` gets
   Cartesia's documented error event, 429 ``concurrency_limited``, and is recorded as a
   violation. A context counts from its first request until its ``done`` (or ``error``) has
-  been sent, or until its cancel is read.
+  been sent, or until its cancel is read. Sockets count against the server-wide
+  ``max_connections`` (20 by default; Cartesia allows 10 times the plan's concurrency, so
+  150 models the Scale plan); one more is refused with HTTP 429.
 * **Errors** are Cartesia's error event, always ``done: true`` (its documented schema), and
   end the context. The official LiveKit plugin reads a frame with ``done: true`` as the end
   of its stream before it looks at ``type``, so it swallows these errors (its bug; trio_tts's
@@ -50,8 +52,9 @@ What a connection does (the frames are in :mod:`.proto`, a new context's setting
 
 Tasks: the reader (the session's own task) decodes frames and decides creates, cancels and
 errors synchronously; each context has a worker that buffers its text and synthesises; the
-shared sender (:mod:`.._websocket`) writes. Every frame of a context goes out through the
-connection's audio budget, so a cancel drops all of them. Context-level faults
+shared sender (:mod:`.._websocket`) writes. Every frame of a context but its error goes out
+through the connection's audio budget, so a cancel drops all of them; the error is queued the
+moment the context fails, so no later reply can overtake it. Context-level faults
 (:class:`~.._faults.ContextErrorFault`, ``DelayFirstAudio``, ``StallContext``,
 ``PaceAudio``, ``StrayAudio``, ``CloseAfterContexts``) are decided by the same rules as for
 Inworld's contexts.
