@@ -185,11 +185,7 @@ PROVIDERS = (
         ),
         trio_tts.CartesiaOptions(),
         lambda text: text,
-        # A status outside 400..599 is a 500 on Cartesia's error event. 400: the local server
-        # sometimes answers the context's close (sent right after its text) with a control
-        # frame "context_closed" that overtakes the failing generation's queued error: the
-        # first error the server sends is the one the caller gets.
-        frozenset({500, 400}),
+        frozenset({500}),  # a status outside 400..599 is a 500 on Cartesia's error event
     ),
 )  # fmt: skip
 TARGETS = {t.name: t for t in PROVIDERS}

@@ -223,7 +223,7 @@ class App:
             await respond_error(send, status, f"{method} {path}")
             return
         handler, scheme = route
-        if scheme is not None and not self._authorized(scope, scheme):
+        if not self._authorized(scope, scheme):
             await respond_error(send, 401, "Unauthenticated: invalid or missing API key")
             return
         await handler(self.core, scope, receive, send)
