@@ -31,8 +31,6 @@ NAMES: dict[str, tuple[str, str, str, str, str | None]] = {
 }  # fmt: skip
 #: The HTTP clients that also list voices (typed, and as the service sent them).
 LISTS_VOICES = {"inworld", "elevenlabs", "cartesia"}
-#: The methods of an HTTP client that synthesises (its audio stream is not None).
-SYNTHESIS = {"stream", "synthesize"}
 
 
 def module(provider: str, name: str) -> ModuleType:
@@ -87,8 +85,6 @@ def test_the_peers_have_the_same_public_methods() -> None:
     common = set.intersection(*clients.values())
     for provider, methods in clients.items():
         extra = {"voices", "voice_rows"} if provider in LISTS_VOICES else set()
-        if NAMES[provider][4] is not None:
-            extra |= SYNTHESIS
         assert methods - common == extra, provider
     for provider, names in NAMES.items():
         if names[4] is not None:
