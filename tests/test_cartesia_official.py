@@ -96,11 +96,15 @@ def served() -> Iterator[str]:
 
 
 def arun(main: Callable[[], Awaitable[Any]], limit: float = 30) -> Any:
+    """Run ``main`` on a plain asyncio loop (explicit: importing trio_asyncio elsewhere in the
+    test session swaps the default policy for one whose loops run inside trio)."""
+
     async def bounded() -> Any:
         async with asyncio.timeout(limit):
             return await main()
 
-    return asyncio.run(bounded())
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(bounded())
 
 
 async def until(predicate: Callable[[], bool], limit: float = 5.0) -> None:
@@ -118,7 +122,7 @@ def sentences(text: str) -> list[str]:
         stream.end_input()
         return [ev.token async for ev in stream]
 
-    return asyncio.run(main())
+    return arun(main)
 
 
 def plugin_audio(text: str, rate: int = RATE) -> bytes:
