@@ -57,13 +57,6 @@ NO_RETRY = APIConnectOptions(max_retry=0, timeout=5)
 MARKER = b"\0\0" * (RATE // 100)
 
 
-def _plain_asyncio_run(coro: Any) -> Any:
-    """``asyncio.run`` on a plain selector loop: trio_asyncio (imported by other test modules)
-    installs a policy whose loops are trio runs."""
-    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
-        return runner.run(coro)
-
-
 class RecordingTone(ToneSynthesizer):
     """Tone audio that remembers every text it spoke and fails any text containing
     ``FAIL`` (a synthesis error: the server answers the context with an ``error``)."""
@@ -103,6 +96,9 @@ def served() -> Iterator[str]:
 
 
 def arun(main: Callable[[], Awaitable[Any]], limit: float = 30) -> Any:
+    """Run ``main`` on a plain asyncio loop (explicit: importing trio_asyncio elsewhere in the
+    test session swaps the default policy for one whose loops run inside trio)."""
+
     async def bounded() -> Any:
         async with asyncio.timeout(limit):
             return await main()
@@ -128,7 +124,7 @@ def sentences(text: str) -> list[str]:
         stream.end_input()
         return [ev.token async for ev in stream]
 
-    return _plain_asyncio_run(main())
+    return arun(main)
 
 
 def plugin_audio(text: str, rate: int = RATE) -> bytes:
