@@ -15,10 +15,11 @@ its trailing space, from its first character to the next word's first character)
 What is better than the official plugin (which puts every stream of a ``TTS`` on one socket
 with no cap, see :mod:`trio_tts.providers.elevenlabs.provider`):
 
-* **No sixth context on a socket.** Every ``TTS`` of the process with the same key and URL
-  draws contexts from one shared :class:`~bridges.asyncio_adapter.AsyncioPool`: at most 5
-  contexts per socket (ElevenLabs' limit) and ``max_contexts`` (the account's concurrency,
-  default 15) over all sockets, FIFO-fair. A sixth overlapping turn waits for a slot or gets
+* **No sixth context on a socket.** Every ``TTS`` of the process with the same key,
+  ``base_url`` and limits (whatever its voice, model or format) draws contexts from one
+  shared :class:`~bridges.asyncio_adapter.AsyncioPool`: at most 5 contexts per socket
+  (ElevenLabs' limit) and ``max_contexts`` (the account's concurrency, default 15) over all
+  sockets, FIFO-fair. A sixth overlapping turn waits for a slot or gets
   another socket; it never gets the socket closed with 1008 ``max_active_conversations``,
   which fails the five turns already speaking (what the official plugin does).
 * **Exact capacity under barge-ins** (livekit/agents-js#1985): an interrupted turn's context
@@ -62,17 +63,13 @@ import asyncio
 import dataclasses
 import logging
 import os
-import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import aiohttp
 from livekit.agents import (
-    APIError,
-    APIStatusError,
-    APITimeoutError,
     LanguageCode,
     tokenize,
     tts,
@@ -83,7 +80,6 @@ from livekit.agents.types import (
     NOT_GIVEN,
     APIConnectOptions,
     NotGivenOr,
-    TimedString,
 )
 from livekit.agents.utils import is_given
 
@@ -101,8 +97,8 @@ from ._livekit_common import (
     raise_failed,
     shared_pool,
 )
-from .asyncio_adapter import AsyncioContext, AsyncioPool
-from .livekit import to_api_error as _generic_api_error
+from ._livekit_elevenlabs_io import Silence, StreamTimeoutError, open_timed, speak, to_api_error
+from .asyncio_adapter import AsyncioContext
 
 __all__ = [
     "API_BASE_URL_V1",
@@ -180,49 +176,6 @@ class PronunciationDictionaryLocator:
 
     pronunciation_dictionary_id: str
     version_id: str
-
-
-def to_api_error(exc: trio_tts.TTSError) -> APIError:
-    """The LiveKit error for a ``trio_tts`` error, as the official plugin raises it:
-
-    ===================== ==========================================================
-    ``ContextFailed``     ``APIStatusError("Could not synthesize: ...")`` (retryable), as
-                          the official plugin's context ``error`` frame
-    ``ConnectionLost``    with a close code: ``APIStatusError("ElevenLabs websocket
-                          connection closed unexpectedly", status_code=<close code>)``
-    others                as :func:`bridges.livekit.to_api_error`: ``HandshakeRejected``
-                          → ``APIStatusError(status)``, ``CapacityTimeout`` →
-                          ``APITimeoutError``, ``ConnectionLost`` → ``APIConnectionError``,
-                          ``PoolClosed`` → ``APIConnectionError(retryable=False)``
-    ===================== ==========================================================
-    """
-    if isinstance(exc, trio_tts.ContextFailed):
-        return APIStatusError(f"Could not synthesize: {exc.message}", body={"code": exc.code})
-    if (
-        isinstance(exc, trio_tts.ConnectionLost)
-        and not isinstance(exc, trio_tts.HandshakeRejected)
-        and exc.code is not None
-    ):
-        return APIStatusError(
-            "ElevenLabs websocket connection closed unexpectedly",
-            status_code=exc.code,
-            body={"message": str(exc)},
-        )
-    return _generic_api_error(exc, provider="ElevenLabs")
-
-
-class StreamTimeoutError(APIStatusError, APITimeoutError):
-    """The server was silent too long while it owed audio (``conn_options.timeout``).
-
-    Both an ``APITimeoutError`` (what it is) and an ``APIStatusError`` with status -1 (what
-    the official plugin raises for it: its stream re-raises its own timeout as
-    ``APIStatusError("Could not synthesize")``), so handlers written for either catch it.
-    Retryable."""
-
-    def __init__(self, timeout: float) -> None:
-        APIError.__init__(self, f"11labs tts timed out after {timeout} seconds")
-        self.status_code = -1
-        self.request_id = None
 
 
 def _mime_type(encoding: str) -> str:
@@ -557,102 +510,6 @@ class TTS(PooledTTS[ElevenLabsHTTPClient]):
         ]
 
 
-# -- what the streams share -------------------------------------------------------------------
-
-
-class _TimedWords:
-    """The engine's words as the official plugin's ``TimedString`` s: each word with its
-    trailing space, from its first character to the next word's first one (so a word waits
-    for the next); the last one, at the end, to its own end."""
-
-    def __init__(self) -> None:
-        self._pending: trio_tts.WordTiming | None = None
-
-    def add(self, words: tuple[trio_tts.WordTiming, ...]) -> list[TimedString]:
-        out: list[TimedString] = []
-        for word in words:
-            if self._pending is not None:
-                w = self._pending
-                out.append(TimedString(f"{w.word} ", start_time=w.start, end_time=word.start))
-            self._pending = word
-        return out
-
-    def finish(self) -> list[TimedString]:
-        w, self._pending = self._pending, None
-        return [] if w is None else [TimedString(w.word, start_time=w.start, end_time=w.end)]
-
-
-class _Silence:
-    """The official plugin's per-context timer: armed when text goes out (until audio comes)
-    and, once the input ended, after each audio message (until the end); on expiry the
-    task in :meth:`guard` gets ``TimeoutError``. Armed and disarmed from any task."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._input_closed = False
-        self._deadline: float | None = None
-        self._scope: asyncio.Timeout | None = None
-
-    def guard(self) -> asyncio.Timeout:
-        """The timeout scope for the task reading the context (``async with``)."""
-        self._scope = asyncio.timeout(self._deadline)
-        return self._scope
-
-    def _set(self, deadline: float | None) -> None:
-        self._deadline = deadline
-        if self._scope is not None and not self._scope.expired():
-            self._scope.reschedule(deadline)
-
-    def sent(self, *, last: bool = False) -> None:
-        """Text (``last``: the end of input) went out: arm, unless armed."""
-        self._input_closed = self._input_closed or last
-        if self._deadline is None:
-            self._set(asyncio.get_running_loop().time() + self.timeout)
-
-    def audio(self) -> None:
-        """Audio came: disarm, or re-arm once the input ended."""
-        if self._input_closed:
-            self._set(asyncio.get_running_loop().time() + self.timeout)
-        else:
-            self._set(None)
-
-
-async def _speak(
-    ctx: AsyncioContext[Any], emitter: tts.AudioEmitter, silence: _Silence, *, timed: bool
-) -> None:
-    """Forward a context's audio and words to ``emitter`` until the server ends it.
-
-    Raises:
-        StreamTimeoutError: the server was silent for ``silence.timeout`` while it owed audio.
-    """
-    words = _TimedWords()
-    try:
-        async with silence.guard():
-            async for event in ctx:
-                if not isinstance(event, trio_tts.Audio):
-                    continue
-                if timed and event.words:
-                    emitter.push_timed_transcript(words.add(event.words))
-                if event.data:
-                    emitter.push(event.data)
-                    silence.audio()
-    except TimeoutError:
-        raise StreamTimeoutError(silence.timeout) from None
-    if timed:
-        emitter.push_timed_transcript(words.finish())
-
-
-async def _open(
-    pool: AsyncioPool[Any], opts: trio_tts.ElevenLabsOptions, wait: float
-) -> tuple[AsyncioContext[Any], float, bool]:
-    """A context for ``opts``, how long it took, and whether it got an open socket (for
-    ``TTSMetrics.acquire_time``/``connection_reused``)."""
-    t0 = time.perf_counter()
-    opened = pool.statistics().connections_opened
-    ctx = await pool.open_context(options=opts, timeout=wait)
-    return ctx, time.perf_counter() - t0, pool.statistics().connections_opened == opened
-
-
 class ChunkedStream(tts.ChunkedStream):
     """One-shot synthesis: the whole text into one pooled context (flushed, then closed), its
     audio pushed as it arrives."""
@@ -671,15 +528,15 @@ class ChunkedStream(tts.ChunkedStream):
         )
         if not self._input_text.strip():
             return  # nothing to say: no context, no audio
-        silence = _Silence(self._conn_options.timeout)
+        silence = Silence(self._conn_options.timeout)
         with api_errors(to_api_error, "ElevenLabs synthesis failed"):
             pool = await self._tts.pool()
-            ctx, _, _ = await _open(pool, self._opts, self._conn_options.timeout)
+            ctx, _, _ = await open_timed(pool, self._opts, self._conn_options.timeout)
             async with ctx:
                 await ctx.send_text(self._input_text, flush=True)
                 await ctx.finish()
                 silence.sent(last=True)
-                await _speak(ctx, output_emitter, silence, timed=self._opts.sync_alignment)
+                await speak(ctx, output_emitter, silence, timed=self._opts.sync_alignment)
         output_emitter.flush()
 
 
@@ -703,7 +560,7 @@ class SynthesizeStream(tts.SynthesizeStream):
 
     async def _texts(
         self, tokens: tokenize.SentenceStream | tokenize.WordStream
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """What the official plugin sends per token: its text and a space (SSML tags
         gathered whole when ``enable_ssml_parsing``)."""
         xml: list[str] = []
@@ -735,11 +592,11 @@ class SynthesizeStream(tts.SynthesizeStream):
         )
         output_emitter.start_segment(segment_id=request_id)
         tokens = self._tokenizer.stream()
-        texts = aiter(self._texts(tokens))
+        texts = self._texts(tokens)
         flush = isinstance(self._tokenizer, tokenize.SentenceTokenizer) and bool(
             self._opts.auto_mode
         )
-        silence = _Silence(self._conn_options.timeout)
+        silence = Silence(self._conn_options.timeout)
 
         async def send(ctx: AsyncioContext[Any], first: str) -> None:
             await ctx.send_text(first, flush=flush)
@@ -770,12 +627,12 @@ class SynthesizeStream(tts.SynthesizeStream):
                     await tasks[1]
                     return
                 timeout = self._conn_options.timeout
-                ctx, self._acquire_time, self._connection_reused = await _open(
+                ctx, self._acquire_time, self._connection_reused = await open_timed(
                     pool, self._opts, timeout
                 )
                 async with ctx:
                     speaker = asyncio.create_task(
-                        _speak(ctx, output_emitter, silence, timed=self._opts.sync_alignment)
+                        speak(ctx, output_emitter, silence, timed=self._opts.sync_alignment)
                     )
                     work = [tasks[1], asyncio.create_task(send(ctx, first)), speaker]
                     tasks += work[1:]
@@ -785,5 +642,9 @@ class SynthesizeStream(tts.SynthesizeStream):
                     await speaker
         finally:
             await utils.aio.gracefully_cancel(*tasks)
+            for task in tasks:  # a late failure (the prewarm's ...) is not this turn's
+                if task.done() and not task.cancelled():
+                    task.exception()
             output_emitter.end_segment()
+            await texts.aclose()
             await tokens.aclose()

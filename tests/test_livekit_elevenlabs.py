@@ -42,6 +42,7 @@ from livekit.plugins import elevenlabs as official
 from test_livekit_plugin import LONG, ServerThread, run
 from test_livekit_rime import RecordingTone
 
+import trio_tts
 from bridges import livekit_elevenlabs as ours
 from trio_tts.server import (
     CloseConnection,
@@ -622,3 +623,32 @@ def test_no_key_in_logs_or_errors(srv: ServerThread, caplog: pytest.LogCaptureFi
     error = run(main)
     assert secret not in repr(error) and secret not in str(error.body)
     assert secret not in caplog.text
+
+
+@pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
+def test_aclose_mid_turn_leaves_nothing_behind(srv: ServerThread, runner: str) -> None:
+    """``TTS.aclose()`` while turns are speaking (paced: the server is mid-reply) ends them,
+    closes their contexts on the server and the pool with its sockets: nothing is left in
+    the pool's own record before the close, on the server after it (and ``run`` checks that
+    no shared pool or trio run is left)."""
+    srv.set_faults(pace_audio=PaceAudio(0.02))
+
+    async def main() -> Any:
+        t = ours.TTS(base_url=base_url(srv), api_key=KEY, encoding="pcm_16000")
+        streams = [t.stream(conn_options=NO_RETRY) for _ in range(7)]
+        for n, s in enumerate(streams):
+            s.push_text(f"Turn {n}. {TEXT}")
+        firsts = await asyncio.gather(*(anext(s) for s in streams))
+        assert all(f.frame.samples_per_channel for f in firsts)
+        pool = await t.pool()
+        assert pool.statistics().contexts_in_use == 7
+        await t.aclose()
+        for s in streams:  # each ended with the TTS (no frame, no error left in it)
+            assert [f async for f in s] == []
+        with pytest.raises(trio_tts.PoolClosed):  # the last TTS closed the shared pool
+            pool.statistics()
+        return await settle(srv, closed=True)
+
+    stats = run(main, runner)
+    assert stats.violations == () and stats.peak_contexts_per_connection <= 5
+    assert (stats.contexts_open, stats.connections_open, stats.contexts_created) == (0, 0, 7)
