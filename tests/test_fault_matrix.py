@@ -1,13 +1,16 @@
-"""The fault matrix: every server fault × {1 context, 5 on the connection, others elsewhere}.
+"""The fault matrix: every server fault × {1 context, 5 on the connection, others elsewhere}
+× every multiplexed provider (:data:`PROVIDERS`: Inworld, ElevenLabs).
 
 Each case runs the pool against the local server's application through the in-memory
 transport of :mod:`trio_tts.testing` under ``MockClock(autojump_threshold=0)`` (exact virtual
 times, no sockets); the faults that live at the TCP level run again over real sockets. After
-every case the global invariants are checked (:func:`check_invariants`).
+every case the global invariants are checked: no audio lost or misrouted, no slot leaked, the
+per-connection cap never exceeded (the server's own peak and violations).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,6 +32,7 @@ from trio_tts.server import (
     Faults,
     LocalServer,
     NoHandshakeAnswer,
+    PaceAudio,
     RejectHandshake,
     ServerConfig,
     StallContext,
@@ -131,6 +135,33 @@ PCM = trio_tts.VoiceOptions(encoding="PCM", sample_rate=24000)
 LAYOUTS = ("one", "five", "others")
 
 
+@attrs.frozen
+class Target:
+    """A multiplexed provider the matrix runs against (the local server speaks each)."""
+
+    #: The protocol's name (:func:`trio_tts.testing.provider_for`).
+    name: str
+    #: The pool's default options: raw 24 kHz PCM.
+    defaults: trio_tts.Options
+    #: What the server synthesises for a context given ``text`` then closed.
+    spoken: Callable[[str], str]
+    #: The code a ``ContextErrorFault`` reaches the caller with (``ContextFailed.code``).
+    context_error_code: int | None
+
+    def config(self, max_connections: int, per: int) -> ServerConfig:
+        return ServerConfig(
+            synthesizer="tone", max_connections=max_connections,
+            max_contexts_per_connection=per, elevenlabs_max_contexts=per,
+        )  # fmt: skip
+
+
+PROVIDERS = (
+    Target("inworld", PCM, lambda text: text, 13),
+    # A context begins with its init message's text, one space; errors carry no code.
+    Target("elevenlabs", trio_tts.ElevenLabsOptions(), lambda text: " " + text, None),
+)
+
+
 def text_for(i: int) -> str:
     # A distinct first letter: the very first samples differ between contexts, so a single
     # misrouted chunk breaks the prefix check.
@@ -146,8 +177,10 @@ class Case:
     build: Callable[[int, Callable[..., bool]], Faults]
     allowed: frozenset[str]
     settings: Mapping[str, Any] = attrs.field(factory=dict)
-    #: Extra checks: (outcomes, pool, server, t_fault) -> None.
-    check: Callable[[list[Outcome], trio_tts.Pool, MemoryServer, float], None] | None = None
+    #: Extra checks: (outcomes, pool, server, t_fault, target) -> None.
+    check: Callable[[list[Outcome], trio_tts.Pool, MemoryServer, float, Target], None] | None = (
+        None
+    )
     #: The fault must visibly fire (some affected caller saw something) — off for the
     #: faults a caller cannot see (stray audio is dropped silently, by design).
     visible: bool = True
@@ -172,10 +205,14 @@ def _lost_or_moved(*extra: str) -> frozenset[str]:
     return frozenset({"audio", "ConnectionLost", *extra})
 
 
-def _codes(code: int) -> Callable[[list[Outcome], trio_tts.Pool, MemoryServer, float], None]:
+_Check = Callable[[list[Outcome], trio_tts.Pool, MemoryServer, float, Target], None]
+
+
+def _codes(code: int) -> _Check:
     def check(
-        outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
-    ) -> None:
+        outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float,
+        target: Target,
+    ) -> None:  # fmt: skip
         for o in outcomes:
             if isinstance(o.error, trio_tts.ConnectionLost):
                 assert o.error.code == code, (o.error, o.error.code)
@@ -188,7 +225,7 @@ def _handshakes_after(server: MemoryServer, t0: float) -> list[float]:
 
 
 def _no_retry(
-    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float, _: Target
 ) -> None:
     # 401/403: one handshake fails every caller waiting for it; nobody tries again.
     assert len(_handshakes_after(server, t0)) == 1
@@ -199,7 +236,7 @@ def _no_retry(
 
 
 def _retry_after_2(
-    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float, _: Target
 ) -> None:
     times = _handshakes_after(server, t0)
     assert len(times) == 2
@@ -208,7 +245,7 @@ def _retry_after_2(
 
 
 def _retry_after_1_three_times(
-    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float, _: Target
 ) -> None:
     times = _handshakes_after(server, t0)
     assert len(times) == 3  # connect_attempts, then HandshakeRejected(429) to the callers
@@ -218,7 +255,7 @@ def _retry_after_1_three_times(
 
 
 def _jittered_503(
-    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float, _: Target
 ) -> None:
     times = _handshakes_after(server, t0)
     assert len(times) == 2
@@ -228,7 +265,7 @@ def _jittered_503(
 
 
 def _bounded_accept_close(
-    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float, _: Target
 ) -> None:
     affected = [o for o in outcomes if o.kind != "audio"]
     # No tight loop: each affected context tries at most move_attempts (3) connections.
@@ -236,20 +273,25 @@ def _bounded_accept_close(
     assert all(isinstance(o.error, trio_tts.ConnectionLost) for o in affected)
 
 
-def _delayed(outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float) -> None:
+def _delayed(
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float, _: Target
+) -> None:
     assert max(o.elapsed for o in outcomes) >= 3.0
 
 
-def _context_failed_13(
-    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
-) -> None:
+def _context_failed(
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float,
+    target: Target,
+) -> None:  # fmt: skip
     failed = [o for o in outcomes if o.error is not None]
     assert len(failed) == 1
-    assert isinstance(failed[0].error, trio_tts.ContextFailed) and failed[0].error.code == 13
+    error = failed[0].error
+    assert isinstance(error, trio_tts.ContextFailed) and error.code == target.context_error_code
+    assert "Internal error" in error.message
 
 
 def _stray_dropped(
-    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float
+    outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float, _: Target
 ) -> None:
     assert all(o.kind == "audio" for o in outcomes)
 
@@ -309,11 +351,11 @@ CASES: list[Case] = [
     ],
     Case("context-error-on-create",
          lambda t, c: Faults(context_error=ContextErrorFault(when=c, connections=at(t))),
-         frozenset({"ContextFailed"}), check=_context_failed_13),
+         frozenset({"ContextFailed"}), check=_context_failed),
     Case("context-error-after-audio",
          lambda t, c: Faults(context_error=ContextErrorFault(
              when=c, connections=at(t), after_audio=True)),
-         frozenset({"ContextFailed"}), check=_context_failed_13),
+         frozenset({"ContextFailed"}), check=_context_failed),
     Case("stray-audio-unknown-context",
          lambda t, c: Faults(stray_audio=StrayAudio("unknown", when=c, connections=at(t))),
          frozenset({"audio"}), check=_stray_dropped, visible=False),
@@ -323,12 +365,10 @@ CASES: list[Case] = [
 ]  # fmt: skip
 
 
-async def _caller(
-    pool: trio_tts.Pool, outcome: Outcome, max_message_size: int | None = None
-) -> None:
+async def _caller(pool: trio_tts.Pool, outcome: Outcome, target: Target = PROVIDERS[0]) -> None:
     start = trio.current_time()
     text = text_for(outcome.index)
-    expected = tone_pcm(text, 24000)
+    expected = tone_pcm(target.spoken(text), 24000)
     with trio.move_on_after(DEADLINE) as scope:
         try:
             ctx = await pool.open_context()
@@ -361,17 +401,15 @@ async def _caller(
         assert outcome.data == expected
 
 
-async def run_case(case: Case, layout: str) -> None:
+async def run_case(case: Case, layout: str, provider: Target = PROVIDERS[0]) -> None:
     per = 5
     max_connections = 1 if layout != "others" else 2
     callers = {"one": 1, "five": 5, "others": 10}[layout]
     target = 1 if layout == "others" else 0
     ctx_pred = always if layout == "one" else nth(3)
-    config = ServerConfig(
-        synthesizer="tone", max_connections=max_connections, max_contexts_per_connection=per
-    )
+    config = provider.config(max_connections, per)
     settings: dict[str, Any] = {
-        "defaults": PCM,
+        "defaults": provider.defaults,
         "max_connections": max_connections,
         "contexts_per_connection": per,
         "stale_close_timeout": STALE,
@@ -381,7 +419,7 @@ async def run_case(case: Case, layout: str) -> None:
     async with (
         open_memory_server(config, handshake_latency=LATENCY) as server,
         trio_tts.open_pool(
-            provider_for(server), transport_factory=server.connect, **settings
+            provider_for(server, provider.name), transport_factory=server.connect, **settings
         ) as pool,
     ):
         if layout == "others":
@@ -391,7 +429,7 @@ async def run_case(case: Case, layout: str) -> None:
         outcomes = [Outcome(i) for i in range(callers)]
         async with trio.open_nursery() as nursery:
             for outcome in outcomes:
-                nursery.start_soon(_caller, pool, outcome)
+                nursery.start_soon(_caller, pool, outcome, provider)
         healthy = [o for o in outcomes if layout == "others" and o.conn == 1]
         affected = [o for o in outcomes if o not in healthy]
         summary = [(o.index, o.kind, o.conn) for o in outcomes]
@@ -417,7 +455,7 @@ async def run_case(case: Case, layout: str) -> None:
                 summary
             )
         if case.check is not None:
-            case.check(affected, pool, server, t0)
+            case.check(affected, pool, server, t0, provider)
         # Global invariants: never over the limits (the server records every violation),
         # a few handshakes at most at once, nothing held or leaked.
         assert server.statistics().violations == ()
@@ -430,10 +468,73 @@ async def run_case(case: Case, layout: str) -> None:
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("provider", PROVIDERS, ids=[p.name for p in PROVIDERS])
 async def test_fault_matrix(
-    case: Case, layout: str, autojump_clock: trio.testing.MockClock
+    provider: Target, case: Case, layout: str, autojump_clock: trio.testing.MockClock
 ) -> None:
-    await run_case(case, layout)
+    await run_case(case, layout, provider)
+
+
+# -- rapid cancel and re-open: the cap holds --------------------------------------------------
+
+CHURN_FAULTS: dict[str, Callable[[], Faults]] = {
+    "healthy": Faults,
+    "paced-audio": lambda: Faults(pace_audio=PaceAudio(0.3)),
+    "delay-first-audio": lambda: Faults(delay_first_audio=DelayFirstAudio(1.0)),
+    "drop": lambda: Faults(drop=DropConnection(after_frames=40, connections=at(0))),
+    "close-1008": lambda: Faults(close_connection=CloseConnection(
+        code=1008, after_frames=30, connections=at(1))),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", list(CHURN_FAULTS))
+@pytest.mark.parametrize("provider", PROVIDERS, ids=[p.name for p in PROVIDERS])
+async def test_rapid_cancel_and_reopen_never_exceeds_the_cap(
+    provider: Target, fault: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Twelve callers each abandon six contexts in a row — half before any audio, half at
+    their first audio (barge-ins) — then speak one turn. The slot of an abandoned context
+    comes back only when the server confirms it gone, so the server never sees a sixth
+    context on a socket (its peak and its violations), whatever the fault; no slot or lease
+    is left behind; every turn that completes has exactly its own audio."""
+    per, max_connections = 5, 2
+    config = provider.config(max_connections, per)
+    config.faults = CHURN_FAULTS[fault]()
+    async with (
+        open_memory_server(config, handshake_latency=LATENCY) as server,
+        trio_tts.open_pool(
+            provider_for(server, provider.name), transport_factory=server.connect,
+            defaults=provider.defaults, max_connections=max_connections,
+            contexts_per_connection=per, stale_close_timeout=STALE,
+        ) as pool,
+    ):  # fmt: skip
+        outcomes = [Outcome(i) for i in range(12)]
+
+        async def churner(outcome: Outcome) -> None:
+            for k in range(6):
+                with contextlib.suppress(trio_tts.ConnectionLost):
+                    ctx = await pool.open_context()
+                    async with ctx:  # leaving cancels it on the server
+                        await ctx.send_text(text_for(outcome.index), flush=True)
+                        if k % 2:
+                            async for event in ctx:
+                                if isinstance(event, trio_tts.Audio) and event.data:
+                                    break
+            await _caller(pool, outcome, provider)
+
+        with trio.fail_after(DEADLINE * 2):
+            async with trio.open_nursery() as nursery:
+                for outcome in outcomes:
+                    nursery.start_soon(churner, outcome)
+        kinds = {o.kind for o in outcomes}
+        assert kinds <= ({"audio"} if fault in ("healthy", "paced-audio", "delay-first-audio")
+                         else {"audio", "ConnectionLost"}), [(o.kind, o.error) for o in outcomes]
+        await assert_quiescent(pool, timeout=STALE + 5)
+        stats = server.statistics()
+        assert stats.violations == ()
+        assert stats.peak_contexts_per_connection <= per
+        assert stats.peak_connections <= max_connections
+        assert stats.contexts_open == 0
 
 
 # -- reconnect storms: jitter and the handshake limit ------------------------------------------
@@ -478,24 +579,28 @@ async def test_a_reconnect_storm_is_spread_and_bounded(
 # -- the TCP-level faults again, over real sockets ---------------------------------------------
 
 
-async def _tcp_turns(server: LocalServer, n: int, **settings: Any) -> list[Outcome]:
+async def _tcp_turns(
+    server: LocalServer, n: int, target: Target, **settings: Any
+) -> list[Outcome]:
     outcomes = [Outcome(i) for i in range(n)]
     async with trio_tts.open_pool(
-        provider_for(server), defaults=PCM, stale_close_timeout=STALE, **settings
-    ) as pool:
+        provider_for(server, target.name), defaults=target.defaults, stale_close_timeout=STALE,
+        **settings,
+    ) as pool:  # fmt: skip
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 for outcome in outcomes:
-                    nursery.start_soon(_caller, pool, outcome)
+                    nursery.start_soon(_caller, pool, outcome, target)
         await assert_quiescent(pool, timeout=10)
     assert server.statistics().violations == ()
     return outcomes
 
 
-async def test_tcp_drop_mid_audio() -> None:
+@pytest.mark.parametrize("target", PROVIDERS, ids=[p.name for p in PROVIDERS])
+async def test_tcp_drop_mid_audio(target: Target) -> None:
     faults = Faults(drop=DropConnection(after_frames=7, connections=at(0)))
     async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
-        outcomes = await _tcp_turns(server, 5, max_connections=1)
+        outcomes = await _tcp_turns(server, 5, target, max_connections=1)
     kinds = {o.kind for o in outcomes}
     assert kinds <= {"audio", "ConnectionLost"} and "ConnectionLost" in kinds
     for o in outcomes:
@@ -503,36 +608,40 @@ async def test_tcp_drop_mid_audio() -> None:
             assert isinstance(o.error, trio_tts.ConnectionLost) and o.error.code == 1006
 
 
-async def test_tcp_accept_then_close_is_bounded() -> None:
+@pytest.mark.parametrize("target", PROVIDERS, ids=[p.name for p in PROVIDERS])
+async def test_tcp_accept_then_close_is_bounded(target: Target) -> None:
     faults = Faults(accept_then_close=AcceptThenClose(code=1011, reason="nope"))
     async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
-        outcomes = await _tcp_turns(server, 10)
+        outcomes = await _tcp_turns(server, 10, target)
         accepted = server.statistics().connections_accepted
     assert {o.kind for o in outcomes} == {"ConnectionLost"}
     assert accepted <= 3 * 10  # move_attempts per context at most: no retry loop
 
 
-async def test_tcp_retry_after_is_honoured() -> None:
+@pytest.mark.parametrize("target", PROVIDERS, ids=[p.name for p in PROVIDERS])
+async def test_tcp_retry_after_is_honoured(target: Target) -> None:
     faults = Faults(reject=RejectHandshake(status=429, retry_after=1, count=1))
     async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
-        outcomes = await _tcp_turns(server, 3)
+        outcomes = await _tcp_turns(server, 3, target)
         times = server.statistics().handshake_times
     assert {o.kind for o in outcomes} == {"audio"}
     assert len(times) == 2 and times[1] - times[0] >= 1.0
 
 
-async def test_tcp_handshake_never_answered() -> None:
+@pytest.mark.parametrize("target", PROVIDERS, ids=[p.name for p in PROVIDERS])
+async def test_tcp_handshake_never_answered(target: Target) -> None:
     faults = Faults(no_answer=NoHandshakeAnswer(handshakes=at(0)))
     async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
-        outcomes = await _tcp_turns(server, 2, handshake_timeout=0.3)
+        outcomes = await _tcp_turns(server, 2, target, handshake_timeout=0.3)
         assert server.statistics().connections_accepted == 1
     assert {o.kind for o in outcomes} == {"audio"}
 
 
-async def test_tcp_invalid_utf8_is_a_1007() -> None:
+@pytest.mark.parametrize("target", PROVIDERS, ids=[p.name for p in PROVIDERS])
+async def test_tcp_invalid_utf8_is_a_1007(target: Target) -> None:
     faults = Faults(bad_frame=BadFrame(after_frames=1, kind="utf8", connections=at(0)))
     async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
-        outcomes = await _tcp_turns(server, 1)
+        outcomes = await _tcp_turns(server, 1, target)
     assert outcomes[0].kind in ("audio", "ConnectionLost")
     if outcomes[0].error is not None:
         assert isinstance(outcomes[0].error, trio_tts.ConnectionLost)

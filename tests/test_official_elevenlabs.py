@@ -21,21 +21,31 @@ with FFmpeg (PyAV) and compared by length.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import av
 import pytest
+from elevenlabs.client import ElevenLabs
+from elevenlabs.core.api_error import ApiError
+from elevenlabs.realtime_tts import text_chunker
 from livekit.agents import APIConnectOptions, APIStatusError, tokenize, tts
 from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
 from livekit.plugins import elevenlabs
+from test_cli import ServeProcess
 from test_livekit_plugin import ServerThread, pcm_of, run
 
 from trio_tts.server import ServerConfig, tone_pcm
 
+VOICE = "hpp4J3VqNfWAUOO0d1Us"  # Bella: the LiveKit plugin's default voice
 TEXT = "Hello there, my friend. How are you doing today? I am fine."
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=10)
+# The SDK reads ConnectionClosed.code/.reason, deprecated since websockets 13.1.
+pytestmark = pytest.mark.filterwarnings("ignore:ConnectionClosed.:DeprecationWarning")
 
 
 @pytest.fixture
@@ -119,15 +129,34 @@ def test_pcm_stream_is_the_exact_audio_with_monotonic_word_times(
 
 
 def test_five_concurrent_streams_share_one_socket(srv: ServerThread, plugin_log: None) -> None:
-    texts = [f"Stream number {i} is speaking. It has a second sentence." for i in range(5)]
+    """All five are in flight at once (each has audio, none has ended its input) on the
+    plugin's one socket, and each gets exactly its own audio."""
+    texts = [f"Stream number {i} is speaking. It has a second sentence. And a third." for i in
+             range(5)]  # fmt: skip
 
-    async def main() -> list[list[tts.SynthesizedAudio]]:
+    async def main() -> tuple[list[list[tts.SynthesizedAudio]], Any]:
         async with aiohttp.ClientSession() as session, plugin(
             srv, session, encoding="pcm_16000"
         ) as t:  # fmt: skip
-            return list(await asyncio.gather(*(speak(t, text) for text in texts)))
+            streams = [t.stream() for _ in texts]
+            got: list[list[tts.SynthesizedAudio]] = [[] for _ in texts]
+            for stream, text in zip(streams, texts, strict=True):
+                stream.push_text(text)
+            for stream, frames in zip(streams, got, strict=True):
+                frames.append(await anext(stream))
+            during = srv.stats()  # every context open on the server at this point
+            for stream in streams:
+                stream.end_input()
 
-    results = run(main)
+            async def rest(stream: Any, frames: list[tts.SynthesizedAudio]) -> None:
+                frames.extend([frame async for frame in stream])
+                await stream.aclose()
+
+            await asyncio.gather(*(rest(s, f) for s, f in zip(streams, got, strict=True)))
+            return got, during
+
+    results, during = run(main)
+    assert (during.connections_open, during.contexts_open) == (1, 5)
     for frames, text in zip(results, texts, strict=True):
         got, want = pcm_of(frames), expected_pcm(text, 16000)
         assert got in (want, want + b"\0\0" * 160)
@@ -174,3 +203,92 @@ def test_six_overlapping_streams_lose_all_six_to_the_1008_close(srv: ServerThrea
     assert all(isinstance(r, APIStatusError) and r.status_code == 1008 for r in results), results
     assert stats.violations == ("connection 0: context 6 (limit 5)",)
     assert stats.peak_contexts_per_connection == 5 and stats.contexts_created == 5
+
+
+# -- against ``trio-tts serve`` (a subprocess): the SDK, and the plugin's default mp3 -----------
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[ServeProcess]:
+    server = ServeProcess()  # tone synthesiser, a free port
+    try:
+        yield server
+    finally:
+        status, err = server.stop(signal.SIGINT)
+        server.kill()
+        assert status == 0 and "Traceback" not in err, err
+
+
+def sdk_client(base_url: str) -> ElevenLabs:
+    """The official SDK; its WebSocket base is set after construction (the SDK turns any
+    ``base_url`` into ``wss://``, and the local server speaks plain ``ws://``)."""
+    client = ElevenLabs(api_key="local", base_url=base_url)
+    client.text_to_speech._ws_base_url = base_url.replace("http://", "ws://", 1)
+    return client
+
+
+def decode(data: bytes) -> tuple[int, int]:
+    """(sample rate, samples) of a compressed stream, decoded by FFmpeg."""
+    with av.open(io.BytesIO(data)) as container:
+        frames = list(container.decode(audio=0))
+    return frames[0].sample_rate, sum(f.samples for f in frames)
+
+
+def sdk_chunks() -> Iterator[str]:
+    """Text as an LLM streams it: pieces that cut words and sentences."""
+    yield from ("Hello th", "ere, my fr", "iend. How are", " you doing today? I a", "m fine.")
+
+
+def test_sdk_convert_realtime_pcm_is_the_whole_text(served: ServeProcess) -> None:
+    client = sdk_client(served.base_url)
+    audio = b"".join(client.text_to_speech.convert_realtime(
+        VOICE, text=sdk_chunks(), model_id="eleven_flash_v2_5", output_format="pcm_16000",
+    ))  # fmt: skip
+    # What the SDK sends: " ", then its chunker's pieces (re-cut at spaces and punctuation,
+    # each ending in a space). Every character is spoken exactly once, in generations the
+    # server cuts at spaces, so the audio is exactly as long as the whole sent text's.
+    sent = " " + "".join(text_chunker(sdk_chunks()))
+    assert len(audio) == len(tone_pcm(sent, 16000)) and any(audio)
+
+
+def test_sdk_convert_realtime_default_mp3_decodes(served: ServeProcess) -> None:
+    client = sdk_client(served.base_url)
+    audio = b"".join(client.text_to_speech.convert_realtime(VOICE, text=sdk_chunks()))
+    rate, samples = decode(audio)  # the SDK's default output_format: mp3_44100_128
+    seconds = len(" " + "".join(text_chunker(sdk_chunks()))) * 0.060
+    assert rate == 44100 and samples / rate == pytest.approx(seconds, abs=0.25)
+
+
+def test_sdk_errors_are_api_errors(served: ServeProcess) -> None:
+    client = sdk_client(served.base_url)
+    with pytest.raises(ApiError) as info:
+        b"".join(client.text_to_speech.convert_realtime("NoSuchVoice", text=sdk_chunks()))
+    assert info.value.status_code == 1008
+    assert "NoSuchVoice was not found" in str(info.value.body)
+    with pytest.raises(ApiError) as info:
+        b"".join(client.text_to_speech.convert_realtime(
+            VOICE, text=sdk_chunks(), output_format="pcm_12000"))  # fmt: skip
+    assert info.value.status_code == 1008 and "pcm_12000" in str(info.value.body)
+
+
+def test_plugin_default_mp3_against_the_subprocess(served: ServeProcess) -> None:
+    async def main() -> list[tts.SynthesizedAudio]:
+        async with aiohttp.ClientSession() as session, elevenlabs.TTS(
+            base_url=served.base_url + "/v1", api_key="local", http_session=session
+        ) as t:  # fmt: skip
+            voices = await t.list_voices()
+            assert VOICE in {v.id for v in voices}
+            return await speak(t, TEXT)
+
+    frames = run(main)
+    # LiveKit decodes the mp3_22050_32 stream itself; its frames are 22.05 kHz PCM.
+    assert {f.frame.sample_rate for f in frames} == {22050}
+    seconds = len(pcm_of(frames)) / 2 / 22050
+    spoken = sum(len(p) for p in sentences(TEXT)) + 1
+    # Each flush pads the MP3 stream to get every sample out (~180 ms at 22.05 kHz).
+    assert spoken * 0.060 <= seconds <= spoken * 0.060 + 0.2 * len(sentences(TEXT)) + 0.1
+    words = [w for f in frames for w in f.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])]
+    assert "".join(str(w) for w in words).split() == TEXT.split()
+    # The word times count the padding too: they stay inside the decoded audio, in order.
+    starts = [w.start_time for w in words]
+    assert starts == sorted(starts) and words[-1].end_time <= seconds

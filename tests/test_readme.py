@@ -112,6 +112,10 @@ EXPECT = {
     "Using trio_tts from asyncio (and LiveKit Agents) [2]": Expect(
         r"\d+ frames, (?P<seconds>\d+\.\d\d) s of audio at 24000 Hz"
     ),
+    "Providers [1]": Expect(
+        r"(?P<seconds>\d+\.\d\d) s of audio: Hello from ElevenLabs through a shared socket",
+        min_seconds=1.0,
+    ),
     "pipecat [1]": Expect(r"a pipecat InworldTTSService: True"),
     "Running a fleet [1]": Expect(
         r"(?P<seconds>\d+\.\d\d) s of audio; QuotaStatistics\(total=20, borrowed=1, waiting=0\)",

@@ -29,7 +29,9 @@ class ClientCodec(Protocol):
 
     Each command method returns the text frames to send, in order. ``receive`` decodes one
     frame into zero or more events and raises :class:`~trio_tts.ProtocolError` for a frame it
-    cannot decode — it never skips one silently. ``options`` is the provider's options class.
+    cannot decode — it never skips one silently — or :class:`~trio_tts.ConnectionLost` for a
+    server error that ends the whole connection (ElevenLabs' errors naming no context): the
+    connection then ends with that error. ``options`` is the provider's options class.
     """
 
     def create(self, context_id: str, options: Any) -> list[str]: ...

@@ -32,7 +32,11 @@ async def serve_command(args: argparse.Namespace) -> int:
     from ..server import ServerConfig, open_server
 
     key = args.key or (os.environ.get(args.key_env) if args.key_env else None) or None
-    config = ServerConfig(host=args.host, port=args.port, api_key=key, synthesizer=args.synth)
+    config = ServerConfig(
+        host=args.host, port=args.port, api_key=key, synthesizer=args.synth,
+        elevenlabs_max_contexts=args.el_max_contexts or None,
+        elevenlabs_limit_action=args.el_limit_action,
+    )  # fmt: skip
     # Catching both signals replaces trio's KeyboardInterrupt with a clean, ordered shutdown.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_server(config) as server:

@@ -159,7 +159,7 @@ async def endpoints(target: Target) -> AsyncIterator[tuple[str, str, LocalServer
         if target.provider == "rime":
             yield server.rime_url, server.rime_http_url, server
         elif target.provider == "elevenlabs":
-            yield (*elevenlabs_urls(server.base_url), server)
+            yield (*elevenlabs_urls(server.elevenlabs_url), server)
         else:
             yield server.ws_url, server.base_url, server
 

@@ -129,6 +129,15 @@ def _parser() -> argparse.ArgumentParser:
     serve_p.add_argument(
         "--synth", choices=("espeak", "tone"), default="espeak", help=argparse.SUPPRESS
     )
+    serve_p.add_argument(
+        "--el-max-contexts", type=int, default=5, metavar="N",
+        help="ElevenLabs contexts per socket (5, as ElevenLabs; 0: no limit)",
+    )  # fmt: skip
+    serve_p.add_argument(
+        "--el-limit-action", choices=("close", "context-error"), default="close",
+        help="over the ElevenLabs limit: close the socket with 1008 (as ElevenLabs) or fail "
+        "only the new context",
+    )  # fmt: skip
 
     voices_p = sub.add_parser("voices", help="list the voices")
     voices_p.add_argument(
@@ -177,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("speak: give the text or -f FILE (exactly one)")
             if args.command == "top" and not args.interval > 0:
                 parser.error("top: --interval must be a positive number of seconds")
+            if args.command == "serve" and args.el_max_contexts < 0:
+                parser.error("serve: --el-max-contexts must be 0 (no limit) or more")
             commands = {
                 "speak": speak_command,
                 "serve": serve_command,

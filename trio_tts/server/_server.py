@@ -70,6 +70,13 @@ class LocalServer:
         return f"{self.base_url}{RIME_HTTP_PATH}"
 
     @property
+    def elevenlabs_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1`` — ElevenLabs' API root, as the LiveKit plugin's
+        ``base_url`` takes it; the WebSockets are ``ws://127.0.0.1:PORT/v1/text-to-speech/
+        {voice_id}/multi-stream-input`` and ``.../stream-input``, the voices ``.../v1/voices``."""
+        return f"{self.base_url}/v1"
+
+    @property
     def faults(self) -> Faults:
         """The live faults; mutate fields (``server.faults.drop = None``) or assign a new one."""
         return self._core.faults

@@ -62,6 +62,11 @@ class WebSocketSession:
     #: The WebSocket path the session serves, and the ``Authorization`` scheme of its key.
     PATH: ClassVar[str]
     AUTH_SCHEME: ClassVar[str]
+    #: Seconds a queued close waits for the client's own close before the session ends (0:
+    #: none). A protocol whose close code the client must see after it sent more messages
+    #: (ElevenLabs' 1008 refusals) sets it: otherwise unread client messages can turn the TCP
+    #: close into a reset that takes the close frame with it.
+    CLOSE_LINGER: ClassVar[float] = 0.0
     nursery: trio.Nursery  # set by run(): the session's tasks live in it
 
     def __init__(
@@ -72,6 +77,7 @@ class WebSocketSession:
         self.index = index
         self.scope = scope
         self.frames_sent = 0
+        self.close_sent = False  # the sender sent a close frame (nothing more goes out)
         #: Seconds without a client frame before :meth:`on_inactivity` (a protocol may take
         #: it from its query, as ElevenLabs does).
         self.inactivity_timeout = self.config.inactivity_timeout
@@ -193,6 +199,11 @@ class WebSocketSession:
             if out.close is not None:
                 code, reason = out.close
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
+                self.close_sent = True
+                # Wait for the client's answering close (the reader sees it and ends the
+                # session): a TCP close while the client's last messages are unread resets the
+                # connection, and the client may lose the close frame (and its code) with it.
+                await trio.sleep(self.CLOSE_LINGER)
                 self.nursery.cancel_scope.cancel()
                 return
             await self._stall_if_faulted()

@@ -43,5 +43,5 @@ def provider_for(
     if protocol == "rime":
         return RimeProvider(api_key, url=server.rime_url)
     if protocol == "elevenlabs":
-        return ElevenLabsProvider(api_key, url=server.base_url)
+        return ElevenLabsProvider(api_key, url=server.elevenlabs_url)
     return InworldProvider(api_key, url=server.ws_url)

@@ -136,6 +136,7 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
     PATH = "/v1/text-to-speech/{voice_id}"
     PATH_PATTERN: ClassVar[re.Pattern[str]]
     AUTH_SCHEME = "xi-api-key"
+    CLOSE_LINGER = 2.0
     MULTI: ClassVar[bool]
     DEFAULT_FORMAT: ClassVar[str]
 
@@ -197,7 +198,7 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
         if self._problem is not None:
             self.fatal(self._problem)
         while (frame := await self.receive_frame()) is not None:
-            if self._ending:
+            if self._ending or self.close_sent:
                 continue  # closing: nothing more is acted on
             try:
                 message = proto.decode_message(frame)
