@@ -98,7 +98,7 @@ from ._livekit_common import (
     shared_pool,
 )
 from ._livekit_elevenlabs_io import Silence, StreamTimeoutError, open_timed, speak, to_api_error
-from .asyncio_adapter import AsyncioContext
+from .asyncio_adapter import AsyncioContext, AsyncioPool
 
 __all__ = [
     "API_BASE_URL_V1",
@@ -381,6 +381,7 @@ class TTS(PooledTTS[ElevenLabsHTTPClient]):
         # A third of a short inactivity timeout: a context never goes silent that long.
         self._keepalive = min(KEEPALIVE_INTERVAL, inactivity_timeout / 3)
         self._max_contexts = max_contexts
+        self._warm: trio_tts.ElevenLabsOptions | None = None  # see is_cold()
         # Validate the endpoint, limits and key now (InvalidOptions), not at the first turn.
         self._provider().url(self._opts)
         ElevenLabsHTTPClient(None, base_url=url)
@@ -428,6 +429,16 @@ class TTS(PooledTTS[ElevenLabsHTTPClient]):
             await pool.prewarm(options=self._opts)
         except trio_tts.TTSError as exc:
             logger.warning("ElevenLabs prewarm failed: %s", exc)
+
+    def is_cold(self, pool: AsyncioPool[Any], opts: trio_tts.ElevenLabsOptions) -> bool:
+        """Whether a stream of ``opts`` should warm a socket first: not when the last
+        context of this TTS had these very options and the pool has an open socket (a
+        check without a crossing into trio)."""
+        return not (self._warm is opts and pool.statistics().connections_open)
+
+    def warmed(self, opts: trio_tts.ElevenLabsOptions) -> None:
+        """A context of ``opts`` just got a socket."""
+        self._warm = opts
 
     # -- the TTS API ---------------------------------------------------------------------------
 
@@ -613,28 +624,30 @@ class SynthesizeStream(tts.SynthesizeStream):
         try:
             with api_errors(to_api_error, "ElevenLabs stream failed"):
                 pool = await self._tts.pool()
-                # As the official plugin connects at once: a socket for this URL while the
-                # first text forms, and a refused key fails the turn now, not at its text.
-                warm = asyncio.create_task(pool.prewarm(options=self._opts))
-                tasks.append(warm)
-                tasks.append(asyncio.create_task(self._read_input(tokens)))
+                reader = asyncio.create_task(self._read_input(tokens))
                 waiting = asyncio.create_task(anext(texts, None))
-                tasks.append(waiting)
-                await asyncio.wait([warm, waiting], return_when=asyncio.FIRST_COMPLETED)
-                raise_failed(warm)
+                tasks += [reader, waiting]
+                if self._tts.is_cold(pool, self._opts):
+                    # As the official plugin connects at once: a socket for this URL while
+                    # the first text forms, and a refused key fails the turn now.
+                    warm = asyncio.create_task(pool.prewarm(options=self._opts))
+                    tasks.append(warm)
+                    await asyncio.wait([warm, waiting], return_when=asyncio.FIRST_COMPLETED)
+                    raise_failed(warm)
                 first = await waiting
                 if first is None:  # no text at all: no context, no audio
-                    await tasks[1]
+                    await reader
                     return
                 timeout = self._conn_options.timeout
                 ctx, self._acquire_time, self._connection_reused = await open_timed(
                     pool, self._opts, timeout
                 )
+                self._tts.warmed(self._opts)
                 async with ctx:
                     speaker = asyncio.create_task(
                         speak(ctx, output_emitter, silence, timed=self._opts.sync_alignment)
                     )
-                    work = [tasks[1], asyncio.create_task(send(ctx, first)), speaker]
+                    work = [reader, asyncio.create_task(send(ctx, first)), speaker]
                     tasks += work[1:]
                     # The speaker ends at the server's isFinal; any failure ends all.
                     await asyncio.wait(work, return_when=asyncio.FIRST_EXCEPTION)
