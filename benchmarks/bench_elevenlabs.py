@@ -242,13 +242,15 @@ def drive(args: argparse.Namespace) -> None:
 
 
 @contextmanager
-def server() -> Any:
-    """A fresh local server in a thread of this process (its own trio run)."""
+def server(pace: float = PACE) -> Any:
+    """A fresh local server in a thread of this process (its own trio run); audio frames
+    ``pace`` seconds apart (0: as fast as the socket takes them)."""
     import trio
 
     from trio_tts.server import Faults, PaceAudio, ServerConfig, open_server
 
-    config = ServerConfig(api_key=KEY, faults=Faults(pace_audio=PaceAudio(PACE)))
+    faults = Faults(pace_audio=PaceAudio(pace) if pace > 0 else None)
+    config = ServerConfig(api_key=KEY, faults=faults)
     ready = threading.Event()
     box: dict[str, Any] = {}
 
@@ -273,7 +275,7 @@ def server() -> Any:
 
 def run_one(driver: str, scenario: str, args: argparse.Namespace) -> dict[str, Any]:
     kind, concurrency = SCENARIOS[scenario]
-    with server() as (srv, stats):
+    with server(args.pace) as (srv, stats):
         cmd = [
             sys.executable, __file__, "--drive", driver, "--kind", kind,
             "--concurrency", str(concurrency), "--url", srv.elevenlabs_url,
@@ -319,6 +321,10 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _pacing(pace: float) -> str:
+    return f"audio paced at {0.2 / pace:g}x real time" if pace > 0 else "audio unpaced"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--drive", dest="driver", choices=DRIVERS)
@@ -330,6 +336,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--drivers", default=",".join(DRIVERS))
     parser.add_argument("--md", default=os.path.join(HERE, "results", "elevenlabs.md"))
+    parser.add_argument("--pace", type=float, default=PACE, help="s between audio frames")
     args = parser.parse_args()
     if args.driver:
         drive(args)
@@ -350,8 +357,8 @@ def main() -> None:
                 "# ElevenLabs: the pool vs the official LiveKit plugin\n\n"
                 f"`benchmarks/bench_elevenlabs.py`, {args.window:g} s window after"
                 f" {args.warmup:g} s warm-up, {os.cpu_count()} cores (load average"
-                f" {load:.1f} at the start), {ENCODING}, audio paced at {0.2 / PACE:g}x real"
-                f" time, one run.\n\n{md}\n"
+                f" {load:.1f} at the start), {ENCODING}, {_pacing(args.pace)}, one run."
+                f"\n\n{md}\n"
             )
 
 
