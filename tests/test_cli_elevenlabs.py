@@ -46,6 +46,15 @@ def test_speak_writes_each_sentence_from_its_own_context(tmp_path: Path) -> None
     assert summary["source"] == "embedded local server (tone)"
 
 
+def test_speak_over_http_one_request_per_sentence(tmp_path: Path) -> None:
+    out = tmp_path / "http.wav"
+    result = el("speak", STORY, "-o", str(out), "--provider", "elevenlabs", "--http",
+                "--synth", "tone", "--json", "-q")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert read_wav(out)[1] == b"".join(tone_pcm(s, 24000) for s in split_sentences(STORY))
+    assert json.loads(result.stdout)["server_peak_contexts"] == 0  # no WebSocket context
+
+
 def test_speak_over_a_url_with_the_key_from_either_variable(tmp_path: Path) -> None:
     key = "el-cli-KEY-7a8b9c"
     server = ServeProcess("--key-env", "SERVE_KEY", SERVE_KEY=key)
@@ -88,7 +97,6 @@ def test_voices_lists_elevenlabs_voices() -> None:
         (["--rate", "1.5"], "voice_settings.speed: 1.5 is outside 0.7..1.2"),
         (["--sample-rate", "11025"], "output_format: 'pcm_11025' is not one of"),
         (["--model", "eleven_v3"], "model: 'eleven_v3' speaks ElevenLabs' text-to-dialogue"),
-        (["--http"], "--http: ElevenLabs is spoken over its multi-context WebSocket only"),
     ],
 )
 def test_usage_errors_before_any_network(tmp_path: Path, args: list[str], needle: str) -> None:

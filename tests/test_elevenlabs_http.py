@@ -9,7 +9,7 @@ import pytest
 
 import trio_tts
 import trio_tts.http
-from trio_tts.server import ServerConfig, open_server
+from trio_tts.server import ServerConfig, open_server, tone_pcm
 from trio_tts.server.elevenlabs.config import VOICE_IDS
 
 
@@ -98,3 +98,69 @@ async def test_the_pool_takes_its_context_cap_from_the_provider_or_the_settings(
         assert pool.max_contexts == 100  # Inworld: 20 connections × 5, as before
     with pytest.raises(trio_tts.InvalidOptions, match=r"^max_contexts: 0 must be a positive int"):
         trio_tts.PoolSettings(max_contexts=0)
+
+
+# ------------------------------------------------------------------------ one-shot synthesis
+
+
+@pytest.mark.parametrize(
+    "output_format", ["pcm_24000", "pcm_16000", "ulaw_8000", "mp3_44100_128", "opus_48000_64"]
+)
+async def test_synthesis_streams_the_servers_audio(output_format: str) -> None:
+    text = "One shot over HTTP."
+    opts = trio_tts.ElevenLabsOptions(output_format=output_format)
+    async with (
+        open_server(ServerConfig(synthesizer="tone")) as server,
+        trio_tts.http.ElevenLabsHTTPClient(base_url=server.elevenlabs_url, defaults=opts) as client,
+    ):
+        async with client.stream(text) as chunks:
+            pieces = [audio async for audio in chunks]
+        speech = await client.synthesize(text)
+    audio = b"".join(a.data for a in pieces)
+    assert len(pieces) > 1  # streamed as it came, not one piece
+    assert (speech.sample_rate, speech.encoding) == (opts.sample_rate, opts.encoding)
+    pcm = tone_pcm(text, opts.sample_rate)
+    if opts.encoding is trio_tts.AudioEncoding.PCM:
+        assert audio == speech.audio == pcm and all(len(a.data) % 2 == 0 for a in pieces)
+        assert speech.duration == pytest.approx(len(pcm) / 2 / opts.sample_rate)
+    elif opts.encoding is trio_tts.AudioEncoding.MULAW:
+        assert audio == speech.audio and len(audio) == len(pcm) // 2
+    elif opts.encoding is trio_tts.AudioEncoding.MP3:  # ID3 tag or an MPEG frame sync
+        assert audio[:3] == b"ID3" or (audio[0] == 0xFF and audio[1] & 0xE0 == 0xE0)
+    else:  # Ogg Opus (each stream its own serial number)
+        assert audio[:4] == speech.audio[:4] == b"OggS"
+
+
+async def test_synthesis_options_reach_the_server() -> None:
+    """The voice settings travel in the body: eSpeak speaks slower at ``speed`` 0.8."""
+    text = "A sentence spoken at two speeds."
+    async with (
+        open_server(ServerConfig(synthesizer="espeak")) as server,
+        trio_tts.http.ElevenLabsHTTPClient(base_url=server.elevenlabs_url) as client,
+    ):
+        slow = await client.synthesize(text, voice_settings={"speed": 0.8})
+        normal = await client.synthesize(text)
+    assert slow.duration > normal.duration * 1.1
+    assert trio_tts.providers.elevenlabs.http.request_body(
+        "Hi.", trio_tts.ElevenLabsOptions(language="de", voice_settings={"stability": 0.5})
+    ) == {
+        "text": "Hi.", "model_id": "eleven_turbo_v2_5", "voice_settings": {"stability": 0.5},
+        "apply_text_normalization": "auto", "language_code": "de",
+    }  # fmt: skip
+
+
+async def test_synthesis_errors_are_typed() -> None:
+    key = "xi-synth-KEY-777888"
+    async with open_server(ServerConfig(synthesizer="tone", api_key=key)) as server:
+        async with trio_tts.http.ElevenLabsHTTPClient(key, base_url=server.elevenlabs_url) as ok:
+            with pytest.raises(trio_tts.RequestRejected) as unknown:
+                await ok.synthesize("Hi.", voice_id="NoSuchVoice")
+            assert unknown.value.status == 404 and "NoSuchVoice" in str(unknown.value)
+            with pytest.raises(trio_tts.InvalidOptions, match=r"^text: must be a non-empty"):
+                await ok.synthesize("   ")
+            with pytest.raises(trio_tts.InvalidOptions, match=r"^model: 'eleven_v3' speaks"):
+                await ok.synthesize("Hi.", model="eleven_v3")
+        async with trio_tts.http.ElevenLabsHTTPClient(base_url=server.elevenlabs_url) as nokey:
+            with pytest.raises(trio_tts.RequestRejected) as denied:
+                await nokey.synthesize("Hi.")
+            assert denied.value.is_auth_error and key not in str(denied.value)

@@ -11,17 +11,35 @@ inactivity timeout and its keep-alive; the single-context endpoint closing with 
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import av
+import httpx
+import numpy as np
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from trio_tts import ConnectionLost
-from trio_tts.server import ContextErrorFault, LocalServer, ServerConfig, open_server, tone_pcm
+from trio_tts.server import (
+    VOICES,
+    CloseConnection,
+    ContextErrorFault,
+    LocalServer,
+    ServerConfig,
+    open_server,
+    tone_pcm,
+)
+from trio_tts.server.elevenlabs.config import VOICE_IDS
 from trio_tts.testing import open_memory_server
 
 VOICE = "hpp4J3VqNfWAUOO0d1Us"  # the LiveKit plugin's default voice
@@ -328,3 +346,142 @@ async def test_stream_input_refuses_changed_voice_settings(el_server: LocalServe
         messages, code, _ = await close_code(ws)
     assert code == 1008
     assert messages[-1]["message"].startswith("voice_settings field must be provided")
+
+
+# -- formats -------------------------------------------------------------------------------------
+
+
+def decoded(data: bytes, fmt: str | None = None, **options: str) -> tuple[int, list[Any]]:
+    """(sample rate, samples) of ``data``, decoded by FFmpeg (PyAV): int16 for mu-law,
+    floats in [-1, 1] for MP3 and Opus."""
+    with av.open(io.BytesIO(data), format=fmt, options=options) as container:
+        frames = list(container.decode(audio=0))
+    samples = [s for f in frames for s in f.to_ndarray().reshape(-1).tolist()]
+    return frames[0].sample_rate, samples
+
+
+async def speak_once(server: LocalServer, output_format: str, text: str) -> bytes:
+    async with open_websocket_url(url(server, f"output_format={output_format}")) as ws:
+        await send(ws, text=" ", context_id="a")
+        for sentence in text.split(". "):
+            await send(ws, text=sentence + ". ", context_id="a", flush=True)
+        await send(ws, context_id="a", close_context=True)
+        return audio_of(await until_final(ws, "a"), "a")
+
+
+@pytest.mark.parametrize(
+    ("output_format", "rate", "padding"),
+    [("mp3_44100_128", 44100, 0.15), ("mp3_22050_32", 22050, 0.2), ("mp3_24000_48", 24000, 0.15),
+     ("opus_48000_64", 48000, 0.08)],
+)  # fmt: skip
+async def test_compressed_formats_are_one_stream_per_context(
+    el_server: LocalServer, output_format: str, rate: int, padding: float
+) -> None:
+    """Two flushes, then the close: one MP3/Ogg Opus stream that FFmpeg decodes whole, as long
+    as the speech plus at most ``padding`` seconds of flush padding per flush."""
+    text = "One sentence here. Another one there"
+    data = await speak_once(el_server, output_format, text)
+    got_rate, samples = decoded(data)
+    seconds = len(samples) / got_rate
+    speech = (len(text) + 1 + 2) * 0.060  # the init's " " and the two ". "
+    assert got_rate == rate
+    assert speech <= seconds <= speech + 2 * padding + 0.1
+    assert max(abs(s) for s in samples) > 0.3  # sound (the tone peaks at 0.5), not silence
+
+
+async def test_ulaw_8000_is_g711_mu_law(el_server: LocalServer) -> None:
+    text = "Mu law audio"
+    data = await speak_once(el_server, "ulaw_8000", text)
+    want = tone_pcm(" " + text + ". ", 8000)
+    assert len(data) == len(want) // 2  # one byte per sample
+    rate, samples = decoded(data, "mulaw", sample_rate="8000", channels="1")
+    exact = np.frombuffer(want, "<i2").astype(np.int64)
+    assert rate == 8000 and len(samples) == len(exact)
+    # mu-law keeps about 3 % of each sample's magnitude (and zero within 8).
+    error = np.abs(np.asarray(samples, dtype=np.int64) - exact)
+    assert bool(np.all(error <= np.abs(exact) * 0.04 + 8))
+
+
+# -- voices, limits, faults ----------------------------------------------------------------------
+
+
+async def test_voices_list_in_elevenlabs_shape(el_server: LocalServer) -> None:
+    async with httpx.AsyncClient(base_url=el_server.elevenlabs_url) as http:
+        body = (await http.get("/voices", headers={"xi-api-key": "any"})).json()
+    ids = [v["voice_id"] for v in body["voices"]]
+    assert VOICE in ids and ids == list(VOICE_IDS)
+    bella = body["voices"][ids.index(VOICE)]
+    assert (bella["name"], bella["category"]) == ("Bella", "premade")
+    assert all(v["labels"]["local_voice"] in VOICES for v in body["voices"])
+    key = "voices-KEY-9"
+    async with (
+        open_server(ServerConfig(synthesizer="tone", api_key=key)) as server,
+        httpx.AsyncClient(base_url=server.elevenlabs_url) as http,
+    ):
+        for headers in ({}, {"xi-api-key": "wrong"}):
+            denied = await http.get("/voices", headers=headers)
+            assert denied.status_code == 401
+            assert denied.json() == {"detail": {"status": "invalid_api_key",
+                                                "message": "Invalid API key"}}  # fmt: skip
+        assert (await http.get("/voices", headers={"xi-api-key": key})).status_code == 200
+
+
+async def test_a_connection_over_the_account_limit_gets_429() -> None:
+    async with open_server(ServerConfig(synthesizer="tone", max_connections=1)) as server:
+        async with open_websocket_url(url(server)):
+            with pytest.raises(ConnectionRejected) as info:
+                async with open_websocket_url(url(server)):
+                    pass
+        assert info.value.status_code == 429
+        assert json.loads(info.value.body or b"")["detail"]["status"] == (
+            "too_many_concurrent_requests"
+        )
+        stats = server.statistics()
+        assert stats.handshakes_rejected == {429: 1} and stats.peak_connections == 1
+        assert stats.violations == ("connection 2 (limit 1)",)
+
+
+async def test_no_context_limit_when_configured_off() -> None:
+    config = ServerConfig(synthesizer="tone", elevenlabs_max_contexts=None)
+    async with open_server(config) as server, open_websocket_url(url(server)) as ws:
+        for i in range(8):
+            await send(ws, text=" ", context_id=f"c{i}")
+        for i in range(8):
+            await send(ws, text=f"Number {i}. ", context_id=f"c{i}", flush=True,
+                       close_context=True)  # fmt: skip
+        finals = 0
+        while finals < 8:
+            finals += bool((await receive(ws)).get("isFinal"))
+        stats = server.statistics()
+        assert stats.peak_contexts_per_connection == 8 and stats.violations == ()
+
+
+async def test_frame_count_faults_apply_to_elevenlabs_sockets(el_server: LocalServer) -> None:
+    el_server.set_faults(close_connection=CloseConnection(code=1011, reason="boom",
+                                                          after_frames=2))  # fmt: skip
+    async with open_websocket_url(url(el_server)) as ws:
+        await send(ws, text="A longer sentence than two frames of audio. ", context_id="a",
+                   flush=True, close_context=True)  # fmt: skip
+        messages, code, reason = await close_code(ws)
+    assert (len(messages), code, reason) == (2, 1011, "boom")
+    await wait_closed(el_server)
+    assert el_server.statistics().contexts_open == 0
+
+
+async def test_http_synthesis_in_elevenlabs_shape(el_server: LocalServer) -> None:
+    async with httpx.AsyncClient(base_url=el_server.elevenlabs_url) as http:
+        ok = await http.post(f"/text-to-speech/{VOICE}/stream?output_format=pcm_16000",
+                             json={"text": "Over HTTP.", "model_id": "eleven_flash_v2_5"})
+        assert ok.status_code == 200 and ok.headers["content-type"] == "audio/pcm"
+        assert ok.content == tone_pcm("Over HTTP.", 16000)
+        mp3 = await http.post(f"/text-to-speech/{VOICE}", json={"text": "Over HTTP."})
+        assert mp3.headers["content-type"] == "audio/mpeg"
+        rate, samples = decoded(mp3.content)
+        assert rate == 44100 and len(samples) / rate == pytest.approx(0.6, abs=0.1)
+        missing = await http.post("/text-to-speech/Nobody/stream", json={"text": "Hi."})
+        assert missing.status_code == 404
+        assert missing.json()["detail"]["status"] == "voice_not_found"
+        bad = await http.post(f"/text-to-speech/{VOICE}?output_format=wav", json={"text": "x"})
+        assert bad.status_code == 400
+        assert bad.json()["detail"]["status"] == "invalid_output_format"
+        assert (await http.get(f"/text-to-speech/{VOICE}/stream")).status_code == 405

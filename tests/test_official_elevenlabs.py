@@ -33,13 +33,13 @@ import pytest
 from elevenlabs.client import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 from elevenlabs.realtime_tts import text_chunker
-from livekit.agents import APIConnectOptions, APIStatusError, tokenize, tts
+from livekit.agents import APIConnectOptions, APIError, APIStatusError, tokenize, tts
 from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
 from livekit.plugins import elevenlabs
 from test_cli import ServeProcess
 from test_livekit_plugin import ServerThread, pcm_of, run
 
-from trio_tts.server import ServerConfig, tone_pcm
+from trio_tts.server import ContextErrorFault, ServerConfig, tone_pcm
 
 VOICE = "hpp4J3VqNfWAUOO0d1Us"  # Bella: the LiveKit plugin's default voice
 TEXT = "Hello there, my friend. How are you doing today? I am fine."
@@ -180,6 +180,27 @@ def test_sequential_streams_reuse_the_socket(srv: ServerThread, plugin_log: None
     assert stats.peak_contexts_per_connection == 1
 
 
+async def overlapping(t: elevenlabs.TTS, n: int) -> list[Any]:
+    """``n`` streams whose contexts are all open at once: each pushes two sentences, and none
+    ends its input before every one has had its first frame (or failed). Each result is the
+    stream's frames or its exception."""
+    streams = [t.stream(conn_options=NO_RETRY) for _ in range(n)]
+    for i, stream in enumerate(streams):
+        stream.push_text(f"Overlapping turn {i} starts to speak now. And goes on. ")
+    firsts = await asyncio.gather(*(anext(s) for s in streams), return_exceptions=True)
+
+    async def rest(stream: Any, first: Any) -> Any:
+        async with stream:
+            if isinstance(first, BaseException):
+                return first
+            stream.end_input()
+            return [first, *[frame async for frame in stream]]
+
+    return list(await asyncio.gather(
+        *(rest(s, f) for s, f in zip(streams, firsts, strict=True)), return_exceptions=True
+    ))  # fmt: skip
+
+
 def test_six_overlapping_streams_lose_all_six_to_the_1008_close(srv: ServerThread) -> None:
     """ElevenLabs' limit as reported (livekit/agents-js#1985): the sixth context gets
     ``max_active_conversations`` naming no context, which LiveKit only logs, then the 1008 close
@@ -187,22 +208,60 @@ def test_six_overlapping_streams_lose_all_six_to_the_1008_close(srv: ServerThrea
 
     async def main() -> tuple[list[Any], Any]:
         async with aiohttp.ClientSession() as session, plugin(srv, session) as t:
-            streams = [t.stream(conn_options=NO_RETRY) for _ in range(6)]
-            for i, stream in enumerate(streams):
-                stream.push_text(f"Overlapping turn {i} starts to speak now. ")
-
-            async def drain(stream: Any) -> list[tts.SynthesizedAudio]:
-                async with stream:
-                    stream.end_input()
-                    return [frame async for frame in stream]
-
-            results = await asyncio.gather(*(drain(s) for s in streams), return_exceptions=True)
-            return results, await settle(srv)
+            return await overlapping(t, 6), await settle(srv)
 
     results, stats = run(main)
     assert all(isinstance(r, APIStatusError) and r.status_code == 1008 for r in results), results
     assert stats.violations == ("connection 0: context 6 (limit 5)",)
     assert stats.peak_contexts_per_connection == 5 and stats.contexts_created == 5
+    assert stats.connections_open == 0
+
+
+def test_six_overlapping_streams_pass_without_a_limit() -> None:
+    config = ServerConfig(synthesizer="tone", elevenlabs_max_contexts=None)
+
+    async def main(s: ServerThread) -> tuple[list[Any], Any]:
+        async with aiohttp.ClientSession() as session, plugin(s, session) as t:
+            return await overlapping(t, 6), await settle(s)
+
+    with ServerThread(config).running() as s:
+        results, stats = run(lambda: main(s))
+    assert all(isinstance(r, list) and pcm_of(r) for r in results), results
+    assert stats.peak_contexts_per_connection == 6 and stats.violations == ()
+    assert stats.connections_accepted == 1
+
+
+def test_a_failed_context_fails_only_its_stream(srv: ServerThread) -> None:
+    """An error frame naming a context (a fault on the second context created) fails that
+    stream as LiveKit's ``APIStatusError("Could not synthesize")``; the rest speak."""
+    srv.set_faults(context_error=ContextErrorFault(when=lambda n, _cid: n == 1, message="nope"))
+
+    async def main() -> list[Any]:
+        async with aiohttp.ClientSession() as session, plugin(srv, session) as t:
+            return await overlapping(t, 3)
+
+    results = run(main)
+    assert isinstance(results[1], APIStatusError) and "Could not synthesize" in str(results[1])
+    # LiveKit words its error with the frame's ``error`` field (the message is only logged).
+    assert isinstance(results[1].__cause__, APIError)
+    assert str(results[1].__cause__) == "internal_error"
+    assert all(isinstance(r, list) and pcm_of(r) for r in (results[0], results[2])), results
+    stats = srv.stats()
+    assert stats.connections_accepted == 1 and stats.contexts_created == 2
+
+
+def test_plugin_synthesize_over_http(srv: ServerThread, plugin_log: None) -> None:
+    """``TTS.synthesize()``: one ``POST /v1/text-to-speech/{voice_id}/stream``."""
+
+    async def main() -> list[tts.SynthesizedAudio]:
+        async with aiohttp.ClientSession() as session, plugin(
+            srv, session, encoding="pcm_24000"
+        ) as t:  # fmt: skip
+            return [frame async for frame in t.synthesize(TEXT)]
+
+    got = pcm_of(run(main))
+    want = tone_pcm(TEXT, 24000)
+    assert got in (want, want + b"\0\0" * 240)
 
 
 # -- against ``trio-tts serve`` (a subprocess): the SDK, and the plugin's default mp3 -----------
@@ -292,3 +351,25 @@ def test_plugin_default_mp3_against_the_subprocess(served: ServeProcess) -> None
     # The word times count the padding too: they stay inside the decoded audio, in order.
     starts = [w.start_time for w in words]
     assert starts == sorted(starts) and words[-1].end_time <= seconds
+
+
+def test_serve_limit_action_context_error_fails_only_the_sixth() -> None:
+    """``trio-tts serve --el-limit-action context-error``: the sixth context's error names it,
+    so LiveKit fails that stream alone and the socket carries on."""
+    server = ServeProcess("--el-limit-action", "context-error")
+    try:
+
+        async def main() -> list[Any]:
+            async with aiohttp.ClientSession() as session, elevenlabs.TTS(
+                base_url=server.base_url + "/v1", api_key="local", http_session=session
+            ) as t:  # fmt: skip
+                return await overlapping(t, 6)
+
+        results = run(main)
+    finally:
+        status, err = server.stop(signal.SIGINT)
+        server.kill()
+    assert status == 0, err
+    failed = [r for r in results if not isinstance(r, list)]
+    assert len(failed) == 1 and isinstance(failed[0], APIStatusError), results
+    assert all(pcm_of(r) for r in results if isinstance(r, list))

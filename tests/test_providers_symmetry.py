@@ -25,7 +25,7 @@ NAMES: dict[str, tuple[str, str, str, str, str | None]] = {
                 "InworldAudioStream"),
     "rime": ("RimeOptions", "RimeCodec", "RimeProvider", "RimeHTTPClient", "RimeAudioStream"),
     "elevenlabs": ("ElevenLabsOptions", "ElevenLabsCodec", "ElevenLabsProvider",
-                   "ElevenLabsHTTPClient", None),
+                   "ElevenLabsHTTPClient", "ElevenLabsAudioStream"),
 }  # fmt: skip
 
 
@@ -78,12 +78,11 @@ def test_the_peers_have_the_same_public_methods() -> None:
         public_methods(getattr(module(p, "http"), NAMES[p][3]))
         for p in ("inworld", "rime", "elevenlabs")
     )
-    # Inworld lists voices over HTTP (typed, and as the service sent them) and synthesises;
-    # Rime only synthesises, ElevenLabs only lists voices.
+    # Inworld and ElevenLabs list voices over HTTP (typed, and as the service sent them) and
+    # synthesise; Rime only synthesises.
     assert inworld_client - rime_client == {"voices", "voice_rows"}
     assert rime_client <= inworld_client
-    assert inworld_client - elevenlabs_client == {"stream", "synthesize"}
-    assert elevenlabs_client <= inworld_client
+    assert elevenlabs_client == inworld_client
     for p, names in NAMES.items():
         if names[4] is not None:
             assert {"__aiter__", "__anext__"} <= set(vars(getattr(module(p, "http"), names[4])))

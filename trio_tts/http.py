@@ -1,6 +1,6 @@
 """One-shot HTTP synthesis and voice listing: Inworld's :class:`InworldHTTPClient` (also
 :class:`HTTPClient`, its first name), Rime's :class:`RimeHTTPClient` and ElevenLabs'
-:class:`ElevenLabsHTTPClient` (voices) (httpx, on trio).
+:class:`ElevenLabsHTTPClient` (httpx, on trio).
 
 The clients live beside their providers (``trio_tts.providers.inworld.http``,
 ``trio_tts.providers.rime.http``, ``trio_tts.providers.elevenlabs.http``); this module is their
@@ -8,6 +8,7 @@ public home.
 """
 
 from ._core.errors import RequestRejected as RequestRejected
+from .providers.elevenlabs.http import ElevenLabsAudioStream as ElevenLabsAudioStream
 from .providers.elevenlabs.http import ElevenLabsHTTPClient as ElevenLabsHTTPClient
 from .providers.elevenlabs.http import ElevenLabsVoice as ElevenLabsVoice
 from .providers.http_common import Synthesis as Synthesis

@@ -280,7 +280,8 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
             )
 
     async def flush(self) -> None:
-        """Ask the server to synthesise all text sent so far (a ``FlushCompleted`` follows)."""
+        """Ask the server to synthesise all text sent so far (a ``FlushCompleted`` follows
+        where the provider confirms flushes: Inworld and Rime do, ElevenLabs does not)."""
         self._check_open()
         await self._owner.send_command(self.id, Flush())
 

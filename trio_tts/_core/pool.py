@@ -2,10 +2,10 @@
 
 Entry is two FIFO gates. A :class:`~trio_tts.Quota` lease (in-process ``CapacityLimiter`` by
 default, sized ``max_connections × contexts_per_connection``, or ``max_contexts`` when that is
-smaller) admits a caller; the
-synchronous :class:`~trio_tts._core.allocator.Allocator` then places it on a connection with
-a free slot, or starts a new connection. Every allocator decision returns the I/O to do,
-which :meth:`Pool._do` starts without awaiting — the pool holds no lock across I/O.
+smaller) admits a caller; the synchronous :class:`~trio_tts._core.allocator.Allocator` then
+places it on a connection with a free slot, or starts a new connection. Every allocator
+decision returns the I/O to do, which :meth:`Pool._do` starts without awaiting — the pool holds
+no lock across I/O.
 
 One owner per fact: the allocator's record is the truth about each connection (state, slots);
 the pool's :class:`Placement` record (like httpcore's ``AsyncPoolRequest``) is the truth

@@ -116,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     speak_p.add_argument("--sample-rate", type=int, default=24000, metavar="HZ")
     speak_p.add_argument("-j", "--jobs", type=int, default=4, help="sentences at once (4)")
-    speak_p.add_argument("--http", action="store_true", help="use HTTP voice:stream requests")
+    speak_p.add_argument(
+        "--http", action="store_true", help="one HTTP request per sentence (not a WebSocket)"
+    )
     speak_p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     speak_p.add_argument("--json", action="store_true", help="print the summary as JSON")
     service(speak_p)

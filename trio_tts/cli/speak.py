@@ -25,6 +25,7 @@ from .._core.errors import InvalidOptions
 from .._core.events import Audio
 from .._core.options import AudioEncoding
 from .._core.pool import Pool, open_pool
+from ..providers.elevenlabs.http import ElevenLabsHTTPClient
 from ..providers.elevenlabs.options import ElevenLabsOptions
 from ..providers.elevenlabs.provider import ElevenLabsProvider
 from ..providers.inworld.http import InworldHTTPClient
@@ -101,11 +102,12 @@ async def speak(
         url: the service (``None``: an embedded local server with ``synthesizer``).
         api_key: the service's key (``None``: no credential).
         jobs: sentences synthesised at once.
-        use_http: one ``voice:stream`` request per sentence instead of WebSocket contexts.
+        use_http: one HTTP request per sentence instead of WebSocket contexts (Inworld's
+            ``voice:stream``, Rime's ``/v1/rime-tts``, ElevenLabs' ``text-to-speech/.../stream``).
         progress: where to draw progress (``None``: nowhere).
         provider: ``"inworld"`` (options: :class:`VoiceOptions`), ``"rime"``
             (:class:`RimeOptions`; one connection per sentence in flight) or ``"elevenlabs"``
-            (:class:`ElevenLabsOptions`, a ``pcm_*`` format is asked for; no ``use_http``).
+            (:class:`ElevenLabsOptions`; a ``pcm_*`` format is asked for).
 
     Raises:
         InvalidOptions: no text, an unknown file suffix, bad options or ``jobs`` (before any
@@ -119,10 +121,6 @@ async def speak(
     if provider == "elevenlabs":
         if options is not None and not isinstance(options, ElevenLabsOptions):
             raise InvalidOptions("options: --provider elevenlabs takes ElevenLabsOptions")
-        if use_http:
-            raise InvalidOptions(
-                "--http: ElevenLabs is spoken over its multi-context WebSocket only"
-            )
         opts = options or ElevenLabsOptions()
         bit_rate = VoiceOptions().bit_rate
     elif provider == "rime":
@@ -225,6 +223,10 @@ async def _synthesize_all(
                     open_pool(rime, defaults=opts, max_connections=jobs)
                 )
                 one = _ws_sentence(rime_pool)
+        elif isinstance(opts, ElevenLabsOptions) and use_http:
+            el_client = ElevenLabsHTTPClient(target.api_key, base_url=http_base, defaults=opts)
+            await stack.enter_async_context(el_client)
+            one = _http_sentence(el_client)
         elif isinstance(opts, ElevenLabsOptions):
             elevenlabs = ElevenLabsProvider(target.api_key, url=ws_url)
             el_pool = await stack.enter_async_context(
@@ -311,9 +313,12 @@ def _ws_sentence(pool: Pool[Any]) -> SynthesizeOne:
     return one
 
 
-def _http_sentence(client: InworldHTTPClient | RimeHTTPClient) -> SynthesizeOne:
-    """One sentence through one HTTP request: Inworld's ``voice:stream`` or Rime's
-    ``/v1/rime-tts`` (whose chunks are never empty)."""
+def _http_sentence(
+    client: InworldHTTPClient | RimeHTTPClient | ElevenLabsHTTPClient,
+) -> SynthesizeOne:
+    """One sentence through one HTTP request: Inworld's ``voice:stream``, Rime's
+    ``/v1/rime-tts`` or ElevenLabs' ``text-to-speech/{voice_id}/stream`` (the last two's
+    chunks are never empty)."""
 
     async def one(text: str, on_audio: Callable[[], None]) -> bytes:
         pieces: list[bytes] = []

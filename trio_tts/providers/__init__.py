@@ -5,7 +5,7 @@
 * ``codec`` — the sans-io client codec of the WebSocket (a :class:`~trio_tts.ClientCodec`);
 * ``provider`` — the :class:`~trio_tts.Provider`: URL, credential, limits (``DEFAULT_URL``);
 * ``http`` — the HTTP client (``DEFAULT_HTTP_URL``): one-shot synthesis (``request_body``)
-  and/or the voice list (ElevenLabs: the voice list only).
+  and, for Inworld and ElevenLabs, the voice list.
 
 :mod:`.http_common` is what the HTTP clients share. The public names are re-exported from
 :mod:`trio_tts` and :mod:`trio_tts.http`.

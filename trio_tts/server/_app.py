@@ -11,8 +11,8 @@ Routes (everything else is 404, or 405 for a known path):
   ``xi-api-key``, checked by the session after the upgrade, since ElevenLabs also takes the key
   in the first message);
 * Inworld's ``voice:stream``, ``voice`` and ``voices`` (:mod:`.inworld.http`), Rime's
-  ``/v1/rime-tts`` (:mod:`.rime.http`) and ElevenLabs' ``GET /v1/voices``
-  (:mod:`.elevenlabs.http`).
+  ``/v1/rime-tts`` (:mod:`.rime.http`) and ElevenLabs' ``GET /v1/voices`` and ``POST
+  /v1/text-to-speech/{voice_id}[/stream]`` (:mod:`.elevenlabs.http`).
 
 What is decided here, before a session exists: the WebSocket upgrade is refused with an HTTP
 status, as the providers do, for a fault-injected rejection, a bad key (401), a refused
@@ -43,13 +43,14 @@ from ._asgi import (
 from ._core import Core
 from ._websocket import WebSocketSession
 from .elevenlabs import http as elevenlabs_http
-from .elevenlabs.session import MultiStreamSession, StreamInputSession
+from .elevenlabs.multi import MultiStreamSession
+from .elevenlabs.single import StreamInputSession
 from .inworld import http as inworld_http
 from .inworld.session import InworldSession
 from .rime import http as rime_http
 from .rime.session import RimeSession
 
-__all__ = ["HTTP_ROUTES", "SESSIONS", "SESSION_PATTERNS", "App", "session_for"]
+__all__ = ["HTTP_PATTERNS", "HTTP_ROUTES", "SESSIONS", "SESSION_PATTERNS", "App", "session_for"]
 
 #: WebSocket path → the session class that serves it (a benchmark may swap one).
 SESSIONS: dict[str, type[WebSocketSession]] = {
@@ -68,6 +69,11 @@ HTTP_ROUTES: dict[tuple[str, str], tuple[HTTPHandler, str | None]] = {
     **{route: (h, rime_http.AUTH_SCHEME) for route, h in rime_http.ROUTES.items()},
     **{route: (h, None) for route, h in elevenlabs_http.ROUTES.items()},
 }
+
+
+#: (method, path pattern, handler) for HTTP paths with a parameter; each handler checks its
+#: key itself.
+HTTP_PATTERNS: list[tuple[str, re.Pattern[str], HTTPHandler]] = [*elevenlabs_http.PATTERNS]
 
 
 def session_for(path: str) -> type[WebSocketSession] | None:
@@ -196,6 +202,13 @@ class App:
         path, method = scope["path"], scope["method"]
         route = HTTP_ROUTES.get((method, path))
         if route is None:
+            for want, pattern, handler in HTTP_PATTERNS:
+                if pattern.fullmatch(path):
+                    if want == method:
+                        await handler(self.core, scope, receive, send)
+                        return
+                    await respond_error(send, 405, f"{method} {path}")
+                    return
             known = {p for _, p in HTTP_ROUTES}
             status = 405 if path in known else 404
             await respond_error(send, status, f"{method} {path}")

@@ -65,6 +65,9 @@ from .options import ElevenLabsOptions
 __all__ = ["ElevenLabsCodec"]
 
 _ENCODE: Final = msgspec.json.Encoder().encode
+#: How far (ms) a chunk's first character may start before the previous chunk's end and still
+#: be read as cumulative (rounding); further back, the timings restart with each chunk.
+_BACKWARDS_MS: Final = 10.0
 
 
 # ------------------------------------------------------------------------------ server frames
@@ -147,7 +150,7 @@ class _Words:
                     f"ElevenLabs alignment has {len(chars)} chars, {len(starts)} start times"
                     f" and {len(durations)} durations"
                 )
-            if not self._relative and starts[0] < self._raw_end_ms - 1.0:
+            if not self._relative and starts[0] < self._raw_end_ms - _BACKWARDS_MS:
                 self._relative = True  # the times went back: they restart with each chunk
             if self._relative:
                 self._offset_ms = (

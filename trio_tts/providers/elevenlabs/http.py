@@ -1,23 +1,33 @@
-"""ElevenLabs over HTTP (httpx, on trio): the voice list, ``GET /v1/voices``.
+"""ElevenLabs over HTTP (httpx, on trio): one-shot synthesis and the voice list.
 
-The same call as ``livekit-plugins-elevenlabs``' ``TTS.list_voices()`` and the official SDK's
-``client.voices.get_all()``: the key travels only in the ``xi-api-key`` header (registered with
-the engine's redaction), and the answer is ``{"voices": [{"voice_id", "name", "category",
-"labels", "description", "preview_url", ...}]}``::
+* ``POST /v1/text-to-speech/{voice_id}/stream?output_format=...`` — the request
+  ``livekit-plugins-elevenlabs``' ``synthesize()`` makes (:func:`request_body`, built from the
+  same :class:`~trio_tts.ElevenLabsOptions` as the pool's contexts): the answer is the audio
+  itself in the options' format, handed out as it arrives (raw PCM in whole samples);
+* ``GET /v1/voices`` — ``TTS.list_voices()`` / the SDK's ``client.voices.get_all()``:
+  ``{"voices": [{"voice_id", "name", "category", "labels", "description", ...}]}``.
+
+::
 
     async with trio_tts.http.ElevenLabsHTTPClient(api_key=key) as client:
+        speech = await client.synthesize("Hello from trio.", voice_id="21m00Tcm4TlvDq8ikWAM")
         for voice in await client.voices():
             print(voice.voice_id, voice.name)
 
+The key travels only in the ``xi-api-key`` header (registered with the engine's redaction).
 Errors are the pool's (:mod:`trio_tts.providers.http_common`; ElevenLabs' error body
-``{"detail": {"status", "message"}}`` is read for the message), plus an answer that is not a
-voice list → :class:`~trio_tts.ProtocolError`.
+``{"detail": {"status", "message"}}`` is read for the message: an unknown voice is
+``RequestRejected(404)``), plus an answer that is not audio, or not a voice list →
+:class:`~trio_tts.ProtocolError`.
 """
 
 from __future__ import annotations
 
 import os
 import urllib.parse
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import attrs
@@ -25,11 +35,30 @@ import httpx
 import trio
 
 from ..._core.errors import ProtocolError
-from ..http_common import HTTPSession, check_client_args, shorten
+from ..._core.events import Audio
+from ..._core.options import AudioEncoding
+from ..http_common import (
+    HTTPSession,
+    Synthesis,
+    check_client_args,
+    check_text,
+    collect,
+    connection_lost,
+    resolve_options,
+    shorten,
+)
 from .options import ElevenLabsOptions
 from .provider import API_KEY_VARIABLES
 
-__all__ = ["DEFAULT_HTTP_URL", "VOICES_PATH", "ElevenLabsHTTPClient", "ElevenLabsVoice"]
+__all__ = [
+    "DEFAULT_HTTP_URL",
+    "VOICES_PATH",
+    "ElevenLabsAudioStream",
+    "ElevenLabsHTTPClient",
+    "ElevenLabsVoice",
+    "request_body",
+    "synthesis_path",
+]
 
 #: The API base (LiveKit's ``base_url``); a root URL gets ``/v1``.
 DEFAULT_HTTP_URL: Final = "https://api.elevenlabs.io/v1"
@@ -61,8 +90,92 @@ def api_base(url: object, field: str = "base_url") -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def request_body(text: str, options: ElevenLabsOptions) -> dict[str, Any]:
+    """The JSON body of ``POST /v1/text-to-speech/{voice_id}/stream`` (LiveKit 1.8.9's
+    ``_build_synthesize_body``: ``voice_settings`` is null when unset)."""
+    settings = options.voice_settings
+    body: dict[str, Any] = {
+        "text": text,
+        "model_id": options.model,
+        "voice_settings": None if settings is None else settings.to_json(),
+    }
+    if options.apply_text_normalization is not None:
+        body["apply_text_normalization"] = options.apply_text_normalization
+    if options.language is not None:
+        body["language_code"] = options.language
+    if options.apply_language_text_normalization is not None:
+        body["apply_language_text_normalization"] = options.apply_language_text_normalization
+    return body
+
+
+def synthesis_path(options: ElevenLabsOptions) -> str:
+    """``/text-to-speech/<voice_id>/stream?output_format=...&enable_logging=...`` (below the
+    API base)."""
+    voice = urllib.parse.quote(options.voice_id, safe="")
+    query = urllib.parse.urlencode(
+        {
+            "output_format": options.output_format,
+            "enable_logging": "true" if options.enable_logging else "false",
+        }
+    )
+    return f"/text-to-speech/{voice}/stream?{query}"
+
+
+class ElevenLabsAudioStream:
+    """The audio of one synthesis request, as it arrives (``async for audio in s``):
+    :class:`~trio_tts.Audio` events whose ``context_id`` is the request id. Raw PCM comes in
+    whole 16-bit samples (an odd byte waits for the next piece); other formats as sent.
+
+    Raises (from iteration):
+        ConnectionLost: the connection failed or timed out mid-body.
+        ProtocolError: PCM that ended in the middle of a sample.
+    """
+
+    def __init__(
+        self, response: httpx.Response, request_id: str, options: ElevenLabsOptions, request: str
+    ) -> None:
+        self.request_id = request_id
+        self.options = options
+        self._request = request
+        self._pieces = response.aiter_bytes()
+        self._whole = 2 if options.encoding is AudioEncoding.PCM else 1
+        self._odd = b""
+        self.audio_bytes = 0
+        self.chunks = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<ElevenLabsAudioStream {self.request_id} chunks={self.chunks}"
+            f" audio={self.audio_bytes}B>"
+        )
+
+    def __aiter__(self) -> AsyncIterator[Audio]:
+        return self
+
+    async def __anext__(self) -> Audio:
+        while True:
+            try:
+                piece = await self._pieces.__anext__()
+            except httpx.TransportError as exc:
+                raise connection_lost(self._request, exc) from None
+            except StopAsyncIteration:
+                if self._odd:
+                    raise ProtocolError(
+                        f"{self._request}: the audio ended in the middle of a sample"
+                    ) from None
+                raise
+            data, self._odd = self._odd + piece, b""
+            if len(data) % self._whole:
+                data, self._odd = data[:-1], data[-1:]
+            if data:
+                self.chunks += 1
+                self.audio_bytes += len(data)
+                return Audio(self.request_id, data)
+
+
 class ElevenLabsHTTPClient(trio.abc.AsyncResource):
-    """A client of ElevenLabs' HTTP API (or the local speech server's): the voice list.
+    """A client of ElevenLabs' HTTP API (or the local speech server's): one-shot synthesis
+    and the voice list.
 
     Args:
         api_key: the ``xi-api-key`` (``None``: no credential, for the local server).
@@ -109,6 +222,43 @@ class ElevenLabsHTTPClient(trio.abc.AsyncResource):
     async def aclose(self) -> None:
         """Close the connection pool; idempotent."""
         await self._session.aclose()
+
+    @asynccontextmanager
+    async def stream(
+        self, text: str, *, options: ElevenLabsOptions | None = None, **overrides: Any
+    ) -> AsyncIterator[ElevenLabsAudioStream]:
+        """Synthesise ``text``; the block iterates its audio as it arrives.
+
+        Args:
+            text: what to say.
+            options: the request's :class:`~trio_tts.ElevenLabsOptions` (default: the
+                client's); its voice, model, format, language and voice settings are used.
+            **overrides: single fields to change (``voice_id="..."``).
+
+        Raises:
+            InvalidOptions: bad options or empty text, before any network I/O.
+            ContextFailed: HTTP 400 (e.g. an unknown model).
+            RequestRejected: any other error status (401, 404 unknown voice, 429, 5xx ...).
+            ConnectionLost: the request could not be sent or the body was cut short.
+            ProtocolError: the answer is not audio.
+        """
+        opts = resolve_options(ElevenLabsOptions, options, self.defaults, overrides)
+        check_text(text)
+        request = "POST /v1/text-to-speech/{voice_id}/stream"
+        url = self.base_url + synthesis_path(opts)
+        async with self._session.post(request, url, json=request_body(text, opts)) as response:
+            kind = response.headers.get("content-type", "")
+            if not kind.startswith("audio/"):
+                raise ProtocolError(f"{request}: expected audio, got {shorten(kind, 40)!r}")
+            yield ElevenLabsAudioStream(response, uuid.uuid4().hex, opts, request)
+
+    async def synthesize(
+        self, text: str, *, options: ElevenLabsOptions | None = None, **overrides: Any
+    ) -> Synthesis:
+        """Synthesise ``text`` and return all of its audio (see :meth:`stream`)."""
+        opts = resolve_options(ElevenLabsOptions, options, self.defaults, overrides)
+        audio, _, first = await collect(self.stream(text, options=opts))
+        return Synthesis(audio, opts.sample_rate, opts.encoding, (), first)
 
     async def voices(self) -> list[ElevenLabsVoice]:
         """The account's voices (``GET /v1/voices``).

@@ -184,8 +184,11 @@ def _flag(get: Callable[[str], str | None], key: str) -> bool:
     raise ElevenLabsError("invalid_request", f"{key} must be true or false, not {value!r}")
 
 
-def parse_query(scope: Scope, voice_id: str, *, default_format: str) -> ElevenLabsConfig:
-    """The connection's settings from the upgrade's path voice id and query.
+def parse_query(
+    scope: Scope, voice_id: str, *, default_format: str, model_id: str | None = None
+) -> ElevenLabsConfig:
+    """The settings from the path's voice id and the query (``model_id``, if given, instead
+    of the query's: an HTTP request names its model in its body).
 
     Raises:
         ElevenLabsError: an unknown voice or model, an unsupported format, a bad value.
@@ -197,7 +200,7 @@ def parse_query(scope: Scope, voice_id: str, *, default_format: str) -> ElevenLa
         return values[-1] if values else None
 
     voice = voice_for(voice_id)
-    model = get("model_id") or DEFAULT_MODEL
+    model = model_id or get("model_id") or DEFAULT_MODEL
     if model in DIALOGUE_MODELS:
         raise ElevenLabsError(
             "unsupported_model",

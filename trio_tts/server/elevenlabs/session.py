@@ -1,8 +1,10 @@
-"""ElevenLabs' TTS WebSockets on the local server: multi-context and single-context.
+"""ElevenLabs' TTS WebSockets on the local server: what both endpoints share.
 
-``WS /v1/text-to-speech/{voice_id}/multi-stream-input`` (:class:`MultiStreamSession`, what the
-official LiveKit plugin uses) and ``WS /v1/text-to-speech/{voice_id}/stream-input``
-(:class:`StreamInputSession`, the official ``elevenlabs`` SDK's ``convert_realtime``). The
+``WS /v1/text-to-speech/{voice_id}/multi-stream-input`` (:class:`~.multi.MultiStreamSession`,
+what the official LiveKit plugin uses) and ``WS /v1/text-to-speech/{voice_id}/stream-input``
+(:class:`~.single.StreamInputSession`, the official ``elevenlabs`` SDK's ``convert_realtime``)
+subclass :class:`ElevenLabsSession`: the key, the refusals, one worker per context (its text
+buffer, generations, audio format and alignment) and the inactivity timeout. The
 voice, model and format come from the path and query (:mod:`.config`); messages are JSON
 (:mod:`.proto`). Same engine, port, connection limit and connection faults as the other
 protocols (:mod:`.._websocket`).
@@ -35,7 +37,11 @@ the whole connection (later contexts need no key). Otherwise ``invalid_api_key``
 * ``close_socket`` lets each context finish the flushes already asked for (unflushed text is
   not spoken, no ``isFinal``), then closes with 1000;
 * audio: ``{"audio", "normalizedAlignment", "alignment", "contextId"}`` in ``chunk_ms`` pieces,
-  character times in ms cumulative over the context (drain padding of mp3/opus included);
+  character times in ms cumulative over the context (drain padding of mp3/opus included). The
+  alignment rides with the chunk where each word starts whatever ``sync_alignment`` says, and
+  both alignments are the same (no text normalisation here); ``language_code``,
+  ``enable_ssml_parsing``, ``enable_logging`` and ``apply_text_normalization`` are checked and
+  otherwise ignored (the voice decides the language);
 * the context limit (``elevenlabs_max_contexts``, default 5) and what happens over it
   (``elevenlabs_limit_action``) are the server's settings: ``"close"`` sends ElevenLabs'
   ``max_active_conversations`` error naming no context and closes with 1008; ``"context-error"``
@@ -81,17 +87,12 @@ from . import proto
 from .config import ElevenLabsConfig, ElevenLabsError, parse_query
 from .http import AUTH_HEADER, error_detail
 
-__all__ = ["DEFAULT_CONTEXT", "ElevenLabsSession", "MultiStreamSession", "StreamInputSession"]
+__all__ = ["DEFAULT_SCHEDULE", "Context", "ElevenLabsSession", "close_reason"]
 
-DEFAULT_CONTEXT = "default"
 DEFAULT_SCHEDULE = (120, 160, 250, 290)
 _TRIGGER_CHARS = 50
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"')\]]*(\s+|$)")
 _MAX_REASON_BYTES = 123
-_LIMIT_MESSAGE = (
-    "Maximum simultaneous contexts per WebSocket connection exceeded ({n}). "
-    "Please close an existing context before opening a new one."
-)
 _INACTIVITY_MESSAGE = (
     "Have not received a new text input within the timeout of {s:g} seconds. Streaming input "
     "terminated. Please make sure to either feed the input in the timely manner, or to send "
@@ -100,12 +101,12 @@ _INACTIVITY_MESSAGE = (
 _STATUS_NAMES = {401: "invalid_api_key", 404: "not_found", 429: "too_many_concurrent_requests"}
 
 
-class _ContextEnded(Exception):
+class ContextEnded(Exception):
     """Raised in a context's worker once the context failed and was released."""
 
 
 @attrs.define(eq=False)
-class _Context:
+class Context:
     id: str | None
     index: int
     send: trio.MemorySendChannel[tuple[str, Any]]
@@ -124,7 +125,7 @@ class _Context:
     done: trio.Event = attrs.field(factory=trio.Event)
 
 
-def _reason(message: str) -> str:
+def close_reason(message: str) -> str:
     """A close reason: at most 123 bytes of UTF-8."""
     data = message.encode()[:_MAX_REASON_BYTES]
     return data.decode(errors="ignore")
@@ -146,7 +147,7 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
         super().__init__(core, index, scope, receive, send)
         match = self.PATH_PATTERN.fullmatch(scope["path"])
         assert match is not None, "the app routes only matching paths here"
-        self.contexts: dict[str | None, _Context] = {}
+        self.contexts: dict[str | None, Context] = {}
         self.creates = 0
         self._ending = False  # a fatal error or close_socket: later messages are ignored
         self._problem: ElevenLabsError | None = None
@@ -182,7 +183,7 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
 
     def on_inactivity(self) -> None:
         self.queue_control(self.inactivity_frame())
-        self.queue_close(1008, _reason(_INACTIVITY_MESSAGE.format(s=self.inactivity_timeout)))
+        self.queue_close(1008, close_reason(_INACTIVITY_MESSAGE.format(s=self.inactivity_timeout)))
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -192,7 +193,7 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
             return
         self._ending = True
         self.queue_control(proto.encode_error(problem.error, problem.message, code=problem.code))
-        self.queue_close(problem.code, _reason(problem.message))
+        self.queue_close(problem.code, close_reason(problem.message))
 
     async def read(self) -> None:
         if self._problem is not None:
@@ -221,12 +222,12 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
 
     # -- contexts ------------------------------------------------------------------------------
 
-    def create(self, context_id: str | None, message: proto.Message) -> _Context:
+    def create(self, context_id: str | None, message: proto.Message) -> Context:
         """A new context (counted, its worker started) from its first message."""
         send, receive = trio.open_memory_channel[tuple[str, Any]](math.inf)
         settings = message.voice_settings or {}
         speed = settings.get("speed")
-        ctx = _Context(
+        ctx = Context(
             context_id, self.creates - 1, send, receive,
             schedule=message.chunk_length_schedule or DEFAULT_SCHEDULE,
             speaking_rate=float(speed) if speed is not None else 1.0,
@@ -241,7 +242,7 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
         self.nursery.start_soon(self._worker, ctx)
         return ctx
 
-    def feed(self, ctx: _Context, message: proto.Message) -> None:
+    def feed(self, ctx: Context, message: proto.Message) -> None:
         """Hand a message's text, flush and close to the context's worker, in order."""
         if message.text:
             ctx.send.send_nowait(("text", (message.text, message.flush,
@@ -249,11 +250,11 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
         elif message.flush:
             ctx.send.send_nowait(("flush", None))
 
-    def close_context(self, ctx: _Context) -> None:
+    def close_context(self, ctx: Context) -> None:
         ctx.closing = True
         ctx.send.send_nowait(("close", None))
 
-    def release(self, ctx: _Context) -> None:
+    def release(self, ctx: Context) -> None:
         if self.contexts.get(ctx.id) is ctx:
             del self.contexts[ctx.id]
             self.core.contexts_open -= 1
@@ -265,21 +266,21 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
             error, message, context_id=ctx_id if with_id and self.MULTI else None
         ))  # fmt: skip
 
-    def finished(self, ctx: _Context) -> None:
+    def finished(self, ctx: Context) -> None:
         """After a context's ``isFinal`` (the single-context endpoint closes here)."""
 
     # -- a context's worker --------------------------------------------------------------------
 
-    async def _worker(self, ctx: _Context) -> None:
+    async def _worker(self, ctx: Context) -> None:
         try:
-            with contextlib.suppress(_ContextEnded):
+            with contextlib.suppress(ContextEnded):
                 await self._work(ctx)
         finally:
             if ctx.encoder is not None:
                 ctx.encoder.close()
             ctx.done.set()
 
-    async def _work(self, ctx: _Context) -> None:
+    async def _work(self, ctx: Context) -> None:
         while True:
             kind, arg = await ctx.receive.receive()
             if kind == "text":
@@ -310,11 +311,11 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
                 return
 
     @staticmethod
-    def _take(ctx: _Context, n: int) -> str:
+    def _take(ctx: Context, n: int) -> str:
         text, ctx.buffer = ctx.buffer[:n], ctx.buffer[n:]
         return text
 
-    async def _auto(self, ctx: _Context, trigger: bool) -> None:
+    async def _auto(self, ctx: Context, trigger: bool) -> None:
         """Speak the buffer's complete part once the schedule (or auto_mode) says so."""
         assert self.el is not None
         cut_at = 0
@@ -333,16 +334,16 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
             cut_at = ctx.buffer.rfind(" ") + 1 or len(ctx.buffer)
         await self._generate(ctx, self._take(ctx, cut_at))
 
-    def _fail(self, ctx: _Context, error: str, message: str, *, with_id: bool = True) -> NoReturn:
+    def _fail(self, ctx: Context, error: str, message: str, *, with_id: bool = True) -> NoReturn:
         """Fail the context: an error frame (the single-context endpoint then closes, 1011)."""
         self.release(ctx)
         if self.MULTI:
             self.context_error(ctx.id, error, message, with_id=with_id)
         else:
             self.fatal(ElevenLabsError(error, message, code=1011))
-        raise _ContextEnded
+        raise ContextEnded
 
-    async def _generate(self, ctx: _Context, text: str, *, drain: bool = True) -> None:
+    async def _generate(self, ctx: Context, text: str, *, drain: bool = True) -> None:
         """Speak ``text`` as one generation of ``ctx`` and queue its audio frames."""
         if not text.strip():
             return
@@ -383,7 +384,7 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
             ctx.offset += speech.duration
 
     async def _encode(
-        self, ctx: _Context, pieces: list[tuple[bytes, list[tuple[str, float, float]]]],
+        self, ctx: Context, pieces: list[tuple[bytes, list[tuple[str, float, float]]]],
         *, drain: bool,
     ) -> list[tuple[bytes, list[tuple[str, float, float]]]]:  # fmt: skip
         """The generation's audio in the connection's format; a compressed stream's words
@@ -413,114 +414,3 @@ class ElevenLabsSession(WebSocketSession, InworldContextFaults):
             return out
 
         return await trio.to_thread.run_sync(run)
-
-
-class MultiStreamSession(ElevenLabsSession):
-    """``/v1/text-to-speech/{voice_id}/multi-stream-input`` (see the module docstring)."""
-
-    PATH_PATTERN = re.compile(r"/v1/text-to-speech/(?P<voice_id>[^/]+)/multi-stream-input")
-    MULTI = True
-    DEFAULT_FORMAT = "mp3_44100_128"
-
-    def __init__(
-        self, core: Core, index: int, scope: Scope, receive: ASGIReceive, send: ASGISend
-    ) -> None:
-        super().__init__(core, index, scope, receive, send)
-        self._refused: set[str] = set()  # over the limit or faulted: ignored until closed
-
-    def dispatch(self, message: proto.Message) -> None:
-        if message.close_socket:
-            self._close_socket()
-            return
-        cid = message.context_id if message.context_id is not None else DEFAULT_CONTEXT
-        if cid in self._refused:
-            if message.close_context:
-                self._refused.discard(cid)
-            return
-        ctx = self.contexts.get(cid)
-        if ctx is None:
-            if not message.text:  # a flush, keep-alive or close for no context
-                self.context_error(cid, "context_not_found", f"Context {cid} does not exist.")
-                return
-            ctx = self._open(cid, message)
-            if ctx is None:
-                return
-        elif ctx.closing:
-            self.context_error(cid, "context_closing", f"Context {cid} is being closed.")
-            return
-        self.feed(ctx, message)
-        if message.close_context:
-            self.close_context(ctx)
-
-    def _open(self, cid: str, message: proto.Message) -> _Context | None:
-        limit = self.config.elevenlabs_max_contexts
-        index = self.creates
-        self.creates += 1
-        if limit is not None and len(self.contexts) >= limit:
-            self.core.violation(
-                f"connection {self.index}: context {len(self.contexts) + 1} (limit {limit})"
-            )
-            text = _LIMIT_MESSAGE.format(n=limit)
-            if self.config.elevenlabs_limit_action == "close":
-                self.fatal(ElevenLabsError("max_active_conversations", text))
-            else:
-                self._refused.add(cid)
-                self.queue_control(proto.encode_error(
-                    "max_active_conversations", text, code=1008, context_id=cid
-                ))  # fmt: skip
-            return None
-        fault = self.refused_create(index, cid)
-        if fault is not None:
-            self._refused.add(cid)
-            self.context_error(cid, "internal_error", fault.message,
-                               with_id=not fault.without_context_id)  # fmt: skip
-            return None
-        ctx = self.create(cid, message)
-        close = self.close_after_create(self.creates)
-        if close is not None:
-            self.queue_close(close.code, close.reason)
-        if self.stray_after_create(index, cid):
-            self.queue_control(proto.encode_audio(STRAY_PCM, None, f"stray-{cid}", multi=True))
-        return ctx
-
-    def _close_socket(self) -> None:
-        self._ending = True
-        contexts = list(self.contexts.values())
-        for ctx in contexts:
-            ctx.send.send_nowait(("end", None))
-        self.nursery.start_soon(self._close_when_done, contexts)
-
-    async def _close_when_done(self, contexts: list[_Context]) -> None:
-        for ctx in contexts:
-            await ctx.done.wait()
-        self.queue_close(1000, "")
-
-
-class StreamInputSession(ElevenLabsSession):
-    """``/v1/text-to-speech/{voice_id}/stream-input`` (see the module docstring)."""
-
-    PATH_PATTERN = re.compile(r"/v1/text-to-speech/(?P<voice_id>[^/]+)/stream-input")
-    MULTI = False
-    DEFAULT_FORMAT = "mp3_44100_128"
-
-    def dispatch(self, message: proto.Message) -> None:
-        ctx = self.contexts.get(None)
-        if ctx is None:
-            if self.creates:
-                return  # the input already ended: the socket closes after the isFinal
-            self.creates += 1
-            ctx = self.create(None, message)
-        elif message.has_voice_settings and message.voice_settings != ctx.voice_settings:
-            raise ElevenLabsError(
-                "invalid_message",
-                "voice_settings field must be provided in the first message and then either "
-                "be not provided or not change.",
-            )
-        if ctx.closing:
-            return
-        self.feed(ctx, message)
-        if message.text == "" and not message.flush:  # the end of input
-            self.close_context(ctx)
-
-    def finished(self, ctx: _Context) -> None:
-        self.queue_close(1000, "")
