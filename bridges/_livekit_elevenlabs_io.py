@@ -20,6 +20,7 @@ __all__ = [
     "Silence",
     "StreamTimeoutError",
     "TimedWords",
+    "http_api_error",
     "open_timed",
     "speak",
     "to_api_error",
@@ -53,6 +54,17 @@ def to_api_error(exc: trio_tts.TTSError) -> APIError:
             body={"message": str(exc)},
         )
     return generic_api_error(exc, provider="ElevenLabs")
+
+
+def http_api_error(exc: trio_tts.TTSError) -> APIError:
+    """The LiveKit error for a failed one-shot synthesis, as the official plugin raises it
+    from the HTTP status: ``APIStatusError(status)`` (400 for what the engine reports as
+    ``ContextFailed``: a refused request, not retried), else as :func:`to_api_error`."""
+    if isinstance(exc, trio_tts.ContextFailed):
+        return APIStatusError(
+            f"ElevenLabs error: {exc.message}", status_code=400, body={"code": exc.code}
+        )
+    return to_api_error(exc)
 
 
 class StreamTimeoutError(APIStatusError, APITimeoutError):

@@ -11,6 +11,8 @@ same messages (the context's init packet, one ``"<sentence> "`` with ``flush`` p
 (``audio/pcm``, ``audio/mp3``, ``audio/opus``), the same ``TimedString`` words (each word with
 its trailing space, from its first character to the next word's first character), the same
 ``label``/``model``/``provider`` (so ``TTSMetrics`` match) and errors of the same classes.
+``synthesize()`` posts the text to ``{base_url}/text-to-speech/{voice_id}/stream`` as the
+official plugin does (:class:`trio_tts.http.ElevenLabsHTTPClient`, in the shared trio run).
 
 What is better than the official plugin (which puts every stream of a ``TTS`` on one socket
 with no cap, see :mod:`trio_tts.providers.elevenlabs.provider`):
@@ -34,13 +36,13 @@ with no cap, see :mod:`trio_tts.providers.elevenlabs.provider`):
   plugin sends them and the turn fails).
 * ``list_voices()`` raises ``APIStatusError`` for a refused key (the official plugin: a
   ``KeyError`` on the error body).
+* A refused one-shot synthesis (an unknown voice, a bad key) is an ``APIStatusError`` with the
+  HTTP status, as in the official plugin; ours also says what the service said.
 
 Differences, all deliberate:
 
-* ``synthesize()`` speaks the whole text as one pooled context on the WebSocket (the
-  official plugin posts it to ``/v1/text-to-speech/{voice_id}/stream``): the same audio
-  format, plus word timings; ``streaming_latency`` (that endpoint's
-  ``optimize_streaming_latency``) therefore has no effect.
+* ``streaming_latency`` (the deprecated ``optimize_streaming_latency`` of one-shot synthesis)
+  is accepted and not sent. A blank text is not sent either (no request, no audio).
 * The text-to-dialogue models (``eleven_v3*``, ``eleven_v4*``: another protocol) are refused
   with ``ValueError``; use the official plugin for them.
 * An API key is needed only for ElevenLabs' own hosts (``*.elevenlabs.io``).
@@ -66,9 +68,11 @@ import os
 import urllib.parse
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final, Literal
 
 import aiohttp
+import trio
 from livekit.agents import (
     LanguageCode,
     tokenize,
@@ -97,7 +101,14 @@ from ._livekit_common import (
     raise_failed,
     shared_pool,
 )
-from ._livekit_elevenlabs_io import Silence, StreamTimeoutError, open_timed, speak, to_api_error
+from ._livekit_elevenlabs_io import (
+    Silence,
+    StreamTimeoutError,
+    http_api_error,
+    open_timed,
+    speak,
+    to_api_error,
+)
 from .asyncio_adapter import AsyncioContext, AsyncioPool
 
 __all__ = [
@@ -129,6 +140,8 @@ LABEL: Final = "livekit.plugins.elevenlabs.tts.TTS"
 #: How often the pool sends ElevenLabs' keep-alive to a silent context (at most; a third of
 #: a shorter ``inactivity_timeout``).
 KEEPALIVE_INTERVAL: Final = 5.0
+#: The longest a one-shot synthesis may take (the official plugin's ``ClientTimeout(total=30)``).
+HTTP_TIMEOUT: Final = 30.0
 
 TTSModels = Literal[
     "eleven_monolingual_v1", "eleven_multilingual_v1", "eleven_multilingual_v2",
@@ -496,7 +509,8 @@ class TTS(PooledTTS[ElevenLabsHTTPClient]):
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> ChunkedStream:
-        """One-shot synthesis of ``text``: one pooled context on the WebSocket."""
+        """One-shot synthesis of ``text`` over HTTP (``POST .../text-to-speech/{voice_id}/
+        stream``)."""
         return ChunkedStream(tts=self, input_text=text, conn_options=conn_options)
 
     def stream(
@@ -522,8 +536,9 @@ class TTS(PooledTTS[ElevenLabsHTTPClient]):
 
 
 class ChunkedStream(tts.ChunkedStream):
-    """One-shot synthesis: the whole text into one pooled context (flushed, then closed), its
-    audio pushed as it arrives."""
+    """One-shot synthesis over HTTP, as the official plugin: ``POST {base_url}/text-to-speech/
+    {voice_id}/stream`` (:class:`trio_tts.http.ElevenLabsHTTPClient`, in the shared trio
+    run), its audio pushed as it arrives; at most 30 s in all."""
 
     def __init__(self, *, tts: TTS, input_text: str, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
@@ -538,16 +553,17 @@ class ChunkedStream(tts.ChunkedStream):
             mime_type=_mime_type(self._opts.output_format),
         )
         if not self._input_text.strip():
-            return  # nothing to say: no context, no audio
-        silence = Silence(self._conn_options.timeout)
-        with api_errors(to_api_error, "ElevenLabs synthesis failed"):
-            pool = await self._tts.pool()
-            ctx, _, _ = await open_timed(pool, self._opts, self._conn_options.timeout)
-            async with ctx:
-                await ctx.send_text(self._input_text, flush=True)
-                await ctx.finish()
-                silence.sent(last=True)
-                await speak(ctx, output_emitter, silence, timed=self._opts.sync_alignment)
+            return  # nothing to say: no request, no audio
+
+        async def fetch(http: ElevenLabsHTTPClient) -> None:  # in trio; push is synchronous
+            with trio.fail_after(HTTP_TIMEOUT):
+                async with http.stream(self._input_text, options=self._opts) as chunks:
+                    async for audio in chunks:
+                        output_emitter.push(audio.data)
+
+        with api_errors(http_api_error, "ElevenLabs request failed", too_slow=True):
+            shared = await self._tts.shared()
+            await shared.pool.run(partial(fetch, shared.http))
         output_emitter.flush()
 
 

@@ -122,6 +122,11 @@ async def stream(t: tts.TTS, *pieces: str, **kw: Any) -> list[tts.SynthesizedAud
         return [frame async for frame in s]
 
 
+async def synthesize(t: tts.TTS, text: str, **kw: Any) -> list[tts.SynthesizedAudio]:
+    async with t.synthesize(text, **kw) as s:
+        return [frame async for frame in s]
+
+
 async def failure(call: Callable[[], Awaitable[Any]]) -> APIError:
     with pytest.raises(APIError) as info:
         await call()
@@ -174,6 +179,14 @@ async def agent(
         synth.clear()
         out["updated"] = observed(await stream(t, TEXT), pcm=pcm)
         out["updated voices"] = {voice for voice, _ in synth.spoken}
+        synth.clear()
+        out["synthesize"] = observed(await synthesize(t, TEXT), pcm=pcm)
+        out["synthesized"] = list(synth.spoken)
+        t.update_options(voice_id="NoSuchVoice")
+        out["bad voice synthesize"] = await failure(
+            lambda: synthesize(t, TEXT, conn_options=NO_RETRY)
+        )
+        t.update_options(voice_id=ERIC)
         s.set_faults(context_error=ContextErrorFault(lambda index, cid: True, message="busy"))
         try:
             out["error frame"] = await failure(lambda: stream(t, TEXT, conn_options=NO_RETRY))
@@ -203,37 +216,21 @@ def test_the_same_turns_give_the_same_audio_words_and_metrics(
     if encoding.startswith("pcm"):  # compressed streams' times include the encoder's padding
         assert times == pytest.approx([t for _, a, b in want for t in (a, b)], abs=2e-3)
     assert theirs["stream"]["audio"] and theirs["updated voices"] == {"Dennis"}
-    assert len(theirs["metrics"]) == 3  # the failed turn has none
+    assert len(theirs["metrics"]) == 4  # the failed turns have none
+    # One-shot synthesis over HTTP: one generation of the whole text, in the new voice.
+    assert theirs["synthesized"] == [("Dennis", TEXT)] and theirs["synthesize"]["audio"]
     for key in ("identity", "stream", "generations", "again", "updated", "updated voices",
-                "metrics"):  # fmt: skip
+                "synthesize", "synthesized", "metrics"):  # fmt: skip
         assert mine[key] == theirs[key], key
+    # An unknown voice: the HTTP 404, final, in both.
+    for error in (theirs["bad voice synthesize"], mine["bad voice synthesize"]):
+        assert type(error) is APIStatusError and error.status_code == 404 and not error.retryable
     # A context's error frame: the official plugin's class, ours says what the server said.
     assert type(theirs["error frame"]) is type(mine["error frame"]) is APIStatusError
     assert theirs["error frame"].retryable and mine["error frame"].retryable
     assert "busy" in mine["error frame"].message
     for side in (theirs, mine):
         assert side["server"].violations == () and side["server"].connections_open == 0
-
-
-def test_synthesize_is_one_pooled_context_with_words(srv: ServerThread) -> None:
-    """Ours speaks ``synthesize()`` on the WebSocket (the official plugin posts to
-    ``/text-to-speech/{voice}/stream``): the whole text, one generation, with its words."""
-
-    async def main() -> dict[str, Any]:
-        async with ours.TTS(base_url=base_url(srv), api_key=KEY, encoding="pcm_16000") as t:
-            async with t.synthesize(TEXT) as s:
-                record = observed([frame async for frame in s])
-            pool = await t.pool()
-            assert pool.statistics().contexts_in_use == 0
-            return record
-
-    record = run(main)
-    speech = tone_speech(" " + TEXT + " ", 16000)
-    assert record["audio"][: len(speech.pcm)] == speech.pcm
-    assert not any(record["audio"][len(speech.pcm) :])  # at most LiveKit's end marker
-    assert [w for w, _, _ in record["words"]] == [w for w, _, _ in expected_words([TEXT], 1)]
-    stats = srv.stats()
-    assert (stats.contexts_created, stats.violations) == (1, ())
 
 
 # -- overlap and interruptions: where the official plugin loses turns --------------------------
