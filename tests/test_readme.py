@@ -119,6 +119,9 @@ EXPECT = {
     "Providers [2]": Expect(
         r"(?P<seconds>\d+\.\d\d) s of audio, \d\d? words, in order: True", min_seconds=1.0
     ),
+    "LiveKit ElevenLabs drop-in [1]": Expect(
+        r"8 overlapping turns, (?P<seconds>\d+\.\d\d) s of audio, 2 sockets", min_seconds=8.0
+    ),
     "pipecat [1]": Expect(r"a pipecat InworldTTSService: True"),
     "Running a fleet [1]": Expect(
         r"(?P<seconds>\d+\.\d\d) s of audio; QuotaStatistics\(total=20, borrowed=1, waiting=0\)",

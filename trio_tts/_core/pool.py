@@ -285,15 +285,19 @@ class Pool(Generic[OptionsT]):
             return fresh_error(record.last_connect_error)
         return CapacityTimeout(f"no context slot free within {timeout} s")
 
-    async def prewarm(self, n: int | None = None) -> int:
+    async def prewarm(self, n: int | None = None, *, options: OptionsT | None = None) -> int:
         """Open connections ahead of demand until ``n`` (default ``min_connections``, at
         least 1) are open, and wait for their handshakes.
 
+        ``options``: warm connections for contexts of these options (their connection key,
+        e.g. ElevenLabs' or Rime's URL) instead of the pool's defaults; then only connections
+        of that key count towards ``n``.
+
         Returns:
-            How many connections are open.
+            How many connections are open (of that key, when ``options`` is given).
 
         Raises:
-            InvalidOptions: ``n`` is not a positive integer.
+            InvalidOptions: ``n`` is not a positive integer, or ``options`` are invalid.
             ConnectionLost: (or a subclass) no connection could be opened at all.
             PoolClosed: the pool is closed.
         """
@@ -303,12 +307,21 @@ class Pool(Generic[OptionsT]):
         if isinstance(target, bool) or not isinstance(target, int) or target <= 0:
             raise InvalidOptions(f"n: {target!r} must be a positive integer")
         target = min(target, self._alloc.max_connections)
-        self._do(self._alloc.ensure_open(target, trio.current_time()))
-        while (
-            self._alloc.count(ConnState.CONNECTING) and self._alloc.count(ConnState.OPEN) < target
-        ):
+        key: Hashable = None
+        if options is not None:
+            key = self.provider.connection_key(options)
+            self._key_urls.setdefault(key, self.provider.url(options))
+
+        def count(state: ConnState) -> int:
+            if key is None:
+                return self._alloc.count(state)
+            conns = self._alloc.connections.values()
+            return sum(1 for c in conns if c.key == key and c.state is state)
+
+        self._do(self._alloc.ensure_open(target, trio.current_time(), key))
+        while count(ConnState.CONNECTING) and count(ConnState.OPEN) < target:
             await self._wait_changed()
-        opened = self._alloc.count(ConnState.OPEN)
+        opened = count(ConnState.OPEN)
         last = self._policy.last_error
         if opened == 0 and last is not None:
             raise fresh_error(last)
