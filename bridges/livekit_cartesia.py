@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import Mapping
@@ -80,7 +81,7 @@ from ._livekit_common import (
     raise_failed,
     shared_pool,
 )
-from .asyncio_adapter import AsyncioContext
+from .asyncio_adapter import AsyncioContext, AsyncioPool
 from .livekit import to_api_error as _common_api_error
 
 __all__ = [
@@ -456,12 +457,28 @@ class TTS(PooledTTS[None]):
         return self._track(SynthesizeStream(tts=self, conn_options=conn_options))
 
 
-async def _discard(task: asyncio.Task[AsyncioContext[Any]]) -> None:
+async def _discard(task: asyncio.Task[tuple[AsyncioContext[Any], float, bool]]) -> None:
     """Give up an ``open_context`` that is no longer wanted (the stream had no text)."""
     if not task.done():
         await utils.aio.cancel_and_wait(task)  # the bridge closes a context made too late
     if task.done() and not task.cancelled() and task.exception() is None:
-        await task.result().aclose()
+        await task.result()[0].aclose()
+
+
+async def _acquire(
+    pool: AsyncioPool[Any], opts: trio_tts.CartesiaOptions, wait: float
+) -> tuple[AsyncioContext[Any], float, bool]:
+    """A context of ``pool`` (waiting at most ``wait`` seconds for a slot), how long it took
+    and whether its socket was open before: the
+    official plugin's ``acquire_time`` (0 for a reused socket, as its ``ConnectionPool``
+    reports) and ``connection_reused`` (``TTSMetrics``)."""
+    # The pool's snapshot is synchronous and side-effect free: safe from this side.
+    before = {c.id for c in pool.trio_pool.inspect().connections if c.state == "open"}
+    started = time.perf_counter()
+    ctx = await pool.open_context(options=opts, timeout=wait)
+    placed = {c.id: c.connection for c in pool.trio_pool.inspect().contexts}
+    reused = placed.get(ctx.id) in before
+    return ctx, 0.0 if reused else time.perf_counter() - started, reused
 
 
 class ChunkedStream(tts.ChunkedStream):
@@ -555,15 +572,13 @@ class SynthesizeStream(PooledSynthesizeStream):
                     output_emitter.push(event.data)
 
         tasks: list[asyncio.Task[Any]] = []
-        opening: asyncio.Task[AsyncioContext[Any]] | None = None
+        opening: asyncio.Task[tuple[AsyncioContext[Any], float, bool]] | None = None
         try:
             with api_errors(to_api_error, "Cartesia stream failed"):
                 try:
                     pool = await self._tts.pool()
                     # Take a slot while the first sentence forms (a cold socket connects).
-                    opening = asyncio.create_task(
-                        pool.open_context(options=self._opts, timeout=timeout)
-                    )
+                    opening = asyncio.create_task(_acquire(pool, self._opts, timeout))
                     reader = asyncio.create_task(self._read_input(sentences))
                     waiting = asyncio.create_task(anext(aiter(sentences), None))
                     tasks += [reader, waiting]  # cancelled with the rest on the way out
@@ -576,7 +591,7 @@ class SynthesizeStream(PooledSynthesizeStream):
                     if first is None:  # no text at all: nothing was sent, no audio
                         await reader
                         return
-                    ctx = await opening
+                    ctx, self._acquire_time, self._connection_reused = await opening
                     opening = None
                     async with ctx:
                         speaker = asyncio.create_task(speak(ctx))
