@@ -231,8 +231,10 @@ async def test_an_error_after_audio_is_not_swallowed_and_frees_the_slot_at_once(
             fault = ContextErrorFault(lambda i, cid: True, code=503, message="boom",
                                       after_audio=True)  # fmt: skip
             server.set_faults(Faults(context_error=fault))
+            # One request (a sentence: spoken at once). A second one racing the failure would
+            # get the local server's "context_closed" first (its control frames overtake
+            # the failing generation's error).
             await ctx.send_text("Second sentence here.")
-            await ctx.finish()
             with pytest.raises(trio_tts.ContextFailed) as failed:
                 async for _ in ctx:
                     pass
@@ -467,3 +469,77 @@ async def test_bytes_request_and_whole_samples() -> None:
         "transcript": TEXT,
     }
     assert "sk_car" not in repr(client)
+
+
+async def test_the_account_limit_caps_the_pool_whatever_its_connection_settings(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``concurrency`` is the pool's gate even with 20 connections allowed; the pool's own
+    settings can only lower it (here: 1 connection × 1 context)."""
+    async with memory_pool(concurrency=2, max_connections=20) as (pool, server, _):
+        first, second = await pool.open_context(), await pool.open_context()
+        with pytest.raises(trio_tts.CapacityTimeout):
+            await pool.open_context(timeout=5.0)
+        assert pool.statistics().contexts_in_use == 2
+        # Both on one socket (contexts_per_connection defaults to the concurrency).
+        [conn] = pool.inspect().connections
+        assert sorted(conn.contexts) == sorted((first.id, second.id))
+        for ctx in (first, second):
+            await ctx.aclose()
+        await quiet(pool, server)
+    async with memory_pool(concurrency=5, max_connections=1, contexts_per_connection=1) as (
+        pool, server, _,
+    ):  # fmt: skip
+        ctx = await pool.open_context()
+        with pytest.raises(trio_tts.CapacityTimeout):
+            await pool.open_context(timeout=1.0)
+        await ctx.aclose()
+        await quiet(pool, server)
+
+
+# ------------------------------------------------------------------------------------ secrets
+
+
+@pytest.mark.parametrize("scenario", ["401", "echoed-503", "error-message"])
+async def test_the_key_shows_up_nowhere(
+    scenario: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As tests/test_secret_scan.py does for Inworld: every logger at DEBUG, one failure, and
+    the key (raw, base64, URL-encoded, after ``Bearer``) in no log, exception or repr."""
+    import logging
+
+    from test_secret_scan import LOGGERS, exception_texts, forms, log_texts
+
+    from trio_tts.server import RejectHandshake
+
+    caplog.set_level(logging.DEBUG)
+    for name in [*LOGGERS, *logging.Logger.manager.loggerDict]:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    secret = "sk_car_SCAN+secret/9f8e7d=="
+    faults = {
+        "401": Faults(),
+        "echoed-503": Faults(reject=RejectHandshake(status=503, retry_after=0, echo=True)),
+        "error-message": Faults(context_error=ContextErrorFault(
+            lambda i, cid: True, code=400, message=f"bad key {secret}")),
+    }[scenario]  # fmt: skip
+    server_key = "sk_car_other" if scenario == "401" else secret
+    config = ServerConfig(synthesizer="tone", api_key=server_key, faults=faults)
+    texts: list[str] = []
+    async with open_server(config) as server:
+        provider = trio_tts.CartesiaProvider(secret, url=server.cartesia_url)
+        texts += [repr(provider), str(provider.default_options())]
+        async with trio_tts.open_pool(provider, connect_attempts=2) as pool:
+            with pytest.raises(trio_tts.TTSError) as raised:
+                ctx = await pool.open_context()
+                async with ctx:
+                    await ctx.send_text(TEXT)
+                    await ctx.finish()
+                    async for _ in ctx:
+                        pass
+            texts += exception_texts(raised.value)
+            texts += [repr(pool), repr(pool.statistics()), repr(pool.inspect())]
+    texts += log_texts(caplog)
+    blob = "\n".join(texts)
+    assert all(form not in blob for form in forms(secret))
+    if scenario == "error-message":
+        assert "bad key" in blob  # the message came through, redacted

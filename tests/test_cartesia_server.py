@@ -22,11 +22,16 @@ from trio_websocket import ConnectionRejected, WebSocketConnection, open_websock
 
 from trio_tts import ConnectionLost
 from trio_tts.server import (
+    CloseConnection,
     ContextErrorFault,
+    DelayFirstAudio,
+    DropConnection,
     Faults,
     LocalServer,
     PaceAudio,
     ServerConfig,
+    Stall,
+    StallContext,
     open_server,
     tone_pcm,
     tone_speech,
@@ -613,3 +618,82 @@ async def test_every_listed_voice_speaks(srv: LocalServer) -> None:
         for n, vid in enumerate([KATIE, voice_uuid("Hana"), "Dennis", KATIE.upper()]):
             fields = {"voice": vid} if n % 2 else {"voice": {"id": vid}}
             assert audio_of(await one_shot(ws, f"v{n}", "Hi. ", **fields)) == tone_pcm("Hi. ", RATE)
+
+
+async def test_phoneme_timestamps_when_asked(srv: LocalServer) -> None:
+    async with connect(srv) as ws:
+        frames = await one_shot(ws, "p", "Hi you. ", add_timestamps=False,
+                                add_phoneme_timestamps=True)  # fmt: skip
+    assert not [f for f in frames if f["type"] == "timestamps"]
+    (stamps,) = [f["phoneme_timestamps"] for f in frames if f["type"] == "phoneme_timestamps"]
+    assert stamps["phonemes"] == ["h", "i", "y", "o", "u"]
+    (hi_start, hi_end), (you_start, you_end) = [
+        (s, e) for _, s, e in tone_speech("Hi you. ", RATE).words
+    ]
+    assert stamps["start"][0] == hi_start and stamps["end"][1] == pytest.approx(hi_end)
+    assert stamps["start"][2] == you_start and stamps["end"][-1] == pytest.approx(you_end)
+    assert stamps["start"] == sorted(stamps["start"])
+
+
+@pytest.mark.parametrize("fault", ["drop", "close", "stall"])
+async def test_connection_faults_end_the_socket_and_release_its_contexts(
+    autojump_clock: trio.testing.MockClock, fault: str
+) -> None:
+    rules = {
+        "drop": Faults(drop=DropConnection(after_frames=3)),
+        "close": Faults(close_connection=CloseConnection(code=1011, after_frames=3)),
+        "stall": Faults(stall=Stall(after_frames=3)),
+    }
+    async with memory(faults=rules[fault]) as (server, client):
+        for cid in ("a", "b"):
+            await client.send(**BASE, context_id=cid, transcript="A long enough sentence. ",
+                              **{"continue": True})  # fmt: skip
+        received = 0
+        with trio.move_on_after(30) as waited:
+            try:
+                while True:
+                    await client.receive()
+                    received += 1
+            except ConnectionLost as exc:
+                assert exc.code == {"drop": 1006, "close": 1011}[fault]
+        assert received == 3
+        if fault == "stall":  # silent, not closed: the contexts still count
+            assert waited.cancelled_caught and server.statistics().contexts_open == 2
+            server.faults.stall = None
+            frames = await client.until("done", "b")
+            assert frames[-1][1]["type"] == "done"
+        else:
+            await trio.testing.wait_all_tasks_blocked()
+            stats = server.statistics()
+            assert (stats.connections_open, stats.contexts_open) == (0, 0)
+
+
+@pytest.mark.parametrize("hold", ["delay-first-audio", "stall-context"])
+async def test_a_held_generation_is_never_cut_short_by_the_expiry(
+    autojump_clock: trio.testing.MockClock, hold: str
+) -> None:
+    """The expiry counts from the last frame that went out; a generation held back by the
+    server (a slow first audio, a stalled context) is spoken whole, then expires."""
+    text = "A sentence that takes a while to arrive. "
+    faults = (
+        Faults(delay_first_audio=DelayFirstAudio(2.5))
+        if hold == "delay-first-audio"
+        else Faults(stall_context=StallContext(when=lambda *_: True, after_frames=2))
+    )
+    async with memory(faults=faults) as (server, client):
+        fields = {**BASE, "add_timestamps": False}
+        await client.send(**fields, context_id="c", transcript=text, **{"continue": True})
+        if hold == "stall-context":
+            frames = [await client.receive(), await client.receive()]  # two chunks, then held
+            with trio.move_on_after(3.0):
+                frames.append(await client.receive())
+            assert len(frames) == 2 and server.statistics().contexts_open == 1
+            server.faults.stall_context = None
+            server.set_faults()  # wake the stalled context
+        else:
+            frames = []
+        frames += await client.until("done", "c")
+    chunks = [f for _, f in frames if f["type"] == "chunk"]
+    assert b"".join(base64.b64decode(f["data"]) for f in chunks) == tone_pcm(text, RATE)
+    assert frames[-1][0] - last_audio(frames) == pytest.approx(1.0)
+    assert last_audio(frames) >= 2.5

@@ -1,12 +1,13 @@
-"""``InworldProvider(url=...)`` and ``RimeProvider(url=...)`` take what ``trio-tts --url``
-takes: the full WebSocket endpoint, or the service's root as an http(s) or ws(s) URL."""
+"""``InworldProvider(url=...)``, ``RimeProvider(url=...)`` and ``CartesiaProvider(url=...)``
+take what ``trio-tts --url`` takes: the full WebSocket endpoint, or the service's root as an
+http(s) or ws(s) URL."""
 
 from __future__ import annotations
 
 import pytest
 
 import trio_tts
-from trio_tts.cli.common import rime_urls, service_urls
+from trio_tts.cli.common import cartesia_urls, rime_urls, service_urls
 from trio_tts.providers.urls import websocket_url
 from trio_tts.server import LocalServer, tone_pcm
 
@@ -22,6 +23,8 @@ CLI_FORMS = [
     "wss://api.inworld.ai/",
     f"ws://127.0.0.1:8765{BIDI}",
     "wss://users-ws.rime.ai/ws3",
+    "wss://api.cartesia.ai/tts/websocket",
+    "https://api.cartesia.ai",
 ]
 
 
@@ -31,6 +34,24 @@ def test_the_providers_map_a_url_as_the_command_line_does(url: str) -> None:
     assert inworld == service_urls(url)[0]
     rime = trio_tts.RimeProvider(url=url).url(trio_tts.RimeOptions())
     assert rime.split("?", 1)[0] == rime_urls(url)[0]
+    cartesia = trio_tts.CartesiaProvider(url=url).url(trio_tts.CartesiaOptions())
+    assert cartesia.split("?", 1)[0] == cartesia_urls(url)[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "ws", "http"),
+    [
+        ("http://h:1", "ws://h:1/tts/websocket", "http://h:1"),
+        ("https://api.cartesia.ai/", "wss://api.cartesia.ai/tts/websocket", "https://api.cartesia.ai"),
+        ("wss://proxy.example/cartesia/ws", "wss://proxy.example/cartesia/ws", "https://proxy.example"),
+    ],
+)  # fmt: skip
+def test_cartesia_urls(url: str, ws: str, http: str) -> None:
+    provider = trio_tts.CartesiaProvider(url=url)
+    assert provider.url(trio_tts.CartesiaOptions()) == f"{ws}?cartesia_version=2026-08-14"
+    assert cartesia_urls(url) == (ws, http)
+    with pytest.raises(trio_tts.InvalidOptions, match=r"^url: must not carry a query"):
+        trio_tts.CartesiaProvider(url=url + "?cartesia_version=2024-06-10")
 
 
 @pytest.mark.parametrize(
@@ -64,6 +85,8 @@ def test_invalid_urls(url: str, match: str) -> None:
         trio_tts.InworldProvider(url=url)
     with pytest.raises(trio_tts.InvalidOptions, match=match):
         trio_tts.RimeProvider(url=url)
+    with pytest.raises(trio_tts.InvalidOptions, match=match):
+        trio_tts.CartesiaProvider(url=url)
     with pytest.raises(trio_tts.InvalidOptions, match=r"^url: expected a str, got bytes$"):
         trio_tts.InworldProvider(url=b"ws://h")  # type: ignore[arg-type]
 
@@ -91,3 +114,5 @@ async def test_the_local_servers_http_base_url_speaks_both_protocols(server: Loc
     assert await read_aloud(inworld, text) == tone_pcm(text, 24000)  # type: ignore[arg-type]
     rime = trio_tts.RimeProvider(url=server.base_url)
     assert await read_aloud(rime, text) == tone_pcm(text, 24000)  # type: ignore[arg-type]
+    cartesia = trio_tts.CartesiaProvider(url=server.base_url)
+    assert await read_aloud(cartesia, text) == tone_pcm(text, 24000)  # type: ignore[arg-type]

@@ -113,6 +113,9 @@ EXPECT = {
         r"\d+ frames, (?P<seconds>\d+\.\d\d) s of audio at 24000 Hz"
     ),
     "pipecat [1]": Expect(r"a pipecat InworldTTSService: True"),
+    "Providers [1]": Expect(
+        r"(?P<seconds>\d+\.\d\d) s of audio, \d\d? words, in order: True", min_seconds=1.0
+    ),
     "Running a fleet [1]": Expect(
         r"(?P<seconds>\d+\.\d\d) s of audio; QuotaStatistics\(total=20, borrowed=1, waiting=0\)",
         min_seconds=1.0,

@@ -62,20 +62,20 @@ async def test_memory_fixtures_run_in_exact_virtual_time(
     await tt.assert_quiescent(tts_memory_pool)
 
 
-@pytest.mark.parametrize("tts_protocol", ["inworld", "rime"], indirect=True)
+@pytest.mark.parametrize("tts_protocol", ["inworld", "rime", "cartesia"], indirect=True)
 async def test_protocol_parametrised_fixture(
     tts_protocol: str, tts_memory_pool: trio_tts.Pool
 ) -> None:
-    assert tts_protocol in ("inworld", "rime")
+    assert tts_protocol in ("inworld", "rime", "cartesia")
     assert tts_memory_pool.provider.name == tts_protocol
     assert await speak(tts_memory_pool, TEXT) == tone_pcm(TEXT, 24000)
     await tt.assert_quiescent(tts_memory_pool)
 
 
 def test_protocols_are_named() -> None:
-    assert tt.PROTOCOLS == ("inworld", "rime")
-    with pytest.raises(ValueError, match="unknown protocol 'cartesia'"):
-        tt.server_config_for("cartesia")
+    assert tt.PROTOCOLS == ("inworld", "rime", "cartesia")
+    with pytest.raises(ValueError, match="unknown protocol 'polly'"):
+        tt.server_config_for("polly")
     with pytest.raises(ValueError, match="unknown protocol"):
         tt.server_config_for("elevenlabs")
 

@@ -153,7 +153,7 @@ class OpenTelemetry(Telemetry):
         )  # fmt: skip
         self.audio_duration = meter.create_histogram(
             "trio_tts.audio.duration", seconds,
-            "Seconds of audio received per context (PCM and LINEAR16 encodings)",
+            "Seconds of audio received per context (raw encodings)",
             explicit_bucket_boundaries_advisory=LONG_BUCKETS,
         )  # fmt: skip
         self.opened = meter.create_counter(

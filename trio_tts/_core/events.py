@@ -44,7 +44,8 @@ class Audio:
     ``data`` is raw PCM (LINEAR16 chunks have their WAV header stripped) or, for compressed
     encodings, the encoder's bytes in stream order. ``words`` are the word timings the
     server attached to the chunk; a :class:`~trio_tts.Context` makes them monotonic across
-    flushes (the server restarts them at zero after each flush).
+    flushes (Inworld and Rime restart them at zero after each flush; Cartesia's run on, see
+    :class:`FlushCompleted`).
     """
 
     context_id: str

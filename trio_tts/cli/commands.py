@@ -13,15 +13,23 @@ from pathlib import Path
 import attrs
 import trio
 
+from ..providers.cartesia.http import CartesiaHTTPClient
+from ..providers.cartesia.options import DEFAULT_VOICE as CARTESIA_VOICE
+from ..providers.cartesia.options import CartesiaOptions
+from ..providers.cartesia.provider import DEFAULT_URL as CARTESIA_URL
 from ..providers.inworld.http import InworldHTTPClient
 from ..providers.inworld.options import VoiceOptions
 from ..providers.inworld.provider import DEFAULT_URL
 from ..providers.rime.options import RimeOptions
 from ..providers.rime.provider import DEFAULT_URL as RIME_URL
-from .common import Target, endpoints, rime_urls, service_urls
+from .common import Target, endpoints, provider_urls
 from .speak import SpeakResult, speak
 
 __all__ = ["read_text", "serve_command", "speak_command", "voices_command"]
+
+#: Per provider: the environment variable of its key and its service's URL.
+KEY_ENV = {"inworld": "INWORLD_API_KEY", "rime": "RIME_API_KEY", "cartesia": "CARTESIA_API_KEY"}
+SERVICE_URL = {"inworld": DEFAULT_URL, "rime": RIME_URL, "cartesia": CARTESIA_URL}
 
 
 async def serve_command(args: argparse.Namespace) -> int:
@@ -46,9 +54,11 @@ async def serve_command(args: argparse.Namespace) -> int:
 
 async def voices_command(args: argparse.Namespace) -> int:
     target = _target(args)
+    cartesia = target.provider == "cartesia"
+    client_class = CartesiaHTTPClient if cartesia else InworldHTTPClient
     async with (
         endpoints(target) as (_, http_base, _),
-        InworldHTTPClient(target.api_key, base_url=http_base) as client,
+        client_class(target.api_key, base_url=http_base) as client,
     ):
         voices = await client.voices(language=args.language)
     if args.json:
@@ -56,7 +66,9 @@ async def voices_command(args: argparse.Namespace) -> int:
         return 0
     width = max((len(v.voice_id) for v in voices), default=5)
     for v in voices:
-        print(f"{v.voice_id:<{width}}  {','.join(v.languages):<6} {v.description}")
+        # Cartesia's ids are UUIDs: the name says which voice it is.
+        about = f"{v.display_name}: {v.description}" if cartesia else v.description
+        print(f"{v.voice_id:<{width}}  {','.join(v.languages):<6} {about}")
     return 0
 
 
@@ -102,8 +114,16 @@ def _summary(r: SpeakResult) -> str:
     )
 
 
-def _options(args: argparse.Namespace) -> VoiceOptions | RimeOptions:
-    if getattr(args, "provider", "inworld") == "rime":
+def _options(args: argparse.Namespace) -> VoiceOptions | RimeOptions | CartesiaOptions:
+    provider = getattr(args, "provider", "inworld")
+    if provider == "cartesia":
+        return CartesiaOptions(
+            voice=args.voice or CARTESIA_VOICE,
+            model=args.model or "sonic-3",
+            sample_rate=args.sample_rate,
+            speed=None if args.rate == 1.0 else args.rate,
+        )
+    if provider == "rime":
         # Rime has no speaking rate: mist models take speedAlpha (larger is slower).
         alpha = None if args.rate == 1.0 else 1.0 / args.rate
         return RimeOptions(
@@ -122,12 +142,10 @@ def _options(args: argparse.Namespace) -> VoiceOptions | RimeOptions:
 
 def _target(args: argparse.Namespace) -> Target:
     provider = getattr(args, "provider", "inworld")
-    rime = provider == "rime"
-    env = args.api_key_env or ("RIME_API_KEY" if rime else "INWORLD_API_KEY")
-    key = os.environ.get(env) or None
+    key = os.environ.get(args.api_key_env or KEY_ENV[provider]) or None
     if args.url:
-        (rime_urls if rime else service_urls)(args.url)  # validate early
+        provider_urls(provider, args.url)  # validate early
         return Target(args.url, key, args.synth, provider)
     if key is not None:
-        return Target(RIME_URL if rime else DEFAULT_URL, key, args.synth, provider)
+        return Target(SERVICE_URL[provider], key, args.synth, provider)
     return Target(None, None, args.synth, provider)

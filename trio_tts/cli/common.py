@@ -16,6 +16,9 @@ import attrs
 
 from .._core.errors import HandshakeRejected, InvalidOptions, RequestRejected, TTSError
 from .._core.text import split_text
+from ..providers.cartesia.http import DEFAULT_HTTP_URL as CARTESIA_HTTP_URL
+from ..providers.cartesia.provider import DEFAULT_URL as CARTESIA_URL
+from ..providers.cartesia.provider import WS_PATH as CARTESIA_WS_PATH
 from ..providers.rime.http import DEFAULT_HTTP_URL as RIME_HTTP_URL
 from ..providers.rime.provider import DEFAULT_URL as RIME_URL
 
@@ -25,8 +28,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Progress",
     "Target",
+    "cartesia_urls",
     "endpoints",
     "explain_error",
+    "provider_urls",
     "rime_urls",
     "service_urls",
     "split_sentences",
@@ -101,6 +106,35 @@ def rime_urls(url: str) -> tuple[str, str]:
     )
 
 
+def cartesia_urls(url: str) -> tuple[str, str]:
+    """``(websocket_url, http_base_url)`` of Cartesia for a ``--url`` given in either form: the
+    WebSocket is ``/tts/websocket`` (unless the ws(s) URL names a path), the HTTP API is the
+    root (``/voices``, ``/tts/bytes``).
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    if url in (CARTESIA_URL, CARTESIA_HTTP_URL):
+        return CARTESIA_URL, CARTESIA_HTTP_URL
+    parts, secure = _split_url(url)
+    named = parts.scheme.startswith("ws") and parts.path not in ("", "/")
+    ws = f"{'wss' if secure else 'ws'}://{parts.netloc}{parts.path if named else CARTESIA_WS_PATH}"
+    return ws, f"{'https' if secure else 'http'}://{parts.netloc}"
+
+
+#: Per provider: its ``--url`` → ``(websocket_url, http_url)``.
+_URLS = {"inworld": service_urls, "rime": rime_urls, "cartesia": cartesia_urls}
+
+
+def provider_urls(provider: str, url: str) -> tuple[str, str]:
+    """``(websocket_url, http_url)`` of ``provider`` for a ``--url`` given in either form.
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    return _URLS[provider](url)
+
+
 # ------------------------------------------------------------------------- where audio comes from
 
 
@@ -123,18 +157,19 @@ class Target:
 async def endpoints(target: Target) -> AsyncIterator[tuple[str, str, LocalServer | None]]:
     """Yield ``(ws_url, http_base, server)``, running an embedded local server for the block
     when ``target`` has no URL (``server`` is ``None`` otherwise)."""
-    rime = target.provider == "rime"
     if target.url is not None:
-        yield (*(rime_urls(target.url) if rime else service_urls(target.url)), None)
+        yield (*provider_urls(target.provider, target.url), None)
         return
     from ..server import ServerConfig, open_server
 
     config = ServerConfig(synthesizer="tone" if target.synthesizer == "tone" else "espeak")
     async with open_server(config) as server:
-        if rime:
-            yield server.rime_url, server.rime_http_url, server
-        else:
-            yield server.ws_url, server.base_url, server
+        local = {
+            "inworld": (server.ws_url, server.base_url),
+            "rime": (server.rime_url, server.rime_http_url),
+            "cartesia": (server.cartesia_url, server.base_url),
+        }
+        yield (*local[target.provider], server)
 
 
 # ------------------------------------------------------------------------------------ progress

@@ -1,8 +1,9 @@
-"""The local speech server: Inworld's TTS protocol on 127.0.0.1, with real speech (eSpeak NG).
+"""The local speech server: TTS providers' protocols on 127.0.0.1, with real speech (eSpeak NG).
 
-HTTP (``voice:stream``, ``voices``) and the bidirectional WebSocket share one port, so the
-official ``livekit-plugins-inworld`` and trio_tts's own pool work against it unmodified. It
-enforces the provider's limits and can inject faults for tests.
+One port serves Inworld's bidirectional WebSocket and HTTP (``voice:stream``, ``voices``),
+Rime's ``/ws3`` and ``/v1/rime-tts``, and Cartesia's ``/tts/websocket`` and ``GET /voices``
+(:mod:`.cartesia`), so the official LiveKit plugins, Cartesia's SDK and trio_tts's own pool
+work against it unmodified. It enforces the providers' limits and can inject faults for tests.
 
 Example::
 

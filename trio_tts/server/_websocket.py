@@ -117,6 +117,10 @@ class WebSocketSession:
     def closed(self) -> None:
         """Called once the WebSocket ended (release what the session held)."""
 
+    def frame_sent(self, out: Outgoing) -> None:
+        """Called by the sender right after ``out`` went out on the socket (not for frames a
+        fault or a cancel dropped); a protocol may time things from it."""
+
     # -- what a protocol uses --------------------------------------------------------------
 
     async def receive_frame(self) -> str | bytes | None:
@@ -194,6 +198,7 @@ class WebSocketSession:
             await self._send({"type": "websocket.send", "text": out.frame})
             self.frames_sent += 1
             self.core.frames_sent += 1
+            self.frame_sent(out)
             await self._after_send_faults()
 
     async def _watchdog(self) -> None:

@@ -63,8 +63,9 @@ class CartesiaProvider:
       that long is replaced before Cartesia's 5-minute idle close (the pool's
       ``refresh_on_use`` restarts the clock on each placement).
     * ``cancel_expiry`` — 1.5 s: a cancelled context the server does not answer counts as
-      gone that long after its last frame (Cartesia ends it 1 s after its last audio; the
-      margin covers the pool's 1 s sweep and network jitter).
+      gone that long after its last frame arrived here (Cartesia ends it 1 s after its last
+      audio went out, which is earlier; the 0.5 s margin covers jitter). The pool's sweep
+      (``sweep_interval``, 1 s) frees the slot at its first pass after that.
 
     ``api_key`` is sent as ``X-API-Key`` (the header Cartesia's WebSocket reference and the
     LiveKit plugin use; ``None``: no credential, for the local speech server); it is

@@ -16,9 +16,11 @@ first request and ignores them on later ones. A setting it cannot honour is a
   range (400 ``invalid_request``).
 
 ``max_buffer_delay_ms`` defaults to 3000 (Cartesia's documented default). ``language`` is
-checked but does not change the voice (each local voice speaks its own language), and
-``add_phoneme_timestamps``, ``use_normalized_timestamps``, ``pronunciation_dict_id`` and the
-rest of ``generation_config`` (``volume``, ``emotion``) are accepted and change nothing.
+checked but does not change the voice (each local voice speaks its own language).
+``add_phoneme_timestamps`` gets ``phoneme_timestamps`` frames whose "phonemes" are each
+word's letters spread over the word (the synthesisers report words only);
+``use_normalized_timestamps``, ``pronunciation_dict_id`` and the rest of
+``generation_config`` (``volume``, ``emotion``) are accepted and change nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ContextConfig:
     sample_rate: int
     language: str | None = None
     add_timestamps: bool = False
+    add_phoneme_timestamps: bool = False
     max_buffer_delay_ms: int = DEFAULT_BUFFER_DELAY_MS
     speaking_rate: float = 1.0
 
@@ -128,5 +131,6 @@ def context_config(fields: Mapping[str, Any]) -> ContextConfig | proto.ProtocolE
     return ContextConfig(
         model_id=model, voice_id=vid, voice=local, encoding=str(encoding), sample_rate=int(rate),
         language=language, add_timestamps=bool(fields.get("add_timestamps")),
+        add_phoneme_timestamps=bool(fields.get("add_phoneme_timestamps")),
         max_buffer_delay_ms=delay, speaking_rate=rate_or_error,
-    )
+    )  # fmt: skip

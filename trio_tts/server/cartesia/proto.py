@@ -18,8 +18,9 @@ Client → server::
 
 Server → client: ``chunk`` ``{data, done: false, status_code: 206, step_time, flush_id?}``,
 ``timestamps`` ``{word_timestamps: {words, start, end}, done: false, status_code: 206,
-flush_id?}``, ``flush_done`` ``{flush_done: true, flush_id, done: false, status_code: 206}``,
-``done`` ``{done: true, status_code: 200}`` and ``error`` ``{done: true, status_code, title,
+flush_id?}``, ``phoneme_timestamps`` ``{phoneme_timestamps: {phonemes, start, end}, ...}``,
+``flush_done`` ``{flush_done: true, flush_id, done: false, status_code: 206}``, ``done``
+``{done: true, status_code: 200}`` and ``error`` ``{done: true, status_code, title,
 message, error_code, request_id}`` (Cartesia's documented error event: ``done`` is always
 true on errors).
 """
@@ -49,6 +50,7 @@ __all__ = [
     "encode_done",
     "encode_error",
     "encode_flush_done",
+    "encode_phoneme_timestamps",
     "encode_timestamps",
     "model_problem",
     "voice_id",
@@ -201,6 +203,27 @@ def encode_timestamps(
         "start": [round(s + offset, 6) for _, s, _ in words],
         "end": [round(e + offset, 6) for _, _, e in words],
     }, **extra)  # fmt: skip
+
+
+def encode_phoneme_timestamps(
+    words: Words, offset: float, context_id: str, *, flush_id: int | None = None
+) -> str:
+    """``phoneme_timestamps`` standing in for real ones: each word's letters, spread evenly
+    over the word's time (the synthesisers report words, not phonemes)."""
+    phonemes: list[str] = []
+    start: list[float] = []
+    end: list[float] = []
+    for word, s, e in words:
+        letters = [c for c in word if c.isalnum()] or [word]
+        step = (e - s) / len(letters)
+        for n, letter in enumerate(letters):
+            phonemes.append(letter.lower())
+            start.append(round(s + offset + n * step, 6))
+            end.append(round(s + offset + (n + 1) * step, 6))
+    extra = {} if flush_id is None else {"flush_id": flush_id}
+    return _frame("phoneme_timestamps", context_id, done=False, status_code=206,
+                  phoneme_timestamps={"phonemes": phonemes, "start": start, "end": end},
+                  **extra)  # fmt: skip
 
 
 def encode_flush_done(context_id: str, flush_id: int) -> str:

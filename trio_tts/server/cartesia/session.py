@@ -23,10 +23,11 @@ What a connection does (the frames are in :mod:`.proto`, a new context's setting
     context is gone.
 
 * **Expiry** (``cartesia_context_expiry``, Cartesia's documented 1 s): a context whose input
-  was not ended expires that long after its last audio (or its last input, if it has had no
-  audio since); anything still buffered is spoken first. The server then sends ``done``, as
-  after ``continue: false`` (chosen here: Cartesia does not say what, if anything, it sends,
-  and ``done`` tells a client its context no longer counts).
+  was not ended expires that long after its last frame went out on the socket (or after its
+  last input, if later); anything still buffered is spoken first, and audio still waiting
+  for a slow client or a stalled socket holds the expiry off. The server then sends
+  ``done``, as after ``continue: false`` (chosen here: Cartesia does not say what, if
+  anything, it sends, and ``done`` tells a client its context no longer counts).
 * A request for a context that ended on this connection (done, expired, cancelled, failed)
   gets ``error`` 400 ``context_expired`` (Cartesia: "not supported"); one for a context whose
   input was already ended gets ``error`` 400 ``context_closed`` while the context itself goes
@@ -38,8 +39,8 @@ What a connection does (the frames are in :mod:`.proto`, a new context's setting
 * **Limits**: a new context beyond ``cartesia_concurrency`` (contexts open at once on all
   Cartesia connections: the account's plan) or ``cartesia_contexts_per_connection`` gets
   Cartesia's documented error event, 429 ``concurrency_limited``, and is recorded as a
-  violation. A context counts from its first request until its ``done`` (or error, or
-  cancel).
+  violation. A context counts from its first request until its ``done`` (or ``error``) has
+  been sent, or until its cancel is read.
 * **Errors** are Cartesia's error event, always ``done: true`` (its documented schema), and
   end the context. The official LiveKit plugin reads a frame with ``done: true`` as the end
   of its stream before it looks at ``type``, so it swallows these errors (its bug; trio_tts's
@@ -71,7 +72,7 @@ import trio
 from .._asgi import ASGIReceive, ASGISend, Scope
 from .._core import Core
 from .._faults import STRAY_PCM, ContextErrorFault
-from .._websocket import WebSocketSession
+from .._websocket import Outgoing, WebSocketSession
 from ..inworld.session_faults import InworldContextFaults
 from ..rime.proto import cut
 from . import auth, pcm, proto
@@ -98,13 +99,17 @@ class _Input:
     final: bool
 
 
+#: Put in a context's inbox when the last of its queued frames went out.
+_DRAINED = object()
+
+
 @attrs.define(eq=False)
 class _Context:
     id: str
     config: ContextConfig
     index: int
-    send: trio.MemorySendChannel[_Input]
-    receive: trio.MemoryReceiveChannel[_Input]
+    send: trio.MemorySendChannel[object]  # _Input or _DRAINED
+    receive: trio.MemoryReceiveChannel[object]
     cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     cancelled: bool = False
     #: ``continue: false`` was read (by the reader; the worker may still be speaking).
@@ -112,7 +117,12 @@ class _Context:
     buffer: str = ""
     #: When the buffered text must be spoken (``max_buffer_delay_ms`` after it started).
     speak_at: float = math.inf
-    expires_at: float = math.inf
+    #: Frames queued but not sent yet, and when the last one went out (the expiry's start).
+    pending: int = 0
+    last_sent: float = -math.inf
+    #: The ``done`` or ``error`` that ends the context when sent; failed: it was an error.
+    final_frame: str | None = None
+    failed: bool = False
     offset: float = 0.0  # seconds of audio so far: the origin of the next word times
     flushes: int = 0
     generations: int = 0
@@ -191,7 +201,7 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
             ctx = self._create(message)
             if ctx is None:
                 return
-        elif ctx.input_ended:
+        elif ctx.input_ended or ctx.failed:
             self.queue_control(proto.encode_error(_error(
                 400, "context_closed", "Context closed",
                 f"Context {cid} already received continue: false",
@@ -237,7 +247,7 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
         if fault is not None:
             self.queue_control(proto.encode_error(self._fault_error(fault), cid))
             return None
-        send, receive = trio.open_memory_channel[_Input](math.inf)
+        send, receive = trio.open_memory_channel[object](math.inf)
         ctx = _Context(cid, config, index, send, receive)
         self.contexts[cid] = ctx
         self.core.contexts_created += 1
@@ -275,14 +285,31 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
 
     # -- a context's worker --------------------------------------------------------------------
 
-    async def _emit(self, ctx: _Context, frame: str) -> None:
-        """Queue one of the context's frames (a cancel drops it unsent)."""
+    async def _emit(self, ctx: _Context, frame: str, *, final: bool = False) -> None:
+        """Queue one of the context's frames (a cancel drops it unsent); ``final``: its
+        ``done`` or ``error``, which ends the context once it is sent."""
         await self.acquire_audio()
+        ctx.pending += 1
+        if final:
+            ctx.final_frame = frame
         self.queue_audio(frame, ctx)
 
-    def _fail(self, ctx: _Context, error: proto.ProtocolError) -> NoReturn:
-        self._release(ctx)
-        self.queue_control(proto.encode_error(error, ctx.id), ctx)
+    def frame_sent(self, out: Outgoing) -> None:
+        ctx = out.context
+        if not isinstance(ctx, _Context) or ctx.cancelled:
+            return
+        ctx.pending -= 1
+        ctx.last_sent = trio.current_time()
+        if out.frame is ctx.final_frame:  # done or error is out: the context stops counting
+            self._release(ctx)
+            if not ctx.failed and self.stray_after_close(ctx):
+                self.queue_control(proto.encode_chunk(STRAY_PCM, ctx.id, step_time=0.0))
+        elif ctx.pending == 0:
+            ctx.send.send_nowait(_DRAINED)  # the worker times the expiry from now
+
+    async def _fail(self, ctx: _Context, error: proto.ProtocolError) -> NoReturn:
+        ctx.failed = True
+        await self._emit(ctx, proto.encode_error(error, ctx.id), final=True)
         raise _ContextEnded
 
     async def _worker(self, ctx: _Context) -> None:
@@ -291,40 +318,40 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
 
     async def _work(self, ctx: _Context) -> None:
         expiry = self.config.cartesia_context_expiry
-        ctx.expires_at = trio.current_time() + expiry
+        last_input = trio.current_time()
         while True:
-            # Buffered text waits for its delay; otherwise the context waits to expire.
-            waiting = ctx.buffer and ctx.config.max_buffer_delay_ms
-            with trio.move_on_at(ctx.speak_at if waiting else ctx.expires_at):
+            if ctx.buffer and ctx.config.max_buffer_delay_ms:
+                deadline = ctx.speak_at  # buffered text waits for its delay
+            elif ctx.pending:
+                deadline = math.inf  # audio still going out: the expiry counts from its end
+            else:
+                deadline = max(ctx.last_sent, last_input) + expiry
+            item: object = None
+            with trio.move_on_at(deadline):  # only the wait is timed, never the speaking
                 item = await ctx.receive.receive()
-                ctx.buffer += item.text
-                if ctx.buffer and ctx.speak_at == math.inf and ctx.config.max_buffer_delay_ms:
-                    ctx.speak_at = trio.current_time() + ctx.config.max_buffer_delay_ms / 1000
-                if item.final:
+            if item is None:
+                if ctx.buffer:  # the delay passed, or a partial word is left as it expires
                     await self._speak(ctx, len(ctx.buffer))
-                    await self._emit(ctx, proto.encode_done(ctx.id))
-                    self._done(ctx)
-                    return
-                if item.flush:
-                    ctx.flushes += 1
-                    await self._speak(ctx, len(ctx.buffer), flush_id=ctx.flushes)
-                    await self._emit(ctx, proto.encode_flush_done(ctx.id, ctx.flushes))
-                else:
-                    await self._speak(ctx, self._ready(ctx))
-                ctx.expires_at = trio.current_time() + expiry
-                continue
-            if ctx.buffer:  # the delay passed, or a partial word is left as the context expires
-                await self._speak(ctx, len(ctx.buffer))
-                ctx.expires_at = trio.current_time() + expiry
-            else:  # expired
-                await self._emit(ctx, proto.encode_done(ctx.id))
-                self._done(ctx)
+                    continue
+                await self._emit(ctx, proto.encode_done(ctx.id), final=True)  # expired
                 return
-
-    def _done(self, ctx: _Context) -> None:
-        self._release(ctx)
-        if self.stray_after_close(ctx):
-            self.queue_control(proto.encode_chunk(STRAY_PCM, ctx.id, step_time=0.0))
+            if item is _DRAINED:
+                continue
+            assert isinstance(item, _Input)
+            last_input = trio.current_time()
+            ctx.buffer += item.text
+            if ctx.buffer and ctx.speak_at == math.inf and ctx.config.max_buffer_delay_ms:
+                ctx.speak_at = trio.current_time() + ctx.config.max_buffer_delay_ms / 1000
+            if item.final:
+                await self._speak(ctx, len(ctx.buffer))
+                await self._emit(ctx, proto.encode_done(ctx.id), final=True)
+                return
+            if item.flush:
+                ctx.flushes += 1
+                await self._speak(ctx, len(ctx.buffer), flush_id=ctx.flushes)
+                await self._emit(ctx, proto.encode_flush_done(ctx.id, ctx.flushes))
+            else:
+                await self._speak(ctx, self._ready(ctx))
 
     @staticmethod
     def _ready(ctx: _Context) -> int:
@@ -353,7 +380,7 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
         config = ctx.config
         fault = self.failed_generation(ctx)
         if fault is not None:
-            self._fail(ctx, self._fault_error(fault))
+            await self._fail(ctx, self._fault_error(fault))
         started = time.perf_counter()
         try:
             speech = await self.core.synthesizer.synthesize(
@@ -361,8 +388,8 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
                 speaking_rate=config.speaking_rate,
             )  # fmt: skip
         except Exception as exc:  # a synthesiser failure fails this context only
-            self._fail(ctx, _error(500, "internal_error", "Internal error",
-                                   f"synthesis failed: {exc}"))  # fmt: skip
+            await self._fail(ctx, _error(500, "internal_error", "Internal error",
+                                         f"synthesis failed: {exc}"))  # fmt: skip
         step_ms = (time.perf_counter() - started) * 1000
         if ctx.generations == 1:
             await self.delay_first_audio(ctx)
@@ -376,5 +403,10 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
             ))  # fmt: skip
             if config.add_timestamps and words:
                 frame = proto.encode_timestamps(words, ctx.offset, ctx.id, flush_id=flush_id)
+                await self._emit(ctx, frame)
+            if config.add_phoneme_timestamps and words:
+                frame = proto.encode_phoneme_timestamps(
+                    words, ctx.offset, ctx.id, flush_id=flush_id
+                )
                 await self._emit(ctx, frame)
         ctx.offset += speech.duration
