@@ -697,3 +697,28 @@ async def test_a_held_generation_is_never_cut_short_by_the_expiry(
     assert b"".join(base64.b64decode(f["data"]) for f in chunks) == tone_pcm(text, RATE)
     assert frames[-1][0] - last_audio(frames) == pytest.approx(1.0)
     assert last_audio(frames) >= 2.5
+
+
+async def test_a_contexts_error_is_never_overtaken_by_a_later_reply(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A context that failed while the socket is backed up (here: stalled, its audio budget
+    full of another context's frames): the client's next input for it is answered only after
+    the failure itself, so the first word the client hears about it is the real error."""
+    fault = ContextErrorFault(when=lambda _i, cid: cid == "x", code=503, message="Overloaded",
+                              after_audio=True)  # fmt: skip
+    long = "Filler speech to fill the budget of queued audio frames. " * 3
+    async with memory(faults=Faults(stall=Stall(), context_error=fault)) as (server, client):
+        await client.send(**BASE, context_id="filler", transcript=long)
+        await client.send(**BASE, context_id="x", transcript="One. ", **{"continue": True})
+        await trio.testing.wait_all_tasks_blocked()
+        await client.send(**BASE, context_id="x", transcript="Two. ", **{"continue": False})
+        await trio.testing.wait_all_tasks_blocked()
+        server.set_faults(stall=None)
+        frames = await client.until("done", "filler")
+        for_x = [f for _, f in frames if f["context_id"] == "x"]
+        while len(for_x) < 2:
+            for_x.append((await client.receive())[1])
+    assert [(f["type"], f["status_code"]) for f in for_x] == [("error", 503), ("error", 400)]
+    assert for_x[0]["message"] == "Overloaded" and for_x[1]["error_code"] == "context_expired"
+    assert server.statistics().contexts_open == 0

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 import trio
 
@@ -55,7 +54,7 @@ SESSIONS: dict[str, type[WebSocketSession]] = {
     RimeSession.PATH: RimeSession,
     CartesiaSession.PATH: CartesiaSession,
 }
-#: (method, path) → (handler, authorization scheme; None: the handler checks the key itself).
+#: (method, path) → (handler, authorization scheme; None: the handler checks the key).
 HTTP_ROUTES: dict[tuple[str, str], tuple[HTTPHandler, str | None]] = {
     **{route: (h, inworld_http.AUTH_SCHEME) for route, h in inworld_http.ROUTES.items()},
     **{route: (h, rime_http.AUTH_SCHEME) for route, h in rime_http.ROUTES.items()},
@@ -87,15 +86,17 @@ class App:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
-    def _authorized(self, scope: Scope, scheme: str) -> bool:
+    def _authorized(self, scope: Scope, scheme: str | None) -> bool:
+        """``scheme`` None: the handler checks the key itself."""
         key = self.core.config.api_key
-        return key is None or header(scope, b"authorization") == f"{scheme} {key}"
+        return key is None or scheme is None or header(scope, b"authorization") == f"{scheme} {key}"
 
     # -- WebSocket -----------------------------------------------------------------------------
 
     async def _deny(self, scope: Scope, send: ASGISend, status: int,
                     message: str, retry_after: float | None = None,
-                    echo: bool = False, body: Any = error_body) -> None:  # fmt: skip
+                    echo: bool = False,
+                    session: type[WebSocketSession] | None = None) -> None:  # fmt: skip
         self.core.reject(status)
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008})
@@ -103,7 +104,7 @@ class App:
         headers = list(JSON_HEADERS)
         if retry_after is not None:
             headers.append((b"retry-after", _retry_after(retry_after)))
-        content: dict[str, Any] = body(status, message)
+        content = session.error_body(status, message) if session else error_body(status, message)
         if echo:  # a careless provider repeating the credential back (secret-leak tests)
             seen = header(scope, b"authorization") or ""
             query = bytes(scope.get("query_string", b"")).decode("latin-1")
@@ -135,25 +136,26 @@ class App:
             core.fault_rejections += 1
             await self._deny(
                 scope, send, reject.status, "rejected (fault injection)", reject.retry_after,
-                echo=reject.echo,
+                echo=reject.echo, session=session,
             )  # fmt: skip
             return
-        key = config.api_key
-        if key is not None and not session.authorized(scope, key):
-            await self._deny(scope, send, 401, "Unauthenticated: invalid or missing API key",
-                             body=session.refusal_body)  # fmt: skip
+        if not session.authorized(scope, config.api_key):
+            await self._deny(
+                scope, send, 401, "Unauthenticated: invalid or missing API key", session=session
+            )
             return
         problem = session.refusal(scope)
         if problem is not None:
             status, text = problem if isinstance(problem, tuple) else (400, problem)
-            await self._deny(scope, send, status, text, body=session.refusal_body)
+            await self._deny(scope, send, status, text, session=session)
             return
         if core.connections_open >= config.max_connections:
             core.violation(
                 f"connection {core.connections_open + 1} (limit {config.max_connections})"
             )
-            await self._deny(scope, send, 429, "Too many connections", config.retry_after,
-                             body=session.refusal_body)  # fmt: skip
+            await self._deny(
+                scope, send, 429, "Too many connections", config.retry_after, session=session
+            )
             return
         index = core.connections_accepted
         core.connections_accepted += 1
@@ -181,7 +183,7 @@ class App:
             await respond_error(send, status, f"{method} {path}")
             return
         handler, scheme = route
-        if scheme is not None and not self._authorized(scope, scheme):
+        if not self._authorized(scope, scheme):
             await respond_error(send, 401, "Unauthenticated: invalid or missing API key")
             return
         await handler(self.core, scope, receive, send)

@@ -72,6 +72,9 @@ class WebSocketSession:
         self.index = index
         self.scope = scope
         self.frames_sent = 0
+        #: Seconds without a client frame before the watchdog closes the connection (a
+        #: protocol may set its own).
+        self.inactivity_timeout = self.config.inactivity_timeout
         self.last_activity = trio.current_time()
         self._receive = receive
         self._send = send
@@ -86,25 +89,23 @@ class WebSocketSession:
 
     # -- what a protocol supplies ----------------------------------------------------------
 
-    @classmethod
-    def authorized(cls, scope: Scope, key: str) -> bool:
-        """Whether the upgrade carries ``key`` (default: ``Authorization: <AUTH_SCHEME> <key>``)."""
-        return header(scope, b"authorization") == f"{cls.AUTH_SCHEME} {key}"
-
     @staticmethod
     def refusal(scope: Scope) -> str | tuple[int, str] | None:
         """Why to refuse this upgrade (checked before accepting): a message (HTTP 400), a
         ``(status, message)``, or None."""
         return None
 
-    @staticmethod
-    def refusal_body(status: int, message: str) -> dict[str, Any]:
-        """The JSON body of a refused upgrade (default: Inworld's ``{code, message, details}``)."""
-        return error_body(status, message)
+    @classmethod
+    def authorized(cls, scope: Scope, key: str | None) -> bool:
+        """Whether the upgrade may go ahead as far as the key goes (``key``: the server's, or
+        None for any). By default ``Authorization: <AUTH_SCHEME> <key>``."""
+        return key is None or header(scope, b"authorization") == f"{cls.AUTH_SCHEME} {key}"
 
-    def inactivity_timeout(self) -> float:
-        """Seconds without a client frame before the watchdog closes the connection."""
-        return self.config.inactivity_timeout
+    @classmethod
+    def error_body(cls, status: int, message: str) -> dict[str, Any]:
+        """The JSON body of an upgrade refused with HTTP ``status`` (Google-style by default,
+        as Inworld's gateway writes it)."""
+        return error_body(status, message)
 
     async def read(self) -> None:
         """Read and apply the client's frames until it leaves (the session's own task)."""
@@ -202,10 +203,9 @@ class WebSocketSession:
             await self._after_send_faults()
 
     async def _watchdog(self) -> None:
-        timeout = self.inactivity_timeout()
         while True:
-            await trio.sleep_until(self.last_activity + timeout)
-            if trio.current_time() >= self.last_activity + timeout:
+            await trio.sleep_until(self.last_activity + self.inactivity_timeout)
+            if trio.current_time() >= self.last_activity + self.inactivity_timeout:
                 self.queue_control(self.inactivity_frame())
                 self.queue_close(1000, "inactivity timeout")
                 return

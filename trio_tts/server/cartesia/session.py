@@ -40,7 +40,9 @@ What a connection does (the frames are in :mod:`.proto`, a new context's setting
   Cartesia connections: the account's plan) or ``cartesia_contexts_per_connection`` gets
   Cartesia's documented error event, 429 ``concurrency_limited``, and is recorded as a
   violation. A context counts from its first request until its ``done`` (or ``error``) has
-  been sent, or until its cancel is read.
+  been sent, or until its cancel is read. Sockets count against the server-wide
+  ``max_connections`` (20 by default; Cartesia allows 10 times the plan's concurrency, so
+  150 models the Scale plan); one more is refused with HTTP 429.
 * **Errors** are Cartesia's error event, always ``done: true`` (its documented schema), and
   end the context. The official LiveKit plugin reads a frame with ``done: true`` as the end
   of its stream before it looks at ``type``, so it swallows these errors (its bug; trio_tts's
@@ -50,8 +52,9 @@ What a connection does (the frames are in :mod:`.proto`, a new context's setting
 
 Tasks: the reader (the session's own task) decodes frames and decides creates, cancels and
 errors synchronously; each context has a worker that buffers its text and synthesises; the
-shared sender (:mod:`.._websocket`) writes. Every frame of a context goes out through the
-connection's audio budget, so a cancel drops all of them. Context-level faults
+shared sender (:mod:`.._websocket`) writes. Every frame of a context but its error goes out
+through the connection's audio budget, so a cancel drops all of them; the error is queued the
+moment the context fails, so no later reply can overtake it. Context-level faults
 (:class:`~.._faults.ContextErrorFault`, ``DelayFirstAudio``, ``StallContext``,
 ``PaceAudio``, ``StrayAudio``, ``CloseAfterContexts``) are decided by the same rules as for
 Inworld's contexts.
@@ -143,6 +146,7 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
         self, core: Core, index: int, scope: Scope, receive: ASGIReceive, send: ASGISend
     ) -> None:
         super().__init__(core, index, scope, receive, send)
+        self.inactivity_timeout = self.config.cartesia_inactivity_timeout
         self.contexts: dict[str, _Context] = {}
         self.creates = 0
         self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -150,22 +154,19 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
     # -- the handshake (decided by the app before accepting) -----------------------------------
 
     @classmethod
-    def authorized(cls, scope: Scope, key: str) -> bool:
-        return auth.authorized(scope, key)
+    def authorized(cls, scope: Scope, key: str | None) -> bool:
+        return key is None or auth.authorized(scope, key)
 
     @staticmethod
     def refusal(scope: Scope) -> str | tuple[int, str] | None:
         return auth.version_problem(scope)
 
-    @staticmethod
-    def refusal_body(status: int, message: str) -> dict[str, Any]:
+    @classmethod
+    def error_body(cls, status: int, message: str) -> dict[str, Any]:
         return auth.error_object(status, message)
 
-    def inactivity_timeout(self) -> float:
-        return self.config.cartesia_inactivity_timeout
-
     def inactivity_frame(self) -> str:
-        seconds = f"{self.inactivity_timeout():g}"
+        seconds = f"{self.inactivity_timeout:g}"
         return proto.encode_error(_error(
             408, "idle_timeout", "Idle timeout", f"Connection idle for {seconds} s; closing"
         ), None)  # fmt: skip
@@ -191,17 +192,18 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
     def _generate(self, message: proto.Generate) -> None:
         cid = message.context_id
         ctx = self.contexts.get(cid)
-        if ctx is None:
-            if cid in self._ended:
+        if ctx is None or ctx.failed:
+            if ctx is not None or cid in self._ended:
                 self.queue_control(proto.encode_error(_error(
                     400, "context_expired", "Context expired",
-                    f"Context {cid} has ended (done, expired or cancelled); use a new context_id",
+                    f"Context {cid} has ended (done, expired, failed or cancelled);"
+                    " use a new context_id",
                 ), cid))  # fmt: skip
                 return
             ctx = self._create(message)
             if ctx is None:
                 return
-        elif ctx.input_ended or ctx.failed:
+        elif ctx.input_ended:
             self.queue_control(proto.encode_error(_error(
                 400, "context_closed", "Context closed",
                 f"Context {cid} already received continue: false",
@@ -307,9 +309,14 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
         elif ctx.pending == 0:
             ctx.send.send_nowait(_DRAINED)  # the worker times the expiry from now
 
-    async def _fail(self, ctx: _Context, error: proto.ProtocolError) -> NoReturn:
+    def _fail(self, ctx: _Context, error: proto.ProtocolError) -> NoReturn:
+        """End the context with ``error`` (queued at once, so no later reply to the client
+        can overtake it; it ends the context once sent, like ``done``)."""
         ctx.failed = True
-        await self._emit(ctx, proto.encode_error(error, ctx.id), final=True)
+        frame = proto.encode_error(error, ctx.id)
+        ctx.pending += 1
+        ctx.final_frame = frame
+        self.queue_control(frame, ctx)
         raise _ContextEnded
 
     async def _worker(self, ctx: _Context) -> None:
@@ -380,7 +387,7 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
         config = ctx.config
         fault = self.failed_generation(ctx)
         if fault is not None:
-            await self._fail(ctx, self._fault_error(fault))
+            self._fail(ctx, self._fault_error(fault))
         started = time.perf_counter()
         try:
             speech = await self.core.synthesizer.synthesize(
@@ -388,8 +395,8 @@ class CartesiaSession(WebSocketSession, InworldContextFaults):
                 speaking_rate=config.speaking_rate,
             )  # fmt: skip
         except Exception as exc:  # a synthesiser failure fails this context only
-            await self._fail(ctx, _error(500, "internal_error", "Internal error",
-                                         f"synthesis failed: {exc}"))  # fmt: skip
+            self._fail(ctx, _error(500, "internal_error", "Internal error",
+                                   f"synthesis failed: {exc}"))  # fmt: skip
         step_ms = (time.perf_counter() - started) * 1000
         if ctx.generations == 1:
             await self.delay_first_audio(ctx)
