@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 from livekit.agents import (
+    APIConnectionError,
     APIConnectOptions,
     APIError,
     APIStatusError,
@@ -228,6 +230,7 @@ def test_an_agent_sees_the_same_with_either_import(
     assert theirs["identity"]["label"] == "livekit.plugins.cartesia.tts.TTS"
     assert type(theirs["refused key"]) is type(mine["refused key"]) is APIStatusError
     assert mine["refused key"].status_code == theirs["refused key"].status_code == 401
+    assert "sk_car_wrong" not in str(mine["refused key"]) and KEY not in str(mine["refused key"])
     assert srv.stats().violations == ()
 
 
@@ -391,6 +394,22 @@ def test_a_silent_server_is_a_timeout_for_both(srv: ServerThread) -> None:
     srv.set_faults(stall_context=None)
 
 
+def test_no_server_is_a_retryable_connection_error_for_both() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def agent(plugin: ModuleType) -> APIError:
+        async with aiohttp.ClientSession() as session:
+            t = plugin.TTS(base_url=f"http://127.0.0.1:{port}", api_key=KEY, http_session=session)
+            async with t:
+                return await failure(lambda: stream(t, TEXT, conn_options=NO_RETRY))
+
+    for plugin in (official, ours):
+        error = run(lambda plugin=plugin: agent(plugin))
+        assert type(error) is APIConnectionError and error.retryable, plugin
+
+
 # -- interruption ------------------------------------------------------------------------------
 
 
@@ -512,7 +531,8 @@ def test_empty_input_sends_nothing(srv: ServerThread) -> None:
 def test_api_version_is_the_sockets(srv: ServerThread) -> None:
     """The version travels in the socket's URL: a TTS of another version shares the pool (one
     gate for the account) on a socket of its own; ``update_options(api_version=...)`` takes
-    later streams there."""
+    later streams there, and moves the pool's defaults (its warm socket) when that TTS is the
+    pool's only user."""
 
     async def main() -> None:
         a = ours.TTS(**args(srv))
@@ -525,11 +545,15 @@ def test_api_version_is_the_sockets(srv: ServerThread) -> None:
         a.update_options(api_version="2026-08-14")
         assert_audio(pcm_of(await stream(a, "Moved.")), sent_audio("Moved."))
         assert pool.statistics().connections_opened == 2  # b's socket
-        await a.aclose()
+        assert pool.defaults.api_version == ours.API_VERSION  # a's, the first: shared
         await b.aclose()
+        a.update_options(api_version="2025-06-04")  # a alone now: the pool's defaults move
+        assert_audio(pcm_of(await stream(a, "Alone.")), sent_audio("Alone."))
+        assert pool.defaults.api_version == "2025-06-04"
+        await a.aclose()
 
     run(main)
-    assert srv.stats().connections_accepted == 2
+    assert srv.stats().connections_accepted == 3
 
 
 def test_text_pacing_sends_the_whole_text(srv: ServerThread) -> None:
