@@ -297,6 +297,37 @@ def test_many_streams_share_one_socket_within_the_plan() -> None:
     assert stats.contexts_created == len(STREAMS)
 
 
+def test_streams_wait_their_turn_first_come_first_served(synth: RecordingTone) -> None:
+    """A plan of one context: streams that asked for a slot one after another are spoken in
+    that order (the gate is FIFO), each whole before the next one starts on the server."""
+    texts = [f"Caller {i} waits for a turn." for i in range(6)]
+
+    async def main() -> None:
+        async with ours.TTS(**args(srv), concurrency=1) as t:
+            pool = await t.pool()
+            streams = []
+            for i, text in enumerate(texts):
+                s = t.stream()
+                s.push_text(text)
+                s.end_input()
+                streams.append(s)
+                if i == 0:
+                    await until(lambda: pool.statistics().contexts_in_use == 1)
+                else:  # it waits for the slot, behind the ones before it
+                    await until(lambda i=i: pool.statistics().waiting == i)
+            for s, text in zip(streams, texts, strict=True):
+                async with s:
+                    assert_audio(pcm_of([f async for f in s]), sent_audio(text))
+
+    config = ServerConfig(synthesizer=synth, api_key=KEY, cartesia_concurrency=1,
+                          faults=Faults(pace_audio=PaceAudio(0.05)))  # fmt: skip
+    with ServerThread(config).running() as srv:
+        run(main)
+        stats = srv.stats()
+    assert [text for _, text, _ in synth.spoken] == [text + " " for text in texts]
+    assert (stats.violations, stats.contexts_created, stats.connections_accepted) == ((), 6, 1)
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 
