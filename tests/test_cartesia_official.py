@@ -100,7 +100,10 @@ def arun(main: Callable[[], Awaitable[Any]], limit: float = 30) -> Any:
         async with asyncio.timeout(limit):
             return await main()
 
-    return asyncio.run(bounded())
+    # A plain loop, made explicitly: once trio_asyncio is imported (tests/test_asyncio_adapter.py
+    # runs first), its policy makes asyncio.run() a trio run.
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(bounded())
 
 
 async def until(predicate: Callable[[], bool], limit: float = 5.0) -> None:

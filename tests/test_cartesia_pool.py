@@ -231,10 +231,8 @@ async def test_an_error_after_audio_is_not_swallowed_and_frees_the_slot_at_once(
             fault = ContextErrorFault(lambda i, cid: True, code=503, message="boom",
                                       after_audio=True)  # fmt: skip
             server.set_faults(Faults(context_error=fault))
-            # One request (a sentence: spoken at once). A second one racing the failure would
-            # get the local server's "context_closed" first (its control frames overtake
-            # the failing generation's error).
-            await ctx.send_text("Second sentence here.")
+            await ctx.send_text("Second sentence here.")  # a sentence: spoken at once
+            await ctx.finish()  # races the failure: the server's first answer is the error
             with pytest.raises(trio_tts.ContextFailed) as failed:
                 async for _ in ctx:
                     pass
