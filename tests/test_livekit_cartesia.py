@@ -75,8 +75,13 @@ def sentences(text: str) -> list[str]:
         stream.end_input()
         return [ev.token async for ev in stream]
 
+    def in_thread() -> list[str]:
+        # A plain loop: trio_asyncio's import (other tests) swaps the default policy.
+        with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+            return runner.run(main())
+
     with concurrent.futures.ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, main()).result()
+        return thread.submit(in_thread).result()
 
 
 def sent_audio(text: str, rate: int = RATE) -> bytes:
