@@ -21,10 +21,12 @@ Where this one is different, and why:
   plugin reads ``done`` before ``type`` and ends such a stream as if it had finished (short,
   no exception). Here the stream fails with ``APIStatusError`` carrying Cartesia's
   ``status_code`` (``"Cartesia error: <title>: <message> (<error_code>)"``).
-* **A slot comes back only when Cartesia is done with it.** An interrupted stream cancels its
-  context on the server and drops the rest of its audio; Cartesia sends nothing back for a
-  cancel, so the slot is counted taken until Cartesia's expiry of the context has passed
-  (``cancel_expiry``, 1.5 s after its last frame) — never while Cartesia may still count it.
+* **A slot comes back only when Cartesia is done with it.** An interrupted stream drops the
+  rest of its audio. If its whole text was sent (``continue: false``), the slot comes back with
+  Cartesia's ``done``; otherwise the context is cancelled on the server, which sends nothing
+  back for a cancel, so the slot is counted taken until Cartesia's expiry of the context has
+  passed (``cancel_expiry``, 1.5 s after its last frame) — never while Cartesia may still
+  count it.
 * ``synthesize()`` is one context on the same pooled WebSocket (the whole text, then
   ``continue: false``), not ``POST /tts/bytes``: it counts against the same concurrency gate and
   needs no new TLS connection; the frames are the same (no timed transcript, as over HTTP).
