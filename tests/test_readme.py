@@ -112,6 +112,9 @@ EXPECT = {
     "Using trio_tts from asyncio (and LiveKit Agents) [2]": Expect(
         r"\d+ frames, (?P<seconds>\d+\.\d\d) s of audio at 24000 Hz"
     ),
+    "LiveKit Agents: Cartesia [1]": Expect(
+        r"3 streams on 1 socket, (?P<seconds>\d+\.\d\d) s of audio", min_seconds=3.0
+    ),
     "Providers [1]": Expect(
         r"(?P<seconds>\d+\.\d\d) s of audio: Hello from ElevenLabs through a shared socket",
         min_seconds=1.0,
