@@ -96,12 +96,13 @@ def served() -> Iterator[str]:
 
 
 def arun(main: Callable[[], Awaitable[Any]], limit: float = 30) -> Any:
+    """Run ``main`` on a plain asyncio loop (explicit: importing trio_asyncio elsewhere in the
+    test session swaps the default policy for one whose loops run inside trio)."""
+
     async def bounded() -> Any:
         async with asyncio.timeout(limit):
             return await main()
 
-    # A plain loop, made explicitly: once trio_asyncio is imported (tests/test_asyncio_adapter.py
-    # runs first), its policy makes asyncio.run() a trio run.
     with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
         return runner.run(bounded())
 
@@ -121,7 +122,7 @@ def sentences(text: str) -> list[str]:
         stream.end_input()
         return [ev.token async for ev in stream]
 
-    return asyncio.run(main())
+    return arun(main)
 
 
 def plugin_audio(text: str, rate: int = RATE) -> bytes:
