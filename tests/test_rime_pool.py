@@ -304,3 +304,27 @@ async def test_a_failed_utterance_drains_and_the_connection_is_reused(
             await turn(pool, TEXT)
         assert await turn(pool, "Again.") == tone("Again.")
         assert len(rec.urls) == 1
+
+
+async def test_a_closing_connection_counts_against_max_connections_until_its_socket_closed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Regression (found by the fault matrix on Rime): the allocator forgets a connection
+    as soon as it decides to close it, but the socket stays open at the provider until its
+    goodbye is answered (Rime's ``eos``: up to 1 s) and the close is done. A request that
+    needed a connection at that moment was dialled at once, one connection over
+    ``max_connections`` at the server — refused with 429 and recorded as a violation. Now
+    the new socket waits until the old one is closed."""
+    config = ServerConfig(synthesizer="tone", max_connections=1)
+    async with rime_pool(config, max_connections=1) as (pool, server, rec):
+        assert await turn(pool, TEXT) == tone(TEXT)
+        server.faults.stall = Stall(connections=lambda n: n == 0)  # its eos goes unanswered
+        start = trio.current_time()
+        pool.update_options(speaker="celeste")  # the idle old-URL connection closes now
+        assert await turn(pool, "Next one.") == tone("Next one.")
+        assert rec.closes[0] == (start + 1.0, 0)  # the whole goodbye wait
+        stats = server.statistics()
+        assert (stats.violations, stats.handshakes_rejected, stats.peak_connections) == ((), {}, 1)
+        assert server.handshake_statistics().times[-1] == start + 1.0  # dialled once closed
+        await assert_quiescent(pool)  # type: ignore[arg-type]
+
