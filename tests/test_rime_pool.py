@@ -389,3 +389,32 @@ async def test_an_utterance_failing_after_audio_keeps_its_first_chunk_then_drain
         stats = server.statistics()
         assert (stats.violations, stats.contexts_open, stats.peak_contexts_per_connection) == (
             (), 0, 1)  # fmt: skip
+
+
+async def test_blanks_of_an_utterance_never_reach_the_next_one_on_the_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Regression: blank text was sent but never flushed (only words counted), so it stayed
+    in the server's buffer and the next utterance on the connection was synthesised with
+    it in front ("   Next one."). Blanks before the first word are not sent now (the
+    utterance still closes at once, with nothing from the server); blanks after a word are
+    flushed by the close like words."""
+    async with rime_pool() as (pool, server, rec):
+        ctx = await pool.open_context()
+        async with ctx:
+            await ctx.send_text("   ")
+            await ctx.finish()
+            assert [e async for e in ctx] == []
+        assert rec.sent == []
+        assert await turn(pool, "Next one.") == tone("Next one.")
+        ctx = await pool.open_context()
+        async with ctx:
+            await ctx.send_text("Hello there.", flush=True)
+            await ctx.send_text("  ")
+            await ctx.finish()
+            audio = b"".join([e.data async for e in ctx if isinstance(e, trio_tts.Audio)])
+        assert audio == tone("Hello there.")
+        assert await turn(pool, "Last one.") == tone("Last one.")
+        assert len(rec.urls) == 1
+        await assert_quiescent(pool)  # type: ignore[arg-type]
+        assert server.statistics().violations == ()
