@@ -1,5 +1,5 @@
 """The fault matrix: every server fault × {1 context, 5 on the connection, others elsewhere}
-× every multiplexed provider (:data:`PROVIDERS`: Inworld, ElevenLabs, Cartesia).
+× every provider (:data:`PROVIDERS`: Inworld, ElevenLabs, Cartesia, Rime).
 
 Each case runs the pool against the local server's application through the in-memory
 transport of :mod:`trio_tts.testing` under ``MockClock(autojump_threshold=0)`` (exact virtual
@@ -7,6 +7,34 @@ times, no sockets); the faults that live at the TCP level run again over real so
 every case the global invariants are checked: no audio lost or misrouted, no slot leaked, the
 per-connection cap never exceeded (the server's own peak and violations).
 Rapid cancel and re-open runs per provider too.
+
+The layouts (:func:`layout_for`). For the multiplexed providers a connection carries 5
+contexts at once: ``one`` is a single caller on a single connection; ``five`` is five callers
+on one connection, the fault on it (a context fault on its 3rd context); ``others`` is ten
+callers over two connections, the fault on the second while the first (opened ahead) must
+stay untouched.
+
+Rime's ``/ws3`` carries one utterance at a time (``per = 1``): a connection hosts contexts
+only *in turn*, so the layouts keep their connections, callers and fault targets and mean:
+
+* ``one`` — unchanged: one caller, one connection;
+* ``five`` — five callers taking turns on one connection (capacity 1: four queue behind the
+  one speaking, and each reuses the connection only after the previous ``done`` proved it
+  drained). A connection fault hits the utterance on the wire and the four queued behind it
+  must be served by a new connection; a context fault hits the connection's 3rd utterance;
+* ``others`` — ten callers over two connections of one context each, the fault on the
+  second. The first (opened ahead) takes turn after turn while the second is dialled, so the
+  second may carry a single utterance: a context fault there selects all of its utterances.
+
+Rime's server counts a context open from its first text until a ``done`` leaves nothing of it
+outstanding, so its ``peak_contexts_per_connection`` and violations prove the cap of 1 per
+connection held (a second context's text while one is open is a violation). Every fault case
+applies to Rime, none is skipped: the connection and handshake faults are the shared ones,
+and the context faults select utterances (:mod:`trio_tts.server.rime.session_faults`) —
+"on create" is an ``error`` answering the utterance's text before any audio, "after audio"
+one after its first chunk (Rime's errors carry no code), a stall, delay or pacing holds its
+audio (and so its ``done``), and stray audio is a chunk tagged with an id never used as it
+starts, or with its own id after its ``done``.
 """
 
 from __future__ import annotations
@@ -157,6 +185,12 @@ class Target:
     spoken: Callable[[str], str]
     #: The codes a ``ContextErrorFault`` may reach the caller with (``ContextFailed.code``).
     fault_codes: frozenset[int | None]
+    #: The most contexts a connection carries at once: the matrix asks for
+    #: ``min(wanted, max_per)`` (Rime's ``/ws3``: one utterance at a time).
+    max_per: int = 5
+
+    def per(self, wanted: int) -> int:
+        return min(wanted, self.max_per)
 
 
 def _config(conns: int, per: int) -> ServerConfig:
@@ -187,6 +221,11 @@ PROVIDERS = (
         lambda text: text,
         frozenset({500}),  # a status outside 400..599 is a 500 on Cartesia's error event
     ),
+    # One utterance per connection (the server holds every connection to 1 context); Rime's
+    # error frames carry a message and no code.
+    Target("rime", lambda conns, per: ServerConfig(synthesizer="tone", max_connections=conns),
+           lambda server, conns, per: provider_for(server, "rime"), trio_tts.RimeOptions(),
+           lambda text: text, frozenset({None}), max_per=1),
 )  # fmt: skip
 TARGETS = {t.name: t for t in PROVIDERS}
 
@@ -277,9 +316,13 @@ def _retry_after_1_three_times(
     outcomes: list[Outcome], pool: trio_tts.Pool, server: MemoryServer, t0: float, _: Target
 ) -> None:
     times = _handshakes_after(server, t0)
-    assert len(times) == 3  # connect_attempts, then HandshakeRejected(429) to the callers
+    # connect_attempts (3), then HandshakeRejected(429) to the callers waiting for that dial;
+    # callers queued behind it (Rime: one at a time) dial on until the circuit opens after
+    # circuit_threshold (5) failures in a row, then fail fast with CircuitOpen.
+    circuit = any(isinstance(o.error, trio_tts.CircuitOpen) for o in outcomes)
+    assert len(times) == (5 if circuit else 3)
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps == [pytest.approx(1.0 + LATENCY, abs=1e-9)] * 2
+    assert gaps == [pytest.approx(1.0 + LATENCY, abs=1e-9)] * (len(times) - 1)
     assert any(isinstance(o.error, trio_tts.HandshakeRejected) for o in outcomes)
 
 
@@ -351,9 +394,11 @@ CASES: list[Case] = [
     Case("reject-429-retry-after",
          lambda t, c: Faults(reject=RejectHandshake(status=429, retry_after=2, count=1)),
          frozenset({"audio"}), check=_retry_after_2, visible=False),
+    # In the "-always" cases callers queued behind the failing dial (Rime's five take turns
+    # on one connection) may fail fast with CircuitOpen: the pool stopped dialling.
     Case("reject-429-always",
          lambda t, c: Faults(reject=RejectHandshake(status=429, retry_after=1)),
-         frozenset({"HandshakeRejected"}), check=_retry_after_1_three_times),
+         frozenset({"HandshakeRejected", "CircuitOpen"}), check=_retry_after_1_three_times),
     Case("reject-503-once", lambda t, c: Faults(reject=RejectHandshake(status=503, count=1)),
          frozenset({"audio"}), check=_jittered_503, visible=False),
     Case("accept-then-close-once",
@@ -361,13 +406,13 @@ CASES: list[Case] = [
          _lost_or_moved(), visible=False),
     Case("accept-then-close-always",
          lambda t, c: Faults(accept_then_close=AcceptThenClose(handshakes=lambda n: n >= t)),
-         frozenset({"ConnectionLost"}), check=_bounded_accept_close),
+         frozenset({"ConnectionLost", "CircuitOpen"}), check=_bounded_accept_close),
     Case("no-answer-once",
          lambda t, c: Faults(no_answer=NoHandshakeAnswer(handshakes=at(t))),
          frozenset({"audio"}), settings={"handshake_timeout": 2.0}, visible=False),
     Case("no-answer-always",
          lambda t, c: Faults(no_answer=NoHandshakeAnswer(handshakes=lambda n: n >= t)),
-         frozenset({"ConnectionLost"}), settings={"handshake_timeout": 2.0}),
+         frozenset({"ConnectionLost", "CircuitOpen"}), settings={"handshake_timeout": 2.0}),
     *[
         Case(f"bad-frame-{kind}",
              lambda t, c, kind=kind: Faults(bad_frame=BadFrame(
@@ -429,12 +474,43 @@ async def _caller(pool: trio_tts.Pool, outcome: Outcome, target: Target = PROVID
         assert outcome.data == expected
 
 
-async def run_case(case: Case, layout: str, provider: Target = PROVIDERS[0]) -> None:
-    per = 5
-    max_connections = 1 if layout != "others" else 2
-    callers = {"one": 1, "five": 5, "others": 10}[layout]
-    target = 1 if layout == "others" else 0
+@attrs.frozen
+class Layout:
+    """Where the callers go and where the fault lands (see the module docstring)."""
+
+    #: Contexts per connection, connections, callers.
+    per: int
+    max_connections: int
+    callers: int
+    #: The server connection (accept order) the fault is aimed at, and the contexts (or
+    #: Rime utterances) on it a context fault selects.
+    target: int
+    ctx_pred: Callable[..., bool]
+
+
+def layout_for(provider: Target, layout: str) -> Layout:
+    """``one``, ``five`` or ``others`` for ``provider``: the same connections, callers and
+    fault targets for every provider; only the contexts a connection carries at once differ
+    (5, or 1 for Rime: its five share one connection in turn)."""
+    per = provider.per(5)
     ctx_pred = always if layout == "one" else nth(3)
+    if per == 1 and layout == "others":
+        # The healthy connection (opened ahead) takes turn after turn while the second is
+        # dialled, so the second may carry a single utterance: the fault takes all of its.
+        ctx_pred = always
+    return Layout(
+        per=per,
+        max_connections=2 if layout == "others" else 1,
+        callers={"one": 1, "five": 5, "others": 10}[layout],
+        target=1 if layout == "others" else 0,
+        ctx_pred=ctx_pred,
+    )
+
+
+async def run_case(case: Case, layout: str, provider: Target = PROVIDERS[0]) -> None:
+    shape = layout_for(provider, layout)
+    per, max_connections, callers = shape.per, shape.max_connections, shape.callers
+    target, ctx_pred = shape.target, shape.ctx_pred
     config = provider.config(max_connections, per)
     settings: dict[str, Any] = {
         "defaults": provider.defaults,
@@ -465,9 +541,9 @@ async def run_case(case: Case, layout: str, provider: Target = PROVIDERS[0]) -> 
         # Contexts on other connections are untouched: exact audio.
         assert all(o.kind == "audio" for o in healthy), summary
         if layout == "others":
-            # At least the five placed first; callers re-queued after a failed dial may take
-            # a slot the healthy connection freed meanwhile.
-            assert len(healthy) >= 5, summary
+            # At least those placed first (a full connection); callers re-queued after a
+            # failed dial may take a slot the healthy connection freed meanwhile.
+            assert len(healthy) >= per, summary
         if layout == "others" and case.handshake_fault and not affected:
             # The dial failed and every caller waiting for it took a slot the healthy
             # connection freed first: no redial was needed (nobody waited for one).
@@ -525,8 +601,10 @@ async def test_rapid_cancel_and_reopen_never_exceeds_the_cap(
     their first audio (barge-ins) — then speak one turn. The slot of an abandoned context
     comes back only when the server confirms it gone, so the server never sees a sixth
     context on a socket (its peak and its violations), whatever the fault; no slot or lease
-    is left behind; every turn that completes has exactly its own audio."""
-    per, max_connections = 5, 2
+    is left behind; every turn that completes has exactly its own audio. (Rime: two
+    connections of one utterance each, reused only after the ``done`` that proves the
+    abandoned one drained — never a second context on a socket.)"""
+    per, max_connections = provider.per(5), 2
     config = provider.config(max_connections, per)
     config.faults = CHURN_FAULTS[fault]()
     async with (
@@ -575,8 +653,9 @@ async def test_rapid_cancel_and_reopen_stays_within_the_caps(
     confirmed (Inworld: ``contextClosed``; Cartesia: its expiry after the cancel), so neither
     the connection's cap nor the account's is ever passed (the server records every
     violation); no audio is misrouted (each caller's audio is a prefix of its own), and
-    nothing leaks."""
-    conns, per = 2, 3
+    nothing leaks. (Rime: two connections of one utterance each; a slot comes back at the
+    ``done`` answering the ``clear`` + ``flush`` of a cancel.)"""
+    conns, per = 2, spec.per(3)
     config = spec.config(conns, per)
     config.faults = Faults(pace_audio=PaceAudio(0.02))  # replies that keep streaming
     async with (
@@ -670,12 +749,15 @@ async def _tcp_turns(
         provider_for(server, target.name), defaults=target.defaults, stale_close_timeout=STALE,
         **settings,
     ) as pool:  # fmt: skip
+        cap = pool.statistics().contexts_per_connection
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 for outcome in outcomes:
                     nursery.start_soon(_caller, pool, outcome, target)
         await assert_quiescent(pool, timeout=10)
-    assert server.statistics().violations == ()
+    stats = server.statistics()
+    assert stats.violations == ()
+    assert stats.peak_contexts_per_connection <= cap
     return outcomes
 
 
@@ -705,7 +787,7 @@ async def test_tcp_accept_then_close_is_bounded(target: Target) -> None:
 async def test_tcp_retry_after_is_honoured(target: Target) -> None:
     faults = Faults(reject=RejectHandshake(status=429, retry_after=1, count=1))
     async with open_server(ServerConfig(synthesizer="tone", faults=faults)) as server:
-        outcomes = await _tcp_turns(server, 3, target)
+        outcomes = await _tcp_turns(server, 3, target, max_connections=1)  # one dial
         times = server.statistics().handshake_times
     assert {o.kind for o in outcomes} == {"audio"}
     assert len(times) == 2 and times[1] - times[0] >= 1.0

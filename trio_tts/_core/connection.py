@@ -115,11 +115,17 @@ class ConnectionActor:
         handshake_limiter: trio.CapacityLimiter,
         quota: Quota | None = None,
         *,
+        sockets: trio.Semaphore | None = None,
         not_before: float = 0.0,
         probe: HandshakeProbe = NO_HANDSHAKE_PROBE,
     ) -> None:
         self.id = conn_id
         self._probe = probe
+        # The pool's permits of open sockets (``max_connections``): one is held from before
+        # the handshake until the socket is closed, so a connection the allocator already
+        # let go of (closing: a goodbye awaiting its answer) still counts at the provider.
+        self._sockets = sockets
+        self._socket_held = False
         # A fleet-wide connection quota: a lease is held for the socket's whole lifetime.
         self._quota = quota
         self._lease: Lease | None = None
@@ -206,6 +212,9 @@ class ConnectionActor:
             with self._cancel_scope:
                 try:
                     await trio.sleep_until(self._not_before)
+                    if self._sockets is not None:  # never over max_connections at the server
+                        await self._sockets.acquire()
+                        self._socket_held = True
                     if self._quota is not None:  # before the handshake: never over the fleet
                         self._lease = await self._quota.acquire()
                     transport = await self._connect()
@@ -226,6 +235,9 @@ class ConnectionActor:
                         await transport.aclose()
             if self._lease is not None and self._quota is not None:
                 self._quota.release(self._lease)  # after the close: the socket is gone
+            if self._socket_held and self._sockets is not None:
+                self._socket_held = False
+                self._sockets.release()
 
     async def _connect(self) -> _transport.Transport:
         settings = self._settings

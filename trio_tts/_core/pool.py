@@ -167,6 +167,9 @@ class Pool(Generic[OptionsT]):
         self._connection_quota = connection_quota
         self._context_quota = context_quota
         self._handshakes = trio.CapacityLimiter(s.max_concurrent_handshakes)
+        # Sockets open at the provider, closing ones included (the allocator forgets a
+        # connection when it decides to close it; its goodbye and close still take time).
+        self._sockets = trio.Semaphore(s.max_connections)
         # URLs of the keys in use (bounded: pruned when a connection ends).
         self._key_urls: dict[Hashable, str] = {self._alloc.default_key: provider.url(self.defaults)}
         self._actors: dict[int, ConnectionActor] = {}
@@ -648,6 +651,7 @@ class Pool(Generic[OptionsT]):
                     self,
                     self._handshakes,
                     quota=self._connection_quota,
+                    sockets=self._sockets,
                     not_before=self._policy.next_dial(trio.current_time()),
                     probe=self._probe.dialling(
                         action.conn_id, url, None if cause is None else cause.probe
