@@ -96,9 +96,7 @@ class Driver:
             self.expected: dict[str, list[list[int]]] = json.load(f)
         self.turns: list[Turn] = []
         self.check_s = 0.0  # CRC time, subtracted from the CPU
-        self.t0 = time.perf_counter()
-        self.window_start = self.t0 + self.warmup
-        self.window_end = self.window_start + self.window
+        self.window_start = self.window_end = 0.0  # set once the TTS exists
         self.hops: dict[str, list[float]] = defaultdict(list)
 
     async def worker(self, tts: Any, w: int, conn: Any) -> None:
@@ -145,6 +143,8 @@ class Driver:
 
     async def _main(self, conn: Any) -> dict[str, Any]:
         tts = make_tts(self.args.driver, self.args.url)
+        self.window_start = time.perf_counter() + self.warmup  # imports are done by now
+        self.window_end = self.window_start + self.window
         workers = range(self.args.concurrency)
         tasks = [asyncio.create_task(self.worker(tts, w, conn)) for w in workers]
         await asyncio.sleep(self.window_start - time.perf_counter())
@@ -154,6 +154,7 @@ class Driver:
         await asyncio.gather(*tasks)
         await tts.aclose()
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime) - (c1 - c0)
+        switches = ru1.ru_nvcsw - ru0.ru_nvcsw  # threads handing work to each other
         window = [t for t in self.turns if self.window_start <= t.end < self.window_end]
         ok = [t for t in window if t.error is None]
         ttfa = sorted(t.first - t.start for t in ok if t.first is not None)
@@ -166,6 +167,7 @@ class Driver:
             "turns_window": len(window),
             "turns_per_s": len(ok) / self.window,
             "cpu_ms_per_turn": cpu * 1000 / len(window) if window else None,
+            "switches_per_turn": switches / len(window) if window else None,
             "ttfa_ms": {"p50": _pct(ttfa, 0.5), "p99": _pct(ttfa, 0.99), "max": _pct(ttfa, 1)},
             "failed": dict(Counter(t.error for t in window if t.error)),
             "failed_total": dict(Counter(t.error for t in self.turns if t.error)),
@@ -409,10 +411,17 @@ def expected_turns(path: str, concurrency: int, seconds: float) -> None:
 
 
 def run_one(
-    server: Any, label: str, scenario: str, conc: int, rep: int, expected: str, hops: bool
+    server: Any,
+    label: str,
+    scenario: str,
+    conc: int,
+    rep: int,
+    expected: str,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     driver, _, source = label.partition("@")
     warmup, window = WINDOWS[scenario]
+    window = args.window_s or window
     cmd = [
         sys.executable, __file__, "--driver", driver, "--label", label, "--url", server.url,
         "--scenario", scenario, "--concurrency", str(conc), "--rep", str(rep),
@@ -420,7 +429,7 @@ def run_one(
     ]  # fmt: skip
     if source:
         cmd += ["--source", os.path.abspath(source)]
-    if hops:
+    if args.hops:
         cmd.append("--hops")
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -455,6 +464,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "scenario": scen, "concurrency": conc, "driver": driver, "reps": len(rs),
             "ttfa_p50": med("ttfa_ms", "p50"), "ttfa_p99": med("ttfa_ms", "p99"),
             "cpu_ms_per_turn": med("cpu_ms_per_turn"), "turns_per_s": med("turns_per_s"),
+            "switches_per_turn": med("switches_per_turn"),
             "peak_rss_mb": med("peak_rss_mb"), "turns": sum(r["turns_window"] for r in rs),
             "failed": dict(failed), "failed_count": sum(failed.values()),
             "hops_ms": {k: statistics.median(v) for k, v in hops.items()},
@@ -481,8 +491,8 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         " turns. Ratios: ours / official.",
         "",
         "| scenario | C | driver | TTFA p50 / p99 ms | CPU ms/turn | turns/s | peak RSS MiB"
-        " | failed / turns | ratio TTFA p50 · CPU · RSS |",
-        "|---|---:|---|---:|---:|---:|---:|---|---|",
+        " | failed / turns | ratio TTFA p50 · CPU · RSS | thread switches/turn |",
+        "|---|---:|---|---:|---:|---:|---:|---|---|---:|",
     ]
     idx = {(s["scenario"], s["concurrency"], s["driver"]): s for s in summary}
     for s in sorted(
@@ -505,7 +515,8 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         lines.append(
             f"| {s['scenario']} | {s['concurrency']} | {s['driver']} | "
             f"{_f(s['ttfa_p50'])} / {_f(s['ttfa_p99'])} | {_f(s['cpu_ms_per_turn'], '{:.1f}')} | "
-            f"{_f(s['turns_per_s'], '{:.1f}')} | {_f(s['peak_rss_mb'])} | {failed} | {ratio} |"
+            f"{_f(s['turns_per_s'], '{:.1f}')} | {_f(s['peak_rss_mb'])} | {failed} | {ratio} | "
+            f"{_f(s['switches_per_turn'])} |"
         )
     hop_rows = [s for s in summary if s["hops_ms"]]
     if hop_rows:
@@ -536,6 +547,7 @@ def main() -> None:
     p.add_argument("--drivers", default="official,ours")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--hops", action="store_true")
+    p.add_argument("--window-s", type=float, default=0.0, help="override the window")
     p.add_argument("--md", default=os.path.join(HERE, "results", "livekit_plugin.md"))
     p.add_argument("--jsonl", default="")
     args = p.parse_args()
@@ -564,7 +576,7 @@ def main() -> None:
                     for rep in range(args.reps):
                         k = rep % len(drivers)
                         for label in drivers[k:] + drivers[:k]:
-                            r = run_one(server, label, scen, conc, rep, expected, args.hops)
+                            r = run_one(server, label, scen, conc, rep, expected, args)
                             rows.append(r)
                             out.write(json.dumps(r) + "\n")
                             out.flush()
