@@ -28,6 +28,9 @@ Crossing the desk:
 * Tracing: ``open_context`` carries the caller's OpenTelemetry context across, so the
   asyncio task's current span is the parent of the context's ``tts.context`` span, as it is
   in trio (:func:`_in_callers_trace`; nothing happens unless OpenTelemetry is imported).
+* Commands: ``send_text``, ``flush`` and ``finish`` are queued in order and sent by one
+  trio *writer* task per burst: a burst costs one crossing and waits for no answer, so the
+  text goes out without a round trip per command.
 * Events: ``async for event in ctx`` is fed by one trio *pump* task per context that reads
   ahead at most ``prefetch`` events into a deque; the consumer takes from the deque without
   crossing and wakes the pump (one crossing) when the deque drained to half. The queue
@@ -70,6 +73,10 @@ T = TypeVar("T")
 OptionsT = DefaultTypeVar("OptionsT", bound=trio_tts.Options, default=trio_tts.Options)
 _Event = trio_tts.Audio | trio_tts.FlushCompleted
 _NOTHING: Any = object()
+#: Commands an AsyncioContext queues before the next one waits for the writer.
+_OUTBOX = 64
+#: States in which leaving a context asks nothing of trio.
+_ENDED = frozenset({trio_tts.ContextState.CLOSED, trio_tts.ContextState.FAILED})
 
 
 class _Call(Generic[T]):
@@ -151,6 +158,8 @@ class _Engine:
             trio.lowlevel.start_guest_run(
                 self._main,
                 run_sync_soon_threadsafe=self.loop.call_soon_threadsafe,
+                # A tick scheduled from a tick runs on this thread: no self-pipe write needed.
+                run_sync_soon_not_threadsafe=self.loop.call_soon,
                 done_callback=self._guest_done,
                 # asyncio and uvloop own signal.set_wakeup_fd; trio must not take it over.
                 host_uses_signal_set_wakeup_fd=True,
@@ -449,9 +458,18 @@ class AsyncioPool(Generic[OptionsT]):
         Cancelling the caller while it waits for a slot withdraws it from the pool's queue.
         """
         engine, pool = self._require()
-        opening = partial(pool.open_context, timeout=timeout, options=options, **overrides)
-        ctx = await engine.call(_in_callers_trace(opening), cleanup=_abandon)
-        return AsyncioContext(engine, ctx, prefetch=self._prefetch)
+        opening = _in_callers_trace(
+            partial(pool.open_context, timeout=timeout, options=options, **overrides)
+        )
+        prefetch = self._prefetch
+
+        async def open_bridged() -> AsyncioContext[OptionsT]:
+            # In trio: the pump starts with the context, so no later crossing starts it.
+            bridged = AsyncioContext(engine, await opening(), prefetch=prefetch)
+            bridged.start_pump()
+            return bridged
+
+        return await engine.call(open_bridged, cleanup=_abandon)
 
     async def prewarm(self, n: int | None = None) -> int:
         """:meth:`trio_tts.Pool.prewarm` from asyncio."""
@@ -526,8 +544,8 @@ def _in_callers_trace(afn: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable
     return attached
 
 
-async def _abandon(ctx: trio_tts.Context[Any]) -> None:
-    await ctx.aclose()
+async def _abandon(ctx: AsyncioContext[Any]) -> None:
+    await ctx.leave()
 
 
 class AsyncioContext(Generic[OptionsT]):
@@ -546,9 +564,16 @@ class AsyncioContext(Generic[OptionsT]):
         self._events: collections.deque[_Event] = collections.deque()
         self._end: BaseException | None = None  # what iteration raises once drained
         self._waiters: list[asyncio.Future[None]] = []
-        self._pump_started = False
+        self._pumping = False
         self._pump_scope = trio.CancelScope()
         self._room: trio.Event | None = None  # set by the consumer when the pump may go on
+        # Commands (send_text, flush, finish) queued for trio in order; one writer task at a
+        # time sends them, so a burst of commands costs one crossing and no round trip.
+        self._outbox: collections.deque[Callable[[], Awaitable[None]]] = collections.deque()
+        self._writing = False
+        self._write_error: BaseException | None = None  # raised by the next command
+        self._finishing = False  # finish() or close() queued: no more text
+        self._drained: list[asyncio.Future[None]] = []  # waiters for the writer to stop
 
     @property
     def id(self) -> str:
@@ -579,32 +604,121 @@ class AsyncioContext(Generic[OptionsT]):
     # -- commands --------------------------------------------------------------------------
 
     async def send_text(self, text: str, *, flush: bool = False) -> None:
-        """:meth:`trio_tts.Context.send_text` (waits only for outbound room)."""
-        await self._engine.call(partial(self._ctx.send_text, text, flush=flush))
+        """:meth:`trio_tts.Context.send_text`, queued behind the commands before it.
+
+        Returns once queued: the commands (:meth:`send_text`, :meth:`flush`,
+        :meth:`finish`) go to trio in order, a burst of them in one crossing, and none waits
+        for trio's answer; it waits only while ``_OUTBOX`` commands wait to be sent.
+        Cancelling the caller after this returned does not withdraw the text.
+
+        Raises:
+            InvalidOptions: ``text`` is not a string.
+            ContextFailed, ConnectionLost, SlowConsumer: the context failed (a failure
+                that a queued command met is raised by the next command).
+            trio.ClosedResourceError: after ``finish()``, ``close()`` or ``aclose()``.
+        """
+        if not isinstance(text, str):
+            raise trio_tts.InvalidOptions(f"text: expected str, got {type(text).__name__}")
+        await self._post(partial(self._ctx.send_text, text, flush=flush))
 
     async def flush(self) -> None:
-        await self._engine.call(self._ctx.flush)
+        """:meth:`trio_tts.Context.flush`, queued as :meth:`send_text` is."""
+        await self._post(self._ctx.flush)
 
     async def finish(self) -> None:
-        await self._engine.call(self._ctx.finish)
+        """:meth:`trio_tts.Context.finish`, queued as :meth:`send_text` is."""
+        await self._post(self._ctx.finish, last=True)
 
     async def close(self) -> None:
         """``finish()`` and wait until the server confirmed the close."""
+        self._finishing = True
+        await self._drain()
         await self._engine.call(self._ctx.close)
 
     async def cancel(self) -> None:
         """Stop the utterance: iteration ends, the rest of its audio is dropped."""
-        await self._engine.call(self._leave, shield=True)
+        self._finishing = True
+        await self._engine.call(self.leave, shield=True)
 
     async def aclose(self) -> None:
         """Leave the context (cancel it on the server unless it already closed). Never raises
         for the context's own failure; runs to completion even if the caller is cancelled."""
+        self._finishing = True
+        if self._ctx.state in _ENDED and not (self._pumping or self._writing):
+            return  # nothing left to do in trio: no crossing
         with contextlib.suppress(trio_tts.PoolClosed):
-            await self._engine.call(self._leave, shield=True)
+            await self._engine.call(self.leave, shield=True)
 
-    async def _leave(self) -> None:
+    async def leave(self) -> None:
+        """Trio side of :meth:`aclose`: stop the pump, leave the trio context."""
         self._pump_scope.cancel()
         await self._ctx.aclose()
+
+    # -- the writer: commands in order, one crossing per burst --------------------------------
+
+    async def _post(self, command: Callable[[], Awaitable[None]], *, last: bool = False) -> None:
+        if self._write_error is not None:
+            raise self._write_error
+        if len(self._outbox) >= _OUTBOX:
+            await self._drain()
+        if self._finishing or self._ctx.state is not trio_tts.ContextState.OPEN:
+            # Finished, failed or left: once what is queued went out, trio raises its error.
+            await self._drain()
+            await self._engine.call(command)
+            return
+        self._outbox.append(command)
+        self._finishing = last
+        if not self._writing:
+            self._writing = True
+            try:
+                self._engine.run_sync_soon(self._start_writer)
+            except trio_tts.PoolClosed:
+                self._writer_stopped(trio_tts.PoolClosed("the trio engine has stopped"))
+                raise
+
+    def _start_writer(self) -> None:
+        """Trio side (``run_sync_soon``): start the writer task."""
+        try:
+            assert self._engine.nursery is not None
+            self._engine.nursery.start_soon(self._write)
+        except RuntimeError:  # the nursery closed: the engine is stopping
+            self._writer_stopped(trio_tts.PoolClosed("the trio engine has stopped"))
+
+    async def _write(self) -> None:
+        outbox = self._outbox
+        error: BaseException | None = None
+        try:
+            while outbox:
+                await outbox[0]()
+                outbox.popleft()
+        except trio.Cancelled:
+            error = trio_tts.PoolClosed("the pool closed before the command was sent")
+            raise
+        except Exception as exc:
+            error = exc
+        finally:
+            self._writer_stopped(error)
+
+    def _writer_stopped(self, error: BaseException | None) -> None:
+        if error is not None:
+            self._write_error = error
+            self._outbox.clear()
+        self._writing = False
+        for waiter in self._drained:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drained.clear()
+
+    async def _drain(self) -> None:
+        """Wait until the writer has sent everything queued (or stopped on an error)."""
+        while self._writing:
+            waiter: asyncio.Future[None] = self._engine.loop.create_future()
+            self._drained.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._drained.remove(waiter)
 
     async def __aenter__(self) -> Self:
         return self
@@ -638,9 +752,6 @@ class AsyncioContext(Generic[OptionsT]):
                 # races with its delivery leaves it there for the next call.
                 await self._engine.call(self._pull)
                 continue
-            if not self._pump_started:
-                self._pump_started = True
-                self._engine.start_soon(self._pump)
             waiter: asyncio.Future[None] = self._engine.loop.create_future()
             self._waiters.append(waiter)
             try:
@@ -657,6 +768,13 @@ class AsyncioContext(Generic[OptionsT]):
 
     async def _pull(self) -> None:
         self._events.append(await self._ctx.__anext__())
+
+    def start_pump(self) -> None:
+        """Trio side: start reading ahead (with ``prefetch`` > 0), in the engine's nursery."""
+        if self._prefetch > 0:
+            assert self._engine.nursery is not None
+            self._pumping = True
+            self._engine.nursery.start_soon(self._pump)
 
     async def _pump(self) -> None:
         """Trio side: read ahead at most ``prefetch`` events for the asyncio consumer."""
@@ -676,4 +794,5 @@ class AsyncioContext(Generic[OptionsT]):
             end = exc
         finally:
             self._end = end
+            self._pumping = False
             self._wake()
