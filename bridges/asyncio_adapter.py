@@ -31,10 +31,12 @@ Crossing the desk:
 * Commands: ``send_text``, ``flush`` and ``finish`` are queued in order and sent by one
   trio *writer* task per burst: a burst costs one crossing and waits for no answer, so the
   text goes out without a round trip per command.
-* Events: ``async for event in ctx`` is fed by one trio *pump* task per context that reads
-  ahead at most ``prefetch`` events into a deque; the consumer takes from the deque without
-  crossing and wakes the pump (one crossing) when the deque drained to half. The queue
-  between the worlds is therefore bounded; ``prefetch=0`` crosses once per event instead.
+* Events: no crossing, no task. ``async for event in ctx`` takes the events straight from
+  the trio context's own buffer (``Context.receive_nowait``: both worlds share this thread),
+  and the pool's receiver wakes a waiting consumer as it queues an event
+  (``Context.on_ready``). The buffer is the trio context's, bounded there (a consumer that
+  falls behind fails with ``SlowConsumer``); nothing is copied or held in between. A consumer
+  that finds many events queued yields to the other asyncio tasks every ``prefetch`` events.
 
 Example::
 
@@ -113,6 +115,13 @@ class _Engine:
         self._stop = trio.Event()
         self._ready: asyncio.Future[None] = loop.create_future()
         self._finished: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
+        #: Contexts whose consumer waits for an event: woken if the run ends first.
+        self.waiting: set[AsyncioContext[Any]] = set()
+
+    @property
+    def stopped(self) -> bool:
+        """The trio run has finished."""
+        return self._finished.done()
 
     # -- lifetime (asyncio side) -----------------------------------------------------------
 
@@ -168,6 +177,8 @@ class _Engine:
     def _guest_done(self, result: outcome.Outcome[None]) -> None:
         if not self._finished.done():
             self._finished.set_result(result)
+        for ctx in list(self.waiting):
+            ctx.wake()  # they find the run stopped: PoolClosed
 
     def _service_done(self, future: asyncio.Future[None]) -> None:
         if future.cancelled():
@@ -312,8 +323,8 @@ class AsyncioPool(Generic[OptionsT]):
         settings, defaults, quota, connection_quota, context_quota, transport_factory,
             telemetry and keyword settings: as :func:`trio_tts.open_pool` (checked here,
             before any I/O).
-        prefetch: events an :class:`AsyncioContext` reads ahead per crossing (0: one crossing
-            per event, no read-ahead).
+        prefetch: how many queued events an :class:`AsyncioContext`'s consumer takes in a
+            row before it lets the other asyncio tasks run (0: after every event).
 
     Raises:
         InvalidOptions: an unknown or out-of-range setting.
@@ -464,9 +475,9 @@ class AsyncioPool(Generic[OptionsT]):
         prefetch = self._prefetch
 
         async def open_bridged() -> AsyncioContext[OptionsT]:
-            # In trio: the pump starts with the context, so no later crossing starts it.
-            bridged = AsyncioContext(engine, await opening(), prefetch=prefetch)
-            bridged.start_pump()
+            ctx = await opening()
+            bridged = AsyncioContext(engine, ctx, prefetch=prefetch)
+            ctx.on_ready(bridged.wake)  # in trio, before any event can be missed
             return bridged
 
         return await engine.call(open_bridged, cleanup=_abandon)
@@ -561,12 +572,8 @@ class AsyncioContext(Generic[OptionsT]):
         self._engine = engine
         self._ctx = ctx
         self._prefetch = prefetch
-        self._events: collections.deque[_Event] = collections.deque()
-        self._end: BaseException | None = None  # what iteration raises once drained
+        self._taken = 0  # events taken since the consumer last let other tasks run
         self._waiters: list[asyncio.Future[None]] = []
-        self._pumping = False
-        self._pump_scope = trio.CancelScope()
-        self._room: trio.Event | None = None  # set by the consumer when the pump may go on
         # Commands (send_text, flush, finish) queued for trio in order; one writer task at a
         # time sends them, so a burst of commands costs one crossing and no round trip.
         self._outbox: collections.deque[Callable[[], Awaitable[None]]] = collections.deque()
@@ -594,12 +601,12 @@ class AsyncioContext(Generic[OptionsT]):
 
     @property
     def buffered(self) -> int:
-        """Events read ahead from trio that the consumer has not taken yet (read-only; at
-        most ``prefetch``, or 1 with ``prefetch=0``). For tests and monitoring."""
-        return len(self._events)
+        """Events the bridge itself holds: always 0 (they wait in the trio context's own
+        buffer, see ``trio_context.buffered_bytes``). For tests and monitoring."""
+        return 0
 
     def __repr__(self) -> str:
-        return f"<AsyncioContext {self._ctx!r} buffered={len(self._events)}>"
+        return f"<AsyncioContext {self._ctx!r}>"
 
     # -- commands --------------------------------------------------------------------------
 
@@ -644,14 +651,13 @@ class AsyncioContext(Generic[OptionsT]):
         """Leave the context (cancel it on the server unless it already closed). Never raises
         for the context's own failure; runs to completion even if the caller is cancelled."""
         self._finishing = True
-        if self._ctx.state in _ENDED and not (self._pumping or self._writing):
+        if self._ctx.state in _ENDED and not self._writing:
             return  # nothing left to do in trio: no crossing
         with contextlib.suppress(trio_tts.PoolClosed):
             await self._engine.call(self.leave, shield=True)
 
     async def leave(self) -> None:
-        """Trio side of :meth:`aclose`: stop the pump, leave the trio context."""
-        self._pump_scope.cancel()
+        """Trio side of :meth:`aclose`: leave the trio context."""
         await self._ctx.aclose()
 
     # -- the writer: commands in order, one crossing per burst --------------------------------
@@ -737,62 +743,36 @@ class AsyncioContext(Generic[OptionsT]):
         return self
 
     async def __anext__(self) -> _Event:
+        if self._taken >= self._prefetch:
+            # A burst of queued events: let the other tasks run between bursts (as trio's own
+            # iteration checkpoints), before taking the next one: a cancel here loses none.
+            self._taken = 0
+            await asyncio.sleep(0)
         while True:
-            if self._events:
-                event = self._events.popleft()
-                room = self._room
-                if room is not None and len(self._events) <= self._prefetch // 2:
-                    self._room = None
-                    self._engine.run_sync_soon(room.set)
+            try:
+                event = self._ctx.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            else:
+                self._taken += 1
                 return event
-            if self._end is not None:
-                raise self._end
-            if self._prefetch == 0:
-                # One crossing per event. The event lands in the deque, so a cancel that
-                # races with its delivery leaves it there for the next call.
-                await self._engine.call(self._pull)
-                continue
+            self._taken = 0
+            if self._engine.stopped:
+                raise trio_tts.PoolClosed("the trio engine stopped before the context finished")
             waiter: asyncio.Future[None] = self._engine.loop.create_future()
             self._waiters.append(waiter)
+            self._engine.waiting.add(self)
             try:
                 await waiter
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._engine.waiting.discard(self)
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Trio side (``Context.on_ready``): an event was queued or the context ended."""
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
         self._waiters.clear()
-
-    async def _pull(self) -> None:
-        self._events.append(await self._ctx.__anext__())
-
-    def start_pump(self) -> None:
-        """Trio side: start reading ahead (with ``prefetch`` > 0), in the engine's nursery."""
-        if self._prefetch > 0:
-            assert self._engine.nursery is not None
-            self._pumping = True
-            self._engine.nursery.start_soon(self._pump)
-
-    async def _pump(self) -> None:
-        """Trio side: read ahead at most ``prefetch`` events for the asyncio consumer."""
-        end: BaseException = StopAsyncIteration()
-        try:
-            with self._pump_scope:
-                async for event in self._ctx:
-                    self._events.append(event)
-                    self._wake()
-                    if len(self._events) >= self._prefetch:
-                        self._room = room = trio.Event()
-                        await room.wait()
-        except trio.Cancelled:
-            end = trio_tts.PoolClosed("the pool closed before the context finished")
-            raise
-        except Exception as exc:
-            end = exc
-        finally:
-            self._end = end
-            self._pumping = False
-            self._wake()

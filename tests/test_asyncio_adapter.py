@@ -182,35 +182,82 @@ def test_flushes_and_monotonic_word_timings(srv: ServerThread) -> None:
     run(main)
 
 
-def test_read_ahead_is_bounded_by_prefetch(srv: ServerThread) -> None:
-    """A consumer that stops reading leaves at most ``prefetch`` events in the bridge; the
-    rest wait in the trio context's own buffer, and nothing is lost."""
-    prefetch = 4
+def test_events_wait_in_the_trio_buffer_not_in_the_bridge(srv: ServerThread) -> None:
+    """A consumer that stops reading leaves every event in the trio context's own buffer
+    (bounded there): the bridge holds none, no task reads ahead, and nothing is lost."""
 
     async def main() -> None:
         # LONG is 3.2 MB of PCM: room for all of it in the trio context's own buffer.
         room = 8 * 2**20
-        async with AsyncioPool(
-            provider(srv), defaults=PCM, prefetch=prefetch, context_buffer_bytes=room
-        ) as pool:
+        async with AsyncioPool(provider(srv), defaults=PCM, context_buffer_bytes=room) as pool:
             ctx = await pool.open_context()
             async with ctx:
                 await ctx.send_text(LONG)
                 await ctx.finish()
-                first = await anext(ctx)  # starts the pump
+                first = await anext(ctx)
                 await ctx.close()  # every event of the utterance has reached trio
-                # The pump has gone as far as it may: every trio task waits.
                 await pool.run(trio.testing.wait_all_tasks_blocked)
-                held = ctx.buffered
-                # The pump stops when the bridge holds ``prefetch`` events; the one event
-                # taken may have come from a full bridge, which (still more than half full)
-                # gives the pump no room.
-                assert prefetch // 2 < held <= prefetch
-                assert ctx.trio_context.buffered_bytes > 0  # the rest waits in trio
+                assert ctx.buffered == 0
+                queued = ctx.trio_context.buffered_bytes
                 rest = [event async for event in ctx]
-            assert len(rest) > held  # the others waited in trio, not in the bridge
             audio = b"".join(e.data for e in [first, *rest] if isinstance(e, trio_tts.Audio))
             assert audio == tone_pcm(LONG, RATE)
+            assert queued == len(audio) - len(first.data)  # all but the first waited in trio
+
+    run(main)
+
+
+def test_a_slow_consumer_fails_in_trio_and_the_bridge_raises_it(srv: ServerThread) -> None:
+    """The trio context's bound applies to the asyncio consumer: one that does not read
+    fails with SlowConsumer after the events that fitted, and the slot comes back."""
+
+    async def main() -> None:
+        async with AsyncioPool(provider(srv), defaults=PCM, context_buffer_bytes=64000) as pool:
+            ctx = await pool.open_context()
+            async with ctx:
+                await ctx.send_text(LONG)
+                await ctx.finish()
+                await until(lambda: ctx.state is trio_tts.ContextState.FAILED)
+                got = 0
+                with pytest.raises(trio_tts.SlowConsumer):
+                    async for event in ctx:
+                        got += len(event.data) if isinstance(event, trio_tts.Audio) else 0
+                assert 0 < got <= 64000
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+
+    run(main)
+
+
+@pytest.mark.parametrize("burst", [0, 3])
+def test_a_consumer_lets_other_tasks_run_between_bursts(srv: ServerThread, burst: int) -> None:
+    """Events queued in trio are taken without waiting, but every ``prefetch`` events the
+    consumer yields to the loop: another task runs between bursts."""
+
+    async def main() -> None:
+        room = 8 * 2**20  # all of LONG fits in the trio context's buffer
+        async with AsyncioPool(
+            provider(srv), defaults=PCM, prefetch=burst, context_buffer_bytes=room
+        ) as pool:
+            ctx = await pool.open_context()
+            async with ctx:
+                await ctx.send_text(LONG)
+                await ctx.close()  # all of it is queued in trio before the first read
+                ticks = 0
+
+                async def ticker() -> None:
+                    nonlocal ticks
+                    while True:
+                        ticks += 1
+                        await asyncio.sleep(0)
+
+                task = asyncio.create_task(ticker())
+                await asyncio.sleep(0)
+                seen = [ticks async for _ in ctx]
+                task.cancel()
+            assert len(seen) > 10
+            # The other task ran at least once in every window of ``burst + 1`` events.
+            step = burst + 1
+            assert all(seen[i + step] > seen[i] for i in range(len(seen) - step))
 
     run(main)
 
