@@ -330,14 +330,14 @@ def instrument(driver: str) -> None:
         route(self, conn_id, event)
 
     pool.Pool.route = routing  # type: ignore[method-assign]
-    wake = asyncio_adapter.AsyncioContext._wake
+    name = "wake" if hasattr(asyncio_adapter.AsyncioContext, "wake") else "_wake"  # older
+    wake = getattr(asyncio_adapter.AsyncioContext, name)
 
     def waking(self: Any) -> None:
-        if self._events:
-            HOPS.mark(self.id, "event handed to asyncio (trio)")
+        HOPS.mark(self.id, "consumer woken (trio)")
         wake(self)
 
-    asyncio_adapter.AsyncioContext._wake = waking  # type: ignore[method-assign]
+    setattr(asyncio_adapter.AsyncioContext, name, waking)
     open_context = asyncio_adapter.AsyncioPool.open_context
 
     async def opening(self: Any, **kw: Any) -> Any:

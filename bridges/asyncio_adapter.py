@@ -55,6 +55,7 @@ import asyncio
 import collections
 import contextlib
 import sys
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -75,6 +76,8 @@ T = TypeVar("T")
 OptionsT = DefaultTypeVar("OptionsT", bound=trio_tts.Options, default=trio_tts.Options)
 _Event = trio_tts.Audio | trio_tts.FlushCompleted
 _NOTHING: Any = object()
+#: Seconds of trio batches one asyncio callback may run (see _Engine._ticks).
+_TICK_BUDGET = 0.002
 #: Commands an AsyncioContext queues before the next one waits for the writer.
 _OUTBOX = 64
 #: States in which leaving a context asks nothing of trio.
@@ -117,6 +120,8 @@ class _Engine:
         self._finished: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
         #: Contexts whose consumer waits for an event: woken if the run ends first.
         self.waiting: set[AsyncioContext[Any]] = set()
+        self._ticking = False
+        self._more_ticks: collections.deque[Callable[[], object]] = collections.deque()
 
     @property
     def stopped(self) -> bool:
@@ -166,13 +171,43 @@ class _Engine:
         else:
             trio.lowlevel.start_guest_run(
                 self._main,
-                run_sync_soon_threadsafe=self.loop.call_soon_threadsafe,
-                # A tick scheduled from a tick runs on this thread: no self-pipe write needed.
-                run_sync_soon_not_threadsafe=self.loop.call_soon,
+                run_sync_soon_threadsafe=self._soon_threadsafe,
+                run_sync_soon_not_threadsafe=self._soon,
                 done_callback=self._guest_done,
                 # asyncio and uvloop own signal.set_wakeup_fd; trio must not take it over.
                 host_uses_signal_set_wakeup_fd=True,
             )
+
+    # -- guest ticks: a few trio batches per asyncio callback ------------------------------
+
+    def _soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        self.loop.call_soon_threadsafe(self._ticks, fn)
+
+    def _soon(self, fn: Callable[[], object]) -> None:
+        if self._ticking:
+            self._more_ticks.append(fn)  # run by _ticks once the current one returns
+        else:
+            self.loop.call_soon(self._ticks, fn)
+
+    def _ticks(self, fn: Callable[[], object]) -> None:
+        """Run a guest tick and the ticks it schedules, up to ``_TICK_BUDGET`` seconds.
+
+        Each guest tick runs one batch of trio tasks; scheduled with ``call_soon`` each
+        batch would wait for a whole asyncio loop iteration, and a chain of them (a command
+        through the writer, the connection's sender and the socket: ~10 batches) for as many
+        iterations, each long when the loop is busy. Here the batches a tick leads to run in
+        the same callback, within the budget; the rest is scheduled as before."""
+        self._ticking = True
+        deadline = time.perf_counter() + _TICK_BUDGET
+        more = self._more_ticks
+        try:
+            fn()
+            while more and time.perf_counter() < deadline:
+                more.popleft()()
+        finally:
+            self._ticking = False
+            while more:
+                self.loop.call_soon(self._ticks, more.popleft())
 
     def _guest_done(self, result: outcome.Outcome[None]) -> None:
         if not self._finished.done():

@@ -283,6 +283,44 @@ def test_prewarm_update_options_statistics(srv: ServerThread) -> None:
     run(main)
 
 
+@pytest.mark.parametrize(("budget", "batches_per_callback"), [(60.0, "many"), (0.0, "one")])
+def test_trio_batches_run_in_one_asyncio_callback_within_the_budget(
+    srv: ServerThread, monkeypatch: pytest.MonkeyPatch, budget: float, batches_per_callback: str
+) -> None:
+    """A trio task that yields 20 times (20 batches of the guest run) finishes within one
+    asyncio callback when the tick budget allows, while another asyncio task waits; with no
+    budget every batch waits for its own turn of the loop, as with plain ``call_soon``."""
+    monkeypatch.setattr(asyncio_adapter, "_TICK_BUDGET", budget)
+
+    async def main() -> None:
+        async with AsyncioPool(provider(srv), defaults=PCM) as pool:
+            await pool.prewarm()
+            loop_turns = 0
+
+            async def ticker() -> None:
+                nonlocal loop_turns
+                while True:
+                    loop_turns += 1
+                    await asyncio.sleep(0)
+
+            async def yields() -> int:
+                for _ in range(20):
+                    await trio.lowlevel.checkpoint()
+                return loop_turns
+
+            task = asyncio.create_task(ticker())
+            await asyncio.sleep(0)
+            start = loop_turns
+            end = await pool.run(yields)
+            task.cancel()
+            if batches_per_callback == "many":
+                assert end - start <= 3  # the crossing in, the 20 batches, and out
+            else:
+                assert end - start >= 20
+
+    run(main)
+
+
 def test_two_pools_share_one_trio_run(srv: ServerThread) -> None:
     async def main() -> None:
         async with AsyncioPool(provider(srv), defaults=PCM) as a:
