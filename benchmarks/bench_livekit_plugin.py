@@ -224,8 +224,10 @@ class _Hops:
         if not self.on:
             return {}
         t0 = self.by_stream.pop(id(stream))
-        cid = getattr(stream, "_hop_context_id", None)
-        marks = self.first.pop(cid, {}) if cid is not None else {}
+        marks: dict[str, float] = {}
+        for key in (getattr(stream, "_hop_context_id", None), *_bridge_keys(stream)):
+            if key is not None:
+                marks.update(self.first.pop(key, {}))
         out = {hop: t - t0 for hop, t in marks.items()}
         if turn.first is not None:
             out["frame out of the stream"] = turn.first - t0
@@ -233,6 +235,19 @@ class _Hops:
 
 
 HOPS = _Hops()
+
+
+def _key(actx: Any) -> str:
+    """An AsyncioContext's hop key: its trio id once open, else one of its own."""
+    ctx = getattr(actx, "_ctx", actx)
+    return str(ctx.id) if ctx is not None else f"bridge-{id(actx)}"
+
+
+def _bridge_keys(stream: Any) -> list[str | None]:
+    actx = getattr(stream, "_hop_bridge", None)
+    if actx is None:
+        return []
+    return [f"bridge-{id(actx)}", _key(actx)]
 
 
 def instrument(driver: str) -> None:
@@ -334,7 +349,7 @@ def instrument(driver: str) -> None:
     wake = getattr(asyncio_adapter.AsyncioContext, name)
 
     def waking(self: Any) -> None:
-        HOPS.mark(self.id, "consumer woken (trio)")
+        HOPS.mark(_key(self), "consumer woken (trio)")
         wake(self)
 
     setattr(asyncio_adapter.AsyncioContext, name, waking)
@@ -347,11 +362,20 @@ def instrument(driver: str) -> None:
         return ctx
 
     asyncio_adapter.AsyncioPool.open_context = opening  # type: ignore[method-assign]
+    start_context = getattr(asyncio_adapter.AsyncioPool, "start_context", None)
+    if start_context is not None:
+
+        def starting(self: Any, **kw: Any) -> Any:
+            ctx = start_context(self, **kw)
+            _CURRENT_STREAM.get()._hop_bridge = ctx
+            return ctx
+
+        asyncio_adapter.AsyncioPool.start_context = starting
     anext_ = asyncio_adapter.AsyncioContext.__anext__
 
     async def anext_marked(self: Any) -> Any:
         event = await anext_(self)
-        HOPS.mark(self.id, "event taken (asyncio)")
+        HOPS.mark(_key(self), "event taken (asyncio)")
         return event
 
     asyncio_adapter.AsyncioContext.__anext__ = anext_marked  # type: ignore[method-assign]
@@ -366,7 +390,7 @@ def instrument(driver: str) -> None:
         method = getattr(asyncio_adapter.AsyncioContext, name)
 
         async def marked(self: Any, *a: Any, _m: Any = method, _h: str = hop, **k: Any) -> Any:
-            HOPS.mark(self.id, _h)
+            HOPS.mark(_key(self), _h)
             return await _m(self, *a, **k)
 
         setattr(asyncio_adapter.AsyncioContext, name, marked)

@@ -80,6 +80,18 @@ _NOTHING: Any = object()
 _TICK_BUDGET = 0.002
 #: Commands an AsyncioContext queues before the next one waits for the writer.
 _OUTBOX = 64
+_FAILED = trio_tts.ContextState.FAILED
+_Command = Callable[[trio_tts.Context[Any]], Awaitable[None]]
+
+
+async def _flush(ctx: trio_tts.Context[Any]) -> None:
+    await ctx.flush()
+
+
+async def _finish(ctx: trio_tts.Context[Any]) -> None:
+    await ctx.finish()
+
+
 #: States in which leaving a context asks nothing of trio.
 _ENDED = frozenset({trio_tts.ContextState.CLOSED, trio_tts.ContextState.FAILED})
 
@@ -517,6 +529,34 @@ class AsyncioPool(Generic[OptionsT]):
 
         return await engine.call(open_bridged, cleanup=_abandon)
 
+    def start_context(
+        self,
+        *,
+        timeout: float | None = None,  # a wait deadline, as in trio_tts
+        options: OptionsT | None = None,
+        **overrides: Any,
+    ) -> AsyncioContext[OptionsT]:
+        """:meth:`open_context` without waiting: the context is returned at once and opens
+        in trio (one crossing); commands queue meanwhile and go out as soon as it is open, so
+        the text waits for no answer at all.
+
+        What the opening meets (``CapacityTimeout``, ``HandshakeRejected``, ``PoolClosed``,
+        ...) is raised by iteration and by the next command; :attr:`AsyncioContext.id` and
+        ``trio_context`` raise ``RuntimeError`` until it is open. Leaving it (``aclose``)
+        while it waits for a slot withdraws it from the pool's queue.
+
+        Raises:
+            InvalidOptions: bad ``overrides`` (checked here, before anything is sent).
+            PoolClosed: the pool is not open.
+        """
+        engine, pool = self._require()
+        base = options if options is not None else pool.defaults
+        opts = base.replace(**overrides) if overrides else base
+        opening = _in_callers_trace(partial(pool.open_context, timeout=timeout, options=opts))
+        ctx = AsyncioContext(engine, None, prefetch=self._prefetch, options=opts)
+        ctx.start_opening(opening)
+        return ctx
+
     async def prewarm(self, n: int | None = None) -> int:
         """:meth:`trio_tts.Pool.prewarm` from asyncio."""
         engine, pool = self._require()
@@ -603,35 +643,67 @@ class AsyncioContext(Generic[OptionsT]):
     the server confirms. Cancelling a task that only waits for the next event loses no event.
     """
 
-    def __init__(self, engine: _Engine, ctx: trio_tts.Context[OptionsT], *, prefetch: int) -> None:
+    def __init__(
+        self,
+        engine: _Engine,
+        ctx: trio_tts.Context[OptionsT] | None,
+        *,
+        prefetch: int,
+        options: OptionsT | None = None,
+    ) -> None:
         self._engine = engine
-        self._ctx = ctx
+        self._ctx = ctx  # None while it opens (AsyncioPool.start_context)
+        self._options = ctx.options if ctx is not None else options
+        self._open_error: BaseException | None = None  # why it never opened
+        self._open_scope = trio.CancelScope()
+        self._left = False  # aclose()/cancel() called
         self._prefetch = prefetch
         self._taken = 0  # events taken since the consumer last let other tasks run
         self._waiters: list[asyncio.Future[None]] = []
         # Commands (send_text, flush, finish) queued for trio in order; one writer task at a
         # time sends them, so a burst of commands costs one crossing and no round trip.
-        self._outbox: collections.deque[Callable[[], Awaitable[None]]] = collections.deque()
-        self._writing = False
+        self._outbox: collections.deque[_Command] = collections.deque()
+        self._writing = ctx is None  # the task that opens it sends what was queued meanwhile
         self._write_error: BaseException | None = None  # raised by the next command
         self._finishing = False  # finish() or close() queued: no more text
         self._drained: list[asyncio.Future[None]] = []  # waiters for the writer to stop
 
     @property
     def id(self) -> str:
-        return self._ctx.id
+        """The context's id (the pool's).
+
+        Raises:
+            RuntimeError: it is still opening (:meth:`AsyncioPool.start_context`).
+        """
+        return self._opened().id
 
     @property
     def options(self) -> OptionsT:
-        return self._ctx.options
+        assert self._options is not None
+        return self._options
 
     @property
     def state(self) -> trio_tts.ContextState:
-        return self._ctx.state
+        """The trio context's state; while it opens: ``OPEN`` (it takes text), ``FAILED``
+        if the opening failed, ``ABANDONED`` if it was left first."""
+        if self._ctx is not None:
+            return self._ctx.state
+        if self._left:
+            return trio_tts.ContextState.ABANDONED
+        return trio_tts.ContextState.OPEN if self._open_error is None else _FAILED
 
     @property
     def trio_context(self) -> trio_tts.Context[OptionsT]:
-        """The trio object; touch it only from trio code."""
+        """The trio object; touch it only from trio code.
+
+        Raises:
+            RuntimeError: it is still opening.
+        """
+        return self._opened()
+
+    def _opened(self) -> trio_tts.Context[OptionsT]:
+        if self._ctx is None:
+            raise RuntimeError("the context is still opening (or never opened)")
         return self._ctx
 
     @property
@@ -641,7 +713,7 @@ class AsyncioContext(Generic[OptionsT]):
         return 0
 
     def __repr__(self) -> str:
-        return f"<AsyncioContext {self._ctx!r}>"
+        return f"<AsyncioContext {self._ctx if self._ctx is not None else self.state.value}>"
 
     # -- commands --------------------------------------------------------------------------
 
@@ -661,51 +733,121 @@ class AsyncioContext(Generic[OptionsT]):
         """
         if not isinstance(text, str):
             raise trio_tts.InvalidOptions(f"text: expected str, got {type(text).__name__}")
-        await self._post(partial(self._ctx.send_text, text, flush=flush))
+        await self._post(lambda ctx: ctx.send_text(text, flush=flush))
 
     async def flush(self) -> None:
         """:meth:`trio_tts.Context.flush`, queued as :meth:`send_text` is."""
-        await self._post(self._ctx.flush)
+        await self._post(_flush)
 
     async def finish(self) -> None:
         """:meth:`trio_tts.Context.finish`, queued as :meth:`send_text` is."""
-        await self._post(self._ctx.finish, last=True)
+        await self._post(_finish, last=True)
 
     async def close(self) -> None:
         """``finish()`` and wait until the server confirmed the close."""
         self._finishing = True
         await self._drain()
+        if self._ctx is None:
+            raise self._write_error or trio_tts.PoolClosed("the context never opened")
         await self._engine.call(self._ctx.close)
 
     async def cancel(self) -> None:
         """Stop the utterance: iteration ends, the rest of its audio is dropped."""
         self._finishing = True
+        if self._ctx is None:
+            self._leave_opening()
+            return
         await self._engine.call(self.leave, shield=True)
 
     async def aclose(self) -> None:
         """Leave the context (cancel it on the server unless it already closed). Never raises
         for the context's own failure; runs to completion even if the caller is cancelled."""
         self._finishing = True
+        if self._ctx is None:
+            self._leave_opening()  # the opening task leaves it, or withdraws from the queue
+            return
         if self._ctx.state in _ENDED and not self._writing:
             return  # nothing left to do in trio: no crossing
         with contextlib.suppress(trio_tts.PoolClosed):
             await self._engine.call(self.leave, shield=True)
 
+    def _leave_opening(self) -> None:
+        if self._left or self._open_error is not None:
+            return
+        self._left = True
+        self.wake()  # a consumer waiting for the opening: iteration ends
+        with contextlib.suppress(trio_tts.PoolClosed):
+            self._engine.run_sync_soon(self._open_scope.cancel)
+
+    # -- opening without waiting (AsyncioPool.start_context) -------------------------------
+
+    def start_opening(self, opening: Callable[[], Awaitable[trio_tts.Context[OptionsT]]]) -> None:
+        """Asyncio side: open the context in a trio task (one crossing), which then sends
+        the commands queued meanwhile.
+
+        Raises:
+            PoolClosed: the engine has stopped.
+        """
+
+        def spawn() -> None:
+            try:
+                assert self._engine.nursery is not None
+                self._engine.nursery.start_soon(self._open_then_write, opening)
+            except RuntimeError:  # the nursery closed: the engine is stopping
+                self._opening_failed(trio_tts.PoolClosed("the trio engine has stopped"))
+
+        self._engine.run_sync_soon(spawn)
+
+    async def _open_then_write(
+        self, opening: Callable[[], Awaitable[trio_tts.Context[OptionsT]]]
+    ) -> None:
+        ctx: trio_tts.Context[OptionsT] | None = None
+        try:
+            with self._open_scope:  # cancelled by aclose() while waiting for a slot
+                ctx = await opening()
+        except trio.Cancelled:
+            self._opening_failed(trio_tts.PoolClosed("the pool closed before the context opened"))
+            raise
+        except Exception as exc:
+            self._opening_failed(exc)
+            return
+        if ctx is None:  # left while waiting for a slot: the pool withdrew it
+            self._opening_failed(trio.ClosedResourceError("the context was left"))
+            return
+        self._ctx = ctx
+        ctx.on_ready(self.wake)
+        self.wake()
+        if self._left:  # left just as it opened
+            self._outbox.clear()
+            self._writer_stopped(None)
+            await ctx.aclose()
+            return
+        await self._write()
+
+    def _opening_failed(self, error: BaseException) -> None:
+        if not self._left:
+            self._open_error = error
+        self._writer_stopped(error)
+        self.wake()
+
     async def leave(self) -> None:
         """Trio side of :meth:`aclose`: leave the trio context."""
-        await self._ctx.aclose()
+        await self._opened().aclose()
 
     # -- the writer: commands in order, one crossing per burst --------------------------------
 
-    async def _post(self, command: Callable[[], Awaitable[None]], *, last: bool = False) -> None:
+    async def _post(self, command: _Command, *, last: bool = False) -> None:
         if self._write_error is not None:
             raise self._write_error
         if len(self._outbox) >= _OUTBOX:
             await self._drain()
-        if self._finishing or self._ctx.state is not trio_tts.ContextState.OPEN:
+        if self._finishing or self.state is not trio_tts.ContextState.OPEN:
             # Finished, failed or left: once what is queued went out, trio raises its error.
             await self._drain()
-            await self._engine.call(command)
+            if self._write_error is not None:
+                raise self._write_error
+            ctx = self._opened()
+            await self._engine.call(partial(command, ctx))
             return
         self._outbox.append(command)
         self._finishing = last
@@ -727,10 +869,11 @@ class AsyncioContext(Generic[OptionsT]):
 
     async def _write(self) -> None:
         outbox = self._outbox
+        ctx = self._opened()
         error: BaseException | None = None
         try:
             while outbox:
-                await outbox[0]()
+                await outbox[0](ctx)
                 outbox.popleft()
         except trio.Cancelled:
             error = trio_tts.PoolClosed("the pool closed before the command was sent")
@@ -784,13 +927,19 @@ class AsyncioContext(Generic[OptionsT]):
             self._taken = 0
             await asyncio.sleep(0)
         while True:
-            try:
-                event = self._ctx.receive_nowait()
-            except trio.WouldBlock:
-                pass
-            else:
-                self._taken += 1
-                return event
+            ctx = self._ctx
+            if ctx is not None:
+                try:
+                    event = ctx.receive_nowait()
+                except trio.WouldBlock:
+                    pass
+                else:
+                    self._taken += 1
+                    return event
+            elif self._open_error is not None:
+                raise self._open_error
+            elif self._left:
+                raise StopAsyncIteration
             self._taken = 0
             if self._engine.stopped:
                 raise trio_tts.PoolClosed("the trio engine stopped before the context finished")

@@ -507,7 +507,9 @@ class SynthesizeStream(PooledSynthesizeStream):
             with api_errors(to_api_error, "Inworld stream failed"):
                 pool = await self._tts.pool()
                 timeout = self._conn_options.timeout
-                ctx = await pool.open_context(options=self._opts, timeout=timeout)
+                # Opens in trio while the text queues: nothing waits for an answer before
+                # the text goes out; a failed opening is raised by the speaker's iteration.
+                ctx = pool.start_context(options=self._opts, timeout=timeout)
                 async with ctx:
                     if self._opts.auto_mode_strategy == "SENTENCE_BOUNDARY":
                         tasks = [asyncio.create_task(forward(ctx))]

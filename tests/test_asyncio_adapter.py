@@ -262,6 +262,108 @@ def test_a_consumer_lets_other_tasks_run_between_bursts(srv: ServerThread, burst
     run(main)
 
 
+# -- commands and start_context -------------------------------------------------------------
+
+
+def test_commands_are_queued_in_order_without_waiting_for_trio(srv: ServerThread) -> None:
+    """send_text, flush and finish return before trio ran any of them (no round trip), go
+    out in order, and a command after finish() is refused at once."""
+
+    async def main() -> None:
+        first, second = "First part here.", "Second part there."
+        async with AsyncioPool(provider(srv), defaults=PCM) as pool:
+            ctx = await pool.open_context()
+            async with ctx:
+                await ctx.send_text(first)
+                await ctx.flush()
+                await ctx.send_text(second)
+                await ctx.finish()
+                # Nothing crossed yet: trio has not even seen the close.
+                assert ctx.trio_context.state is trio_tts.ContextState.OPEN
+                with pytest.raises(trio.ClosedResourceError):
+                    await ctx.send_text("too late")
+                with pytest.raises(trio_tts.InvalidOptions, match="text"):
+                    await ctx.send_text(b"bytes")  # type: ignore[arg-type]
+                events = [event async for event in ctx]
+            audio = b"".join(e.data for e in events if isinstance(e, trio_tts.Audio))
+            assert audio == tone_pcm(first, RATE) + tone_pcm(second, RATE)
+            assert sum(isinstance(e, trio_tts.FlushCompleted) for e in events) == 1
+
+    run(main)
+
+
+def test_start_context_takes_text_before_it_is_open(srv: ServerThread) -> None:
+    """start_context returns before trio opened anything; the text queued meanwhile goes
+    out once it is open, and the audio is the text's."""
+
+    async def main() -> None:
+        async with AsyncioPool(provider(srv), defaults=PCM) as pool:
+            ctx = pool.start_context()
+            with pytest.raises(RuntimeError, match="opening"):
+                _ = ctx.id  # trio has not run: not open yet
+            assert ctx.state is trio_tts.ContextState.OPEN and ctx.options == PCM
+            async with ctx:
+                await ctx.send_text(TEXT)
+                await ctx.finish()
+                events = [event async for event in ctx]
+                assert ctx.state is trio_tts.ContextState.CLOSED
+            audio = b"".join(e.data for e in events if isinstance(e, trio_tts.Audio))
+            assert audio == tone_pcm(TEXT, RATE)
+            with pytest.raises(trio_tts.InvalidOptions):
+                pool.start_context(sample_rate=-1)  # refused before anything crosses
+
+    run(main)
+
+
+def test_start_context_failure_is_raised_by_iteration_and_commands(srv: ServerThread) -> None:
+    """A context that cannot open (no slot within its timeout) raises CapacityTimeout from
+    iteration and from the next command; nothing leaks."""
+
+    async def main() -> None:
+        async with AsyncioPool(
+            provider(srv), defaults=PCM, max_connections=1, contexts_per_connection=1
+        ) as pool:
+            holder = await pool.open_context()
+            ctx = pool.start_context(timeout=0.05)
+            await ctx.send_text(TEXT)  # queued: the failure is not known yet
+            with pytest.raises(trio_tts.CapacityTimeout):
+                await anext(ctx)
+            assert ctx.state is trio_tts.ContextState.FAILED
+            with pytest.raises(trio_tts.CapacityTimeout):
+                await ctx.send_text(TEXT)
+            await ctx.aclose()
+            await holder.aclose()
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+            assert (await turn(pool, TEXT))[0] == tone_pcm(TEXT, RATE)
+
+    run(main)
+
+
+def test_leaving_a_started_context_before_it_opens_frees_its_place(srv: ServerThread) -> None:
+    """aclose() of a context still waiting for a slot withdraws it: iteration ends, the
+    server never sees it, and the slot serves the next caller."""
+
+    async def main() -> None:
+        async with AsyncioPool(
+            provider(srv), defaults=PCM, max_connections=1, contexts_per_connection=1
+        ) as pool:
+            holder = await pool.open_context()
+            ctx = pool.start_context()
+            await ctx.send_text(TEXT)
+            await until(lambda: pool.statistics().waiting == 1)
+            await ctx.aclose()
+            assert ctx.state is trio_tts.ContextState.ABANDONED
+            with pytest.raises(StopAsyncIteration):
+                await anext(ctx)
+            await until(lambda: pool.statistics().waiting == 0)
+            await holder.aclose()
+            assert (await turn(pool, TEXT))[0] == tone_pcm(TEXT, RATE)
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+        assert srv.stats().contexts_created == 2  # the holder and the last turn only
+
+    run(main)
+
+
 # -- pool API ------------------------------------------------------------------------------
 
 
