@@ -29,12 +29,13 @@ contexts the server refuses some with "Max contexts limit reached", as Inworld d
 turns count as failed (``max_retry=0``: no retry hides them) and TTFA is over the turns that
 succeeded.
 
-``--drivers`` also takes ``ours@PATH``: ``bridges.livekit`` and ``trio_tts`` imported from the
-source tree at ``PATH`` (e.g. ``git archive main | tar -x -C /tmp/base``), for a before/after
-comparison in the same run. ``--hops`` adds, per driver run, the median time from the first
-``push_text`` to each hop on the way to the first frame (the text leaving the process, the
-first audio frame read from the socket, handed to the bridge, out of the stream); it
-instruments the hot path, so its CPU numbers are not comparable.
+``--drivers`` also takes ``ours@PATH`` (or ``NAME=ours@PATH``, shown as ``NAME``):
+``bridges.livekit`` and ``trio_tts`` imported from the source tree at ``PATH`` (e.g. ``git
+archive main | tar -x -C /tmp/base``), for a before/after comparison in the same run.
+``--hops`` adds, per driver run, the median time from the first ``push_text`` to each hop on
+the way to the first frame (the text leaving the process, the first audio frame read from
+the socket, handed to the bridge, out of the stream); it instruments the hot path, so its CPU
+numbers are not comparable.
 """
 
 from __future__ import annotations
@@ -436,14 +437,16 @@ def expected_turns(path: str, concurrency: int, seconds: float) -> None:
 
 def run_one(
     server: Any,
-    label: str,
+    name: str,
     scenario: str,
     conc: int,
     rep: int,
     expected: str,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    driver, _, source = label.partition("@")
+    label, _, spec = name.rpartition("=")  # "before=ours@PATH": shown as "before"
+    label = label or spec
+    driver, _, source = spec.partition("@")
     warmup, window = WINDOWS[scenario]
     window = args.window_s or window
     cmd = [
