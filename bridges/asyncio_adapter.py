@@ -225,7 +225,7 @@ class _Engine:
         if not self._finished.done():
             self._finished.set_result(result)
         for ctx in list(self.waiting):
-            ctx.wake()  # they find the run stopped: PoolClosed
+            ctx.run_stopped()  # they find the run stopped: PoolClosed
 
     def _service_done(self, future: asyncio.Future[None]) -> None:
         if future.cancelled():
@@ -839,16 +839,18 @@ class AsyncioContext(Generic[OptionsT]):
     async def _post(self, command: _Command, *, last: bool = False) -> None:
         if self._write_error is not None:
             raise self._write_error
+        state = self.state
+        if self._finishing and state is trio_tts.ContextState.OPEN:
+            # finish() is queued (trio will say "finishing"), or it was left while opening.
+            raise trio.ClosedResourceError("context is finishing")
+        if state is not trio_tts.ContextState.OPEN:
+            # Failed, closed or left: trio raises its error at once, whatever is queued.
+            if self._ctx is None:  # it never opened
+                raise self._open_error or trio.ClosedResourceError("context is abandoned")
+            await self._engine.call(partial(command, self._ctx))
+            return
         if len(self._outbox) >= _OUTBOX:
             await self._drain()
-        if self._finishing or self.state is not trio_tts.ContextState.OPEN:
-            # Finished, failed or left: once what is queued went out, trio raises its error.
-            await self._drain()
-            if self._write_error is not None:
-                raise self._write_error
-            ctx = self._opened()
-            await self._engine.call(partial(command, ctx))
-            return
         self._outbox.append(command)
         self._finishing = last
         if not self._writing:
@@ -894,15 +896,19 @@ class AsyncioContext(Generic[OptionsT]):
         self._drained.clear()
 
     async def _drain(self) -> None:
-        """Wait until the writer has sent everything queued (or stopped on an error)."""
-        while self._writing:
+        """Wait until the writer has sent everything queued (or stopped on an error), or the
+        trio run has ended."""
+        while self._writing and not self._engine.stopped:
             waiter: asyncio.Future[None] = self._engine.loop.create_future()
             self._drained.append(waiter)
+            self._engine.waiting.add(self)
             try:
                 await waiter
             finally:
                 with contextlib.suppress(ValueError):
                     self._drained.remove(waiter)
+                if not self._waiters and not self._drained:
+                    self._engine.waiting.discard(self)
 
     async def __aenter__(self) -> Self:
         return self
@@ -951,8 +957,13 @@ class AsyncioContext(Generic[OptionsT]):
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
-                if not self._waiters:
+                if not self._waiters and not self._drained:
                     self._engine.waiting.discard(self)
+
+    def run_stopped(self) -> None:
+        """The trio run ended: whoever waits here looks again (and raises PoolClosed)."""
+        self._writer_stopped(None)
+        self.wake()
 
     def wake(self) -> None:
         """Trio side (``Context.on_ready``): an event was queued or the context ended."""

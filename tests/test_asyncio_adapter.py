@@ -355,6 +355,8 @@ def test_leaving_a_started_context_before_it_opens_frees_its_place(srv: ServerTh
             assert ctx.state is trio_tts.ContextState.ABANDONED
             with pytest.raises(StopAsyncIteration):
                 await anext(ctx)
+            with pytest.raises(trio.ClosedResourceError):
+                await ctx.send_text(TEXT)
             await until(lambda: pool.statistics().waiting == 0)
             await holder.aclose()
             assert (await turn(pool, TEXT))[0] == tone_pcm(TEXT, RATE)
