@@ -42,14 +42,27 @@ class SharedPool(Generic[H]):
     it out of the registry."""
 
     def __init__(
-        self, key: str, pool: AsyncioPool, http: H, registry: dict[str, SharedPool[Any]]
+        self,
+        key: str,
+        pool: AsyncioPool,
+        http: Callable[[], H],
+        registry: dict[str, SharedPool[Any]],
     ) -> None:
         self.key = key
         self.pool = pool
-        self.http = http
+        self._make_http = http
+        self._http: list[H] = []  # made on first use: streaming never needs it
         self.users = 0
         self._registry = registry  # the pools of the loop this one belongs to
         self._opening: asyncio.Task[None] | None = None
+
+    @property
+    def http(self) -> H:
+        """The HTTP client (None: the provider has none), made on first use: a stream
+        never needs its TLS context or its imports."""
+        if not self._http:
+            self._http.append(self._make_http())
+        return self._http[0]
 
     @property
     def is_open(self) -> bool:
@@ -95,8 +108,9 @@ class SharedPool(Generic[H]):
         if opening is not None:
             with contextlib.suppress(Exception):
                 await opening
-                if self.http is not None:
-                    await self.pool.run(self.http.aclose)
+                http = self._http[0] if self._http else None
+                if http is not None:
+                    await self.pool.run(http.aclose)
             await self.pool.aclose()
 
 
@@ -165,6 +179,6 @@ def shared_pool(
     shared = pools.get(key)
     if shared is None:
         pool = AsyncioPool(provider(), prefetch=prefetch, **settings)
-        shared = pools[key] = SharedPool(key, pool, http(), pools)
+        shared = pools[key] = SharedPool(key, pool, http, pools)
     shared.users += 1
     return shared

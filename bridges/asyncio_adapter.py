@@ -28,10 +28,15 @@ Crossing the desk:
 * Tracing: ``open_context`` carries the caller's OpenTelemetry context across, so the
   asyncio task's current span is the parent of the context's ``tts.context`` span, as it is
   in trio (:func:`_in_callers_trace`; nothing happens unless OpenTelemetry is imported).
-* Events: ``async for event in ctx`` is fed by one trio *pump* task per context that reads
-  ahead at most ``prefetch`` events into a deque; the consumer takes from the deque without
-  crossing and wakes the pump (one crossing) when the deque drained to half. The queue
-  between the worlds is therefore bounded; ``prefetch=0`` crosses once per event instead.
+* Commands: ``send_text``, ``flush`` and ``finish`` are queued in order and sent by one
+  trio *writer* task per burst: a burst costs one crossing and waits for no answer, so the
+  text goes out without a round trip per command.
+* Events: no crossing, no task. ``async for event in ctx`` takes the events straight from
+  the trio context's own buffer (``Context.receive_nowait``: both worlds share this thread),
+  and the pool's receiver wakes a waiting consumer as it queues an event
+  (``Context.on_ready``). The buffer is the trio context's, bounded there (a consumer that
+  falls behind fails with ``SlowConsumer``); nothing is copied or held in between. A consumer
+  that finds many events queued yields to the other asyncio tasks every ``prefetch`` events.
 
 Example::
 
@@ -50,6 +55,7 @@ import asyncio
 import collections
 import contextlib
 import sys
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -70,6 +76,24 @@ T = TypeVar("T")
 OptionsT = DefaultTypeVar("OptionsT", bound=trio_tts.Options, default=trio_tts.Options)
 _Event = trio_tts.Audio | trio_tts.FlushCompleted
 _NOTHING: Any = object()
+#: Seconds of trio batches one asyncio callback may run (see _Engine._ticks).
+_TICK_BUDGET = 0.002
+#: Commands an AsyncioContext queues before the next one waits for the writer.
+_OUTBOX = 64
+_FAILED = trio_tts.ContextState.FAILED
+_Command = Callable[[trio_tts.Context[Any]], Awaitable[None]]
+
+
+async def _flush(ctx: trio_tts.Context[Any]) -> None:
+    await ctx.flush()
+
+
+async def _finish(ctx: trio_tts.Context[Any]) -> None:
+    await ctx.finish()
+
+
+#: States in which leaving a context asks nothing of trio.
+_ENDED = frozenset({trio_tts.ContextState.CLOSED, trio_tts.ContextState.FAILED})
 
 
 class _Call(Generic[T]):
@@ -106,6 +130,15 @@ class _Engine:
         self._stop = trio.Event()
         self._ready: asyncio.Future[None] = loop.create_future()
         self._finished: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
+        #: Contexts whose consumer waits for an event: woken if the run ends first.
+        self.waiting: set[AsyncioContext[Any]] = set()
+        self._ticking = False
+        self._more_ticks: collections.deque[Callable[[], object]] = collections.deque()
+
+    @property
+    def stopped(self) -> bool:
+        """The trio run has finished."""
+        return self._finished.done()
 
     # -- lifetime (asyncio side) -----------------------------------------------------------
 
@@ -150,15 +183,49 @@ class _Engine:
         else:
             trio.lowlevel.start_guest_run(
                 self._main,
-                run_sync_soon_threadsafe=self.loop.call_soon_threadsafe,
+                run_sync_soon_threadsafe=self._soon_threadsafe,
+                run_sync_soon_not_threadsafe=self._soon,
                 done_callback=self._guest_done,
                 # asyncio and uvloop own signal.set_wakeup_fd; trio must not take it over.
                 host_uses_signal_set_wakeup_fd=True,
             )
 
+    # -- guest ticks: a few trio batches per asyncio callback ------------------------------
+
+    def _soon_threadsafe(self, fn: Callable[[], object]) -> None:
+        self.loop.call_soon_threadsafe(self._ticks, fn)
+
+    def _soon(self, fn: Callable[[], object]) -> None:
+        if self._ticking:
+            self._more_ticks.append(fn)  # run by _ticks once the current one returns
+        else:
+            self.loop.call_soon(self._ticks, fn)
+
+    def _ticks(self, fn: Callable[[], object]) -> None:
+        """Run a guest tick and the ticks it schedules, up to ``_TICK_BUDGET`` seconds.
+
+        Each guest tick runs one batch of trio tasks; scheduled with ``call_soon`` each
+        batch would wait for a whole asyncio loop iteration, and a chain of them (a command
+        through the writer, the connection's sender and the socket: ~10 batches) for as many
+        iterations, each long when the loop is busy. Here the batches a tick leads to run in
+        the same callback, within the budget; the rest is scheduled as before."""
+        self._ticking = True
+        deadline = time.perf_counter() + _TICK_BUDGET
+        more = self._more_ticks
+        try:
+            fn()
+            while more and time.perf_counter() < deadline:
+                more.popleft()()
+        finally:
+            self._ticking = False
+            while more:
+                self.loop.call_soon(self._ticks, more.popleft())
+
     def _guest_done(self, result: outcome.Outcome[None]) -> None:
         if not self._finished.done():
             self._finished.set_result(result)
+        for ctx in list(self.waiting):
+            ctx.run_stopped()  # they find the run stopped: PoolClosed
 
     def _service_done(self, future: asyncio.Future[None]) -> None:
         if future.cancelled():
@@ -303,8 +370,8 @@ class AsyncioPool(Generic[OptionsT]):
         settings, defaults, quota, connection_quota, context_quota, transport_factory,
             telemetry and keyword settings: as :func:`trio_tts.open_pool` (checked here,
             before any I/O).
-        prefetch: events an :class:`AsyncioContext` reads ahead per crossing (0: one crossing
-            per event, no read-ahead).
+        prefetch: how many queued events an :class:`AsyncioContext`'s consumer takes in a
+            row before it lets the other asyncio tasks run (0: after every event).
 
     Raises:
         InvalidOptions: an unknown or out-of-range setting.
@@ -449,9 +516,46 @@ class AsyncioPool(Generic[OptionsT]):
         Cancelling the caller while it waits for a slot withdraws it from the pool's queue.
         """
         engine, pool = self._require()
-        opening = partial(pool.open_context, timeout=timeout, options=options, **overrides)
-        ctx = await engine.call(_in_callers_trace(opening), cleanup=_abandon)
-        return AsyncioContext(engine, ctx, prefetch=self._prefetch)
+        opening = _in_callers_trace(
+            partial(pool.open_context, timeout=timeout, options=options, **overrides)
+        )
+        prefetch = self._prefetch
+
+        async def open_bridged() -> AsyncioContext[OptionsT]:
+            ctx = await opening()
+            bridged = AsyncioContext(engine, ctx, prefetch=prefetch)
+            ctx.on_ready(bridged.wake)  # in trio, before any event can be missed
+            return bridged
+
+        return await engine.call(open_bridged, cleanup=_abandon)
+
+    def start_context(
+        self,
+        *,
+        timeout: float | None = None,  # a wait deadline, as in trio_tts
+        options: OptionsT | None = None,
+        **overrides: Any,
+    ) -> AsyncioContext[OptionsT]:
+        """:meth:`open_context` without waiting: the context is returned at once and opens
+        in trio (one crossing); commands queue meanwhile and go out as soon as it is open, so
+        the text waits for no answer at all.
+
+        What the opening meets (``CapacityTimeout``, ``HandshakeRejected``, ``PoolClosed``,
+        ...) is raised by iteration and by the next command; :attr:`AsyncioContext.id` and
+        ``trio_context`` raise ``RuntimeError`` until it is open. Leaving it (``aclose``)
+        while it waits for a slot withdraws it from the pool's queue.
+
+        Raises:
+            InvalidOptions: bad ``overrides`` (checked here, before anything is sent).
+            PoolClosed: the pool is not open.
+        """
+        engine, pool = self._require()
+        base = options if options is not None else pool.defaults
+        opts = base.replace(**overrides) if overrides else base
+        opening = _in_callers_trace(partial(pool.open_context, timeout=timeout, options=opts))
+        ctx = AsyncioContext(engine, None, prefetch=self._prefetch, options=opts)
+        ctx.start_opening(opening)
+        return ctx
 
     async def prewarm(self, n: int | None = None, *, options: OptionsT | None = None) -> int:
         """:meth:`trio_tts.Pool.prewarm` from asyncio."""
@@ -526,8 +630,8 @@ def _in_callers_trace(afn: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable
     return attached
 
 
-async def _abandon(ctx: trio_tts.Context[Any]) -> None:
-    await ctx.aclose()
+async def _abandon(ctx: AsyncioContext[Any]) -> None:
+    await ctx.leave()
 
 
 class AsyncioContext(Generic[OptionsT]):
@@ -539,72 +643,272 @@ class AsyncioContext(Generic[OptionsT]):
     the server confirms. Cancelling a task that only waits for the next event loses no event.
     """
 
-    def __init__(self, engine: _Engine, ctx: trio_tts.Context[OptionsT], *, prefetch: int) -> None:
+    def __init__(
+        self,
+        engine: _Engine,
+        ctx: trio_tts.Context[OptionsT] | None,
+        *,
+        prefetch: int,
+        options: OptionsT | None = None,
+    ) -> None:
         self._engine = engine
-        self._ctx = ctx
+        self._ctx = ctx  # None while it opens (AsyncioPool.start_context)
+        self._options = ctx.options if ctx is not None else options
+        self._open_error: BaseException | None = None  # why it never opened
+        self._open_scope = trio.CancelScope()
+        self._left = False  # aclose()/cancel() called
         self._prefetch = prefetch
-        self._events: collections.deque[_Event] = collections.deque()
-        self._end: BaseException | None = None  # what iteration raises once drained
+        self._taken = 0  # events taken since the consumer last let other tasks run
         self._waiters: list[asyncio.Future[None]] = []
-        self._pump_started = False
-        self._pump_scope = trio.CancelScope()
-        self._room: trio.Event | None = None  # set by the consumer when the pump may go on
+        # Commands (send_text, flush, finish) queued for trio in order; one writer task at a
+        # time sends them, so a burst of commands costs one crossing and no round trip.
+        self._outbox: collections.deque[_Command] = collections.deque()
+        self._writing = ctx is None  # the task that opens it sends what was queued meanwhile
+        self._write_error: BaseException | None = None  # raised by the next command
+        self._finishing = False  # finish() or close() queued: no more text
+        self._drained: list[asyncio.Future[None]] = []  # waiters for the writer to stop
 
     @property
     def id(self) -> str:
-        return self._ctx.id
+        """The context's id (the pool's).
+
+        Raises:
+            RuntimeError: it is still opening (:meth:`AsyncioPool.start_context`).
+        """
+        return self._opened().id
 
     @property
     def options(self) -> OptionsT:
-        return self._ctx.options
+        assert self._options is not None
+        return self._options
 
     @property
     def state(self) -> trio_tts.ContextState:
-        return self._ctx.state
+        """The trio context's state; while it opens: ``OPEN`` (it takes text), ``FAILED``
+        if the opening failed, ``ABANDONED`` if it was left first."""
+        if self._ctx is not None:
+            return self._ctx.state
+        if self._left:
+            return trio_tts.ContextState.ABANDONED
+        return trio_tts.ContextState.OPEN if self._open_error is None else _FAILED
 
     @property
     def trio_context(self) -> trio_tts.Context[OptionsT]:
-        """The trio object; touch it only from trio code."""
+        """The trio object; touch it only from trio code.
+
+        Raises:
+            RuntimeError: it is still opening.
+        """
+        return self._opened()
+
+    def _opened(self) -> trio_tts.Context[OptionsT]:
+        if self._ctx is None:
+            raise RuntimeError("the context is still opening (or never opened)")
         return self._ctx
 
     @property
     def buffered(self) -> int:
-        """Events read ahead from trio that the consumer has not taken yet (read-only; at
-        most ``prefetch``, or 1 with ``prefetch=0``). For tests and monitoring."""
-        return len(self._events)
+        """Events the bridge itself holds: always 0 (they wait in the trio context's own
+        buffer, see ``trio_context.buffered_bytes``). For tests and monitoring."""
+        return 0
 
     def __repr__(self) -> str:
-        return f"<AsyncioContext {self._ctx!r} buffered={len(self._events)}>"
+        return f"<AsyncioContext {self._ctx if self._ctx is not None else self.state.value}>"
 
     # -- commands --------------------------------------------------------------------------
 
     async def send_text(self, text: str, *, flush: bool = False) -> None:
-        """:meth:`trio_tts.Context.send_text` (waits only for outbound room)."""
-        await self._engine.call(partial(self._ctx.send_text, text, flush=flush))
+        """:meth:`trio_tts.Context.send_text`, queued behind the commands before it.
+
+        Returns once queued: the commands (:meth:`send_text`, :meth:`flush`,
+        :meth:`finish`) go to trio in order, a burst of them in one crossing, and none waits
+        for trio's answer; it waits only while ``_OUTBOX`` commands wait to be sent.
+        Cancelling the caller after this returned does not withdraw the text.
+
+        Raises:
+            InvalidOptions: ``text`` is not a string.
+            ContextFailed, ConnectionLost, SlowConsumer: the context failed (a failure
+                that a queued command met is raised by the next command).
+            trio.ClosedResourceError: after ``finish()``, ``close()`` or ``aclose()``.
+        """
+        if not isinstance(text, str):
+            raise trio_tts.InvalidOptions(f"text: expected str, got {type(text).__name__}")
+        await self._post(lambda ctx: ctx.send_text(text, flush=flush))
 
     async def flush(self) -> None:
-        await self._engine.call(self._ctx.flush)
+        """:meth:`trio_tts.Context.flush`, queued as :meth:`send_text` is."""
+        await self._post(_flush)
 
     async def finish(self) -> None:
-        await self._engine.call(self._ctx.finish)
+        """:meth:`trio_tts.Context.finish`, queued as :meth:`send_text` is."""
+        await self._post(_finish, last=True)
 
     async def close(self) -> None:
         """``finish()`` and wait until the server confirmed the close."""
+        self._finishing = True
+        await self._drain()
+        if self._ctx is None:
+            raise self._write_error or trio_tts.PoolClosed("the context never opened")
         await self._engine.call(self._ctx.close)
 
     async def cancel(self) -> None:
         """Stop the utterance: iteration ends, the rest of its audio is dropped."""
-        await self._engine.call(self._leave, shield=True)
+        self._finishing = True
+        if self._ctx is None:
+            self._leave_opening()
+            return
+        await self._engine.call(self.leave, shield=True)
 
     async def aclose(self) -> None:
         """Leave the context (cancel it on the server unless it already closed). Never raises
         for the context's own failure; runs to completion even if the caller is cancelled."""
+        self._finishing = True
+        if self._ctx is None:
+            self._leave_opening()  # the opening task leaves it, or withdraws from the queue
+            return
+        if self._ctx.state in _ENDED and not self._writing:
+            return  # nothing left to do in trio: no crossing
         with contextlib.suppress(trio_tts.PoolClosed):
-            await self._engine.call(self._leave, shield=True)
+            await self._engine.call(self.leave, shield=True)
 
-    async def _leave(self) -> None:
-        self._pump_scope.cancel()
-        await self._ctx.aclose()
+    def _leave_opening(self) -> None:
+        if self._left or self._open_error is not None:
+            return
+        self._left = True
+        self.wake()  # a consumer waiting for the opening: iteration ends
+        with contextlib.suppress(trio_tts.PoolClosed):
+            self._engine.run_sync_soon(self._open_scope.cancel)
+
+    # -- opening without waiting (AsyncioPool.start_context) -------------------------------
+
+    def start_opening(self, opening: Callable[[], Awaitable[trio_tts.Context[OptionsT]]]) -> None:
+        """Asyncio side: open the context in a trio task (one crossing), which then sends
+        the commands queued meanwhile.
+
+        Raises:
+            PoolClosed: the engine has stopped.
+        """
+
+        def spawn() -> None:
+            try:
+                assert self._engine.nursery is not None
+                self._engine.nursery.start_soon(self._open_then_write, opening)
+            except RuntimeError:  # the nursery closed: the engine is stopping
+                self._opening_failed(trio_tts.PoolClosed("the trio engine has stopped"))
+
+        self._engine.run_sync_soon(spawn)
+
+    async def _open_then_write(
+        self, opening: Callable[[], Awaitable[trio_tts.Context[OptionsT]]]
+    ) -> None:
+        ctx: trio_tts.Context[OptionsT] | None = None
+        try:
+            with self._open_scope:  # cancelled by aclose() while waiting for a slot
+                ctx = await opening()
+        except trio.Cancelled:
+            self._opening_failed(trio_tts.PoolClosed("the pool closed before the context opened"))
+            raise
+        except Exception as exc:
+            self._opening_failed(exc)
+            return
+        if ctx is None:  # left while waiting for a slot: the pool withdrew it
+            self._opening_failed(trio.ClosedResourceError("the context was left"))
+            return
+        self._ctx = ctx
+        ctx.on_ready(self.wake)
+        self.wake()
+        if self._left:  # left just as it opened
+            self._outbox.clear()
+            self._writer_stopped(None)
+            await ctx.aclose()
+            return
+        await self._write()
+
+    def _opening_failed(self, error: BaseException) -> None:
+        if not self._left:
+            self._open_error = error
+        self._writer_stopped(error)
+        self.wake()
+
+    async def leave(self) -> None:
+        """Trio side of :meth:`aclose`: leave the trio context."""
+        await self._opened().aclose()
+
+    # -- the writer: commands in order, one crossing per burst --------------------------------
+
+    async def _post(self, command: _Command, *, last: bool = False) -> None:
+        if self._write_error is not None:
+            raise self._write_error
+        state = self.state
+        if self._finishing and state is trio_tts.ContextState.OPEN:
+            # finish() is queued (trio will say "finishing"), or it was left while opening.
+            raise trio.ClosedResourceError("context is finishing")
+        if state is not trio_tts.ContextState.OPEN:
+            # Failed, closed or left: trio raises its error at once, whatever is queued.
+            if self._ctx is None:  # it never opened
+                raise self._open_error or trio.ClosedResourceError("context is abandoned")
+            await self._engine.call(partial(command, self._ctx))
+            return
+        if len(self._outbox) >= _OUTBOX:
+            await self._drain()
+        self._outbox.append(command)
+        self._finishing = last
+        if not self._writing:
+            self._writing = True
+            try:
+                self._engine.run_sync_soon(self._start_writer)
+            except trio_tts.PoolClosed:
+                self._writer_stopped(trio_tts.PoolClosed("the trio engine has stopped"))
+                raise
+
+    def _start_writer(self) -> None:
+        """Trio side (``run_sync_soon``): start the writer task."""
+        try:
+            assert self._engine.nursery is not None
+            self._engine.nursery.start_soon(self._write)
+        except RuntimeError:  # the nursery closed: the engine is stopping
+            self._writer_stopped(trio_tts.PoolClosed("the trio engine has stopped"))
+
+    async def _write(self) -> None:
+        outbox = self._outbox
+        ctx = self._opened()
+        error: BaseException | None = None
+        try:
+            while outbox:
+                await outbox[0](ctx)
+                outbox.popleft()
+        except trio.Cancelled:
+            error = trio_tts.PoolClosed("the pool closed before the command was sent")
+            raise
+        except Exception as exc:
+            error = exc
+        finally:
+            self._writer_stopped(error)
+
+    def _writer_stopped(self, error: BaseException | None) -> None:
+        if error is not None:
+            self._write_error = error
+            self._outbox.clear()
+        self._writing = False
+        for waiter in self._drained:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drained.clear()
+
+    async def _drain(self) -> None:
+        """Wait until the writer has sent everything queued (or stopped on an error), or the
+        trio run has ended."""
+        while self._writing and not self._engine.stopped:
+            waiter: asyncio.Future[None] = self._engine.loop.create_future()
+            self._drained.append(waiter)
+            self._engine.waiting.add(self)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._drained.remove(waiter)
+                if not self._waiters and not self._drained:
+                    self._engine.waiting.discard(self)
 
     async def __aenter__(self) -> Self:
         return self
@@ -623,57 +927,47 @@ class AsyncioContext(Generic[OptionsT]):
         return self
 
     async def __anext__(self) -> _Event:
+        if self._taken >= self._prefetch:
+            # A burst of queued events: let the other tasks run between bursts (as trio's own
+            # iteration checkpoints), before taking the next one: a cancel here loses none.
+            self._taken = 0
+            await asyncio.sleep(0)
         while True:
-            if self._events:
-                event = self._events.popleft()
-                room = self._room
-                if room is not None and len(self._events) <= self._prefetch // 2:
-                    self._room = None
-                    self._engine.run_sync_soon(room.set)
-                return event
-            if self._end is not None:
-                raise self._end
-            if self._prefetch == 0:
-                # One crossing per event. The event lands in the deque, so a cancel that
-                # races with its delivery leaves it there for the next call.
-                await self._engine.call(self._pull)
-                continue
-            if not self._pump_started:
-                self._pump_started = True
-                self._engine.start_soon(self._pump)
+            ctx = self._ctx
+            if ctx is not None:
+                try:
+                    event = ctx.receive_nowait()
+                except trio.WouldBlock:
+                    pass
+                else:
+                    self._taken += 1
+                    return event
+            elif self._open_error is not None:
+                raise self._open_error
+            elif self._left:
+                raise StopAsyncIteration
+            self._taken = 0
+            if self._engine.stopped:
+                raise trio_tts.PoolClosed("the trio engine stopped before the context finished")
             waiter: asyncio.Future[None] = self._engine.loop.create_future()
             self._waiters.append(waiter)
+            self._engine.waiting.add(self)
             try:
                 await waiter
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
+                if not self._waiters and not self._drained:
+                    self._engine.waiting.discard(self)
 
-    def _wake(self) -> None:
+    def run_stopped(self) -> None:
+        """The trio run ended: whoever waits here looks again (and raises PoolClosed)."""
+        self._writer_stopped(None)
+        self.wake()
+
+    def wake(self) -> None:
+        """Trio side (``Context.on_ready``): an event was queued or the context ended."""
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
         self._waiters.clear()
-
-    async def _pull(self) -> None:
-        self._events.append(await self._ctx.__anext__())
-
-    async def _pump(self) -> None:
-        """Trio side: read ahead at most ``prefetch`` events for the asyncio consumer."""
-        end: BaseException = StopAsyncIteration()
-        try:
-            with self._pump_scope:
-                async for event in self._ctx:
-                    self._events.append(event)
-                    self._wake()
-                    if len(self._events) >= self._prefetch:
-                        self._room = room = trio.Event()
-                        await room.wait()
-        except trio.Cancelled:
-            end = trio_tts.PoolClosed("the pool closed before the context finished")
-            raise
-        except Exception as exc:
-            end = exc
-        finally:
-            self._end = end
-            self._wake()

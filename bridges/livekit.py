@@ -29,7 +29,7 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import aiohttp
 import trio
@@ -52,7 +52,6 @@ from livekit.agents.types import (
 from livekit.agents.utils import is_given
 
 import trio_tts
-from trio_tts.http import HTTPClient
 
 from ._livekit_common import (
     NUM_CHANNELS,
@@ -69,6 +68,9 @@ from ._livekit_common import shared_pool_count as shared_pool_count
 from ._livekit_common import shared_pool_keys as shared_pool_keys
 from ._status import http_status
 from .asyncio_adapter import AsyncioContext
+
+if TYPE_CHECKING:  # imported when first used: streaming needs neither httpx nor TLS
+    from trio_tts.http import HTTPClient
 
 __all__ = [
     "DEFAULT_URL",
@@ -158,7 +160,7 @@ def _is_inworld_host(url: str) -> bool:
     return host == "inworld.ai" or host.endswith(".inworld.ai")
 
 
-class TTS(PooledTTS[HTTPClient]):
+class TTS(PooledTTS["HTTPClient"]):
     """Inworld text-to-speech for LiveKit Agents, served by a shared trio_tts pool.
 
     Every argument of ``livekit.plugins.inworld.TTS`` (1.8.9) is taken, with the same
@@ -274,7 +276,7 @@ class TTS(PooledTTS[HTTPClient]):
         self._ws_url = endpoint
         # One-shot synthesis goes over HTTP to the same host unless told otherwise.
         self._base_url = base_url if is_given(base_url) else _http_url(endpoint)
-        HTTPClient(None, base_url=self._base_url)  # validate now (InvalidOptions)
+        _check_http_url(self._base_url)  # now (InvalidOptions), not at the first request
         # As the official plugin: the server cuts sentences for inworld-tts-2 models unless
         # the caller chose the client-side tokenizer (or its retain_format).
         self._client_segmentation = is_given(tokenizer) or retain_format is False
@@ -321,7 +323,7 @@ class TTS(PooledTTS[HTTPClient]):
             self._shared = shared_pool(
                 pool_key((url, base_url), api_key, self._pool_settings, self._prefetch),
                 lambda: trio_tts.InworldProvider(api_key, url=url),
-                lambda: HTTPClient(api_key, base_url=base_url),
+                lambda: _http_client(api_key, base_url),
                 self._pool_settings,
                 self._prefetch,
             )
@@ -391,6 +393,19 @@ class TTS(PooledTTS[HTTPClient]):
         with api_errors(to_api_error, "Inworld voices request failed"):
             shared = await self.shared()
             return await shared.pool.run(partial(shared.http.voice_rows, language))
+
+
+def _http_client(api_key: str | None, base_url: str) -> HTTPClient:
+    from trio_tts.http import HTTPClient
+
+    return HTTPClient(api_key, base_url=base_url)
+
+
+def _check_http_url(url: object) -> None:
+    """Raises: InvalidOptions: not an http(s) URL with a host (as ``HTTPClient`` checks)."""
+    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise trio_tts.InvalidOptions("base_url: must be an http:// or https:// URL with a host")
 
 
 def _http_url(ws_url: str) -> str:
@@ -507,7 +522,9 @@ class SynthesizeStream(PooledSynthesizeStream):
             with api_errors(to_api_error, "Inworld stream failed"):
                 pool = await self._tts.pool()
                 timeout = self._conn_options.timeout
-                ctx = await pool.open_context(options=self._opts, timeout=timeout)
+                # Opens in trio while the text queues: nothing waits for an answer before
+                # the text goes out; a failed opening is raised by the speaker's iteration.
+                ctx = pool.start_context(options=self._opts, timeout=timeout)
                 async with ctx:
                     if self._opts.auto_mode_strategy == "SENTENCE_BOUNDARY":
                         tasks = [asyncio.create_task(forward(ctx))]

@@ -182,35 +182,186 @@ def test_flushes_and_monotonic_word_timings(srv: ServerThread) -> None:
     run(main)
 
 
-def test_read_ahead_is_bounded_by_prefetch(srv: ServerThread) -> None:
-    """A consumer that stops reading leaves at most ``prefetch`` events in the bridge; the
-    rest wait in the trio context's own buffer, and nothing is lost."""
-    prefetch = 4
+def test_events_wait_in_the_trio_buffer_not_in_the_bridge(srv: ServerThread) -> None:
+    """A consumer that stops reading leaves every event in the trio context's own buffer
+    (bounded there): the bridge holds none, no task reads ahead, and nothing is lost."""
 
     async def main() -> None:
         # LONG is 3.2 MB of PCM: room for all of it in the trio context's own buffer.
         room = 8 * 2**20
-        async with AsyncioPool(
-            provider(srv), defaults=PCM, prefetch=prefetch, context_buffer_bytes=room
-        ) as pool:
+        async with AsyncioPool(provider(srv), defaults=PCM, context_buffer_bytes=room) as pool:
             ctx = await pool.open_context()
             async with ctx:
                 await ctx.send_text(LONG)
                 await ctx.finish()
-                first = await anext(ctx)  # starts the pump
+                first = await anext(ctx)
                 await ctx.close()  # every event of the utterance has reached trio
-                # The pump has gone as far as it may: every trio task waits.
                 await pool.run(trio.testing.wait_all_tasks_blocked)
-                held = ctx.buffered
-                # The pump stops when the bridge holds ``prefetch`` events; the one event
-                # taken may have come from a full bridge, which (still more than half full)
-                # gives the pump no room.
-                assert prefetch // 2 < held <= prefetch
-                assert ctx.trio_context.buffered_bytes > 0  # the rest waits in trio
+                assert ctx.buffered == 0
+                queued = ctx.trio_context.buffered_bytes
                 rest = [event async for event in ctx]
-            assert len(rest) > held  # the others waited in trio, not in the bridge
             audio = b"".join(e.data for e in [first, *rest] if isinstance(e, trio_tts.Audio))
             assert audio == tone_pcm(LONG, RATE)
+            assert queued == len(audio) - len(first.data)  # all but the first waited in trio
+
+    run(main)
+
+
+def test_a_slow_consumer_fails_in_trio_and_the_bridge_raises_it(srv: ServerThread) -> None:
+    """The trio context's bound applies to the asyncio consumer: one that does not read
+    fails with SlowConsumer after the events that fitted, and the slot comes back."""
+
+    async def main() -> None:
+        async with AsyncioPool(provider(srv), defaults=PCM, context_buffer_bytes=64000) as pool:
+            ctx = await pool.open_context()
+            async with ctx:
+                await ctx.send_text(LONG)
+                await ctx.finish()
+                await until(lambda: ctx.state is trio_tts.ContextState.FAILED)
+                got = 0
+                with pytest.raises(trio_tts.SlowConsumer):
+                    async for event in ctx:
+                        got += len(event.data) if isinstance(event, trio_tts.Audio) else 0
+                assert 0 < got <= 64000
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+
+    run(main)
+
+
+@pytest.mark.parametrize("burst", [0, 3])
+def test_a_consumer_lets_other_tasks_run_between_bursts(srv: ServerThread, burst: int) -> None:
+    """Events queued in trio are taken without waiting, but every ``prefetch`` events the
+    consumer yields to the loop: another task runs between bursts."""
+
+    async def main() -> None:
+        room = 8 * 2**20  # all of LONG fits in the trio context's buffer
+        async with AsyncioPool(
+            provider(srv), defaults=PCM, prefetch=burst, context_buffer_bytes=room
+        ) as pool:
+            ctx = await pool.open_context()
+            async with ctx:
+                await ctx.send_text(LONG)
+                await ctx.close()  # all of it is queued in trio before the first read
+                ticks = 0
+
+                async def ticker() -> None:
+                    nonlocal ticks
+                    while True:
+                        ticks += 1
+                        await asyncio.sleep(0)
+
+                task = asyncio.create_task(ticker())
+                await asyncio.sleep(0)
+                seen = [ticks async for _ in ctx]
+                task.cancel()
+            assert len(seen) > 10
+            # The other task ran at least once in every window of ``burst + 1`` events.
+            step = burst + 1
+            assert all(seen[i + step] > seen[i] for i in range(len(seen) - step))
+
+    run(main)
+
+
+# -- commands and start_context -------------------------------------------------------------
+
+
+def test_commands_are_queued_in_order_without_waiting_for_trio(srv: ServerThread) -> None:
+    """send_text, flush and finish return before trio ran any of them (no round trip), go
+    out in order, and a command after finish() is refused at once."""
+
+    async def main() -> None:
+        first, second = "First part here.", "Second part there."
+        async with AsyncioPool(provider(srv), defaults=PCM) as pool:
+            ctx = await pool.open_context()
+            async with ctx:
+                await ctx.send_text(first)
+                await ctx.flush()
+                await ctx.send_text(second)
+                await ctx.finish()
+                # Nothing crossed yet: trio has not even seen the close.
+                assert ctx.trio_context.state is trio_tts.ContextState.OPEN
+                with pytest.raises(trio.ClosedResourceError):
+                    await ctx.send_text("too late")
+                with pytest.raises(trio_tts.InvalidOptions, match="text"):
+                    await ctx.send_text(b"bytes")  # type: ignore[arg-type]
+                events = [event async for event in ctx]
+            audio = b"".join(e.data for e in events if isinstance(e, trio_tts.Audio))
+            assert audio == tone_pcm(first, RATE) + tone_pcm(second, RATE)
+            assert sum(isinstance(e, trio_tts.FlushCompleted) for e in events) == 1
+
+    run(main)
+
+
+def test_start_context_takes_text_before_it_is_open(srv: ServerThread) -> None:
+    """start_context returns before trio opened anything; the text queued meanwhile goes
+    out once it is open, and the audio is the text's."""
+
+    async def main() -> None:
+        async with AsyncioPool(provider(srv), defaults=PCM) as pool:
+            ctx = pool.start_context()
+            with pytest.raises(RuntimeError, match="opening"):
+                _ = ctx.id  # trio has not run: not open yet
+            assert ctx.state is trio_tts.ContextState.OPEN and ctx.options == PCM
+            async with ctx:
+                await ctx.send_text(TEXT)
+                await ctx.finish()
+                events = [event async for event in ctx]
+                assert ctx.state is trio_tts.ContextState.CLOSED
+            audio = b"".join(e.data for e in events if isinstance(e, trio_tts.Audio))
+            assert audio == tone_pcm(TEXT, RATE)
+            with pytest.raises(trio_tts.InvalidOptions):
+                pool.start_context(sample_rate=-1)  # refused before anything crosses
+
+    run(main)
+
+
+def test_start_context_failure_is_raised_by_iteration_and_commands(srv: ServerThread) -> None:
+    """A context that cannot open (no slot within its timeout) raises CapacityTimeout from
+    iteration and from the next command; nothing leaks."""
+
+    async def main() -> None:
+        async with AsyncioPool(
+            provider(srv), defaults=PCM, max_connections=1, contexts_per_connection=1
+        ) as pool:
+            holder = await pool.open_context()
+            ctx = pool.start_context(timeout=0.05)
+            await ctx.send_text(TEXT)  # queued: the failure is not known yet
+            with pytest.raises(trio_tts.CapacityTimeout):
+                await anext(ctx)
+            assert ctx.state is trio_tts.ContextState.FAILED
+            with pytest.raises(trio_tts.CapacityTimeout):
+                await ctx.send_text(TEXT)
+            await ctx.aclose()
+            await holder.aclose()
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+            assert (await turn(pool, TEXT))[0] == tone_pcm(TEXT, RATE)
+
+    run(main)
+
+
+def test_leaving_a_started_context_before_it_opens_frees_its_place(srv: ServerThread) -> None:
+    """aclose() of a context still waiting for a slot withdraws it: iteration ends, the
+    server never sees it, and the slot serves the next caller."""
+
+    async def main() -> None:
+        async with AsyncioPool(
+            provider(srv), defaults=PCM, max_connections=1, contexts_per_connection=1
+        ) as pool:
+            holder = await pool.open_context()
+            ctx = pool.start_context()
+            await ctx.send_text(TEXT)
+            await until(lambda: pool.statistics().waiting == 1)
+            await ctx.aclose()
+            assert ctx.state is trio_tts.ContextState.ABANDONED
+            with pytest.raises(StopAsyncIteration):
+                await anext(ctx)
+            with pytest.raises(trio.ClosedResourceError):
+                await ctx.send_text(TEXT)
+            await until(lambda: pool.statistics().waiting == 0)
+            await holder.aclose()
+            assert (await turn(pool, TEXT))[0] == tone_pcm(TEXT, RATE)
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+        assert srv.stats().contexts_created == 2  # the holder and the last turn only
 
     run(main)
 
@@ -232,6 +383,44 @@ def test_prewarm_update_options_statistics(srv: ServerThread) -> None:
                 pool.update_options(no_such_field=1)
             assert pool.defaults.voice == "Dennis"
             assert "AsyncioPool" in repr(pool) and "connections=2/20" in repr(pool)
+
+    run(main)
+
+
+@pytest.mark.parametrize(("budget", "batches_per_callback"), [(60.0, "many"), (0.0, "one")])
+def test_trio_batches_run_in_one_asyncio_callback_within_the_budget(
+    srv: ServerThread, monkeypatch: pytest.MonkeyPatch, budget: float, batches_per_callback: str
+) -> None:
+    """A trio task that yields 20 times (20 batches of the guest run) finishes within one
+    asyncio callback when the tick budget allows, while another asyncio task waits; with no
+    budget every batch waits for its own turn of the loop, as with plain ``call_soon``."""
+    monkeypatch.setattr(asyncio_adapter, "_TICK_BUDGET", budget)
+
+    async def main() -> None:
+        async with AsyncioPool(provider(srv), defaults=PCM) as pool:
+            await pool.prewarm()
+            loop_turns = 0
+
+            async def ticker() -> None:
+                nonlocal loop_turns
+                while True:
+                    loop_turns += 1
+                    await asyncio.sleep(0)
+
+            async def yields() -> int:
+                begin = loop_turns  # read in trio: both worlds share the thread
+                for _ in range(20):
+                    await trio.lowlevel.checkpoint()
+                return loop_turns - begin
+
+            task = asyncio.create_task(ticker())
+            await asyncio.sleep(0)
+            turns = await pool.run(yields)
+            task.cancel()
+            if batches_per_callback == "many":
+                assert turns == 0  # all 20 batches in the callback that ran the first
+            else:
+                assert turns >= 19  # one batch per turn of the loop
 
     run(main)
 

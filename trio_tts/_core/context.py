@@ -17,7 +17,7 @@ Nothing here imports the pool or the connection actor.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Generic, Protocol
 
 import attrs
@@ -97,6 +97,8 @@ class ContextStream:
         self._audio_seconds = 0.0
         self._last_word_end = 0.0
         self._bytes_per_second = options.encoding.bytes_per_sample * options.sample_rate
+        #: Called after an event was queued or the stream ended (``Context.on_ready``).
+        self.ready: Callable[[], object] | None = None
 
     # -- writer side (the pool; synchronous, never blocks) ---------------------------------
 
@@ -128,6 +130,8 @@ class ContextStream:
         except trio.WouldBlock:
             return self._overflow("event buffer full")
         self.buffered_bytes += size
+        if self.ready is not None:
+            self.ready()
         return True
 
     def _overflow(self, why: str) -> bool:
@@ -167,6 +171,8 @@ class ContextStream:
     def _end(self) -> None:
         self._in.close()
         self.done.set()
+        if self.ready is not None:
+            self.ready()
 
     # -- reader side (the Context) ---------------------------------------------------------
 
@@ -321,6 +327,34 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         """
         self._abandon()
         await trio.lowlevel.checkpoint()
+
+    def on_ready(self, callback: Callable[[], object] | None) -> None:
+        """Call ``callback()`` each time an event is queued for this context and when it
+        ends (None: stop). For a bridge that reads with :meth:`receive_nowait` from another
+        event loop on the same thread: the callback runs inside the pool's receiver, so it
+        must return at once and never raise."""
+        self._stream.ready = callback
+
+    def receive_nowait(self) -> Audio | FlushCompleted:
+        """The next queued event, without waiting (a synchronous call: also from a host
+        loop on the run's thread, e.g. the asyncio bridge); what iteration does, minus the
+        wait and the checkpoints.
+
+        Raises:
+            trio.WouldBlock: no event queued yet.
+            StopAsyncIteration: the context ended (closed by the server, or left).
+            ContextFailed, ConnectionLost, SlowConsumer, PoolClosed: it failed, after the
+                events queued before the failure.
+        """
+        stream = self._stream
+        try:
+            event = stream.receive_nowait()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            if stream.error is not None:
+                raise stream.error from None
+            raise StopAsyncIteration from None
+        assert isinstance(event, Audio | FlushCompleted)
+        return event
 
     def __aiter__(self) -> AsyncIterator[Audio | FlushCompleted]:
         return self
