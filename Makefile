@@ -36,7 +36,8 @@ soak: $(STAMP)
 
 # The benchmark (benchmarks/README in the top README): LiveKit 1.8.3 and matplotlib live in
 # their own venv so the project's dependencies stay clean. Six clients (the pool over both
-# transports and the raw aiohttp client) ~22 minutes on 2 cores, then the transports alone under load, ~1 minute.
+# transports, the raw aiohttp client...) ~22 minutes on 2 cores, then the transports alone
+# under load, ~1 minute.
 BENCH_VENV := benchmarks/.venv-livekit
 $(BENCH_VENV)/.installed:
 	$(PY) -m venv $(BENCH_VENV)
