@@ -190,6 +190,9 @@ class WebSocketTransport:
         self._reading = False
         self._reader_left = trio.Event()  # set (and replaced) each time a reader leaves
         self._closing = False
+        # The protocol queued automatic replies (pong, close) while reading: the reader
+        # writes them unless a writer holds the lock (then the writer drains them).
+        self._replies_pending = False
 
     @property
     def _where(self) -> str:
@@ -253,26 +256,40 @@ class WebSocketTransport:
             self._pings.pop(payload, None)
 
     async def _flush(self) -> None:
-        """Write everything the protocol has queued. Raises ConnectionLost when broken."""
-        async with self._write_lock:
+        """Write everything the protocol has queued, each batch of frames with one
+        ``send_all``. Raises ConnectionLost when broken.
+
+        A free lock is taken without a trip through the scheduler: the bytes go out before
+        the first yield (``send_all``'s, after its write)."""
+        lock = self._write_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             if self._write_broken:
                 raise self._failure or self._closing_error()
-            try:
-                while chunks := self._protocol.data_to_send():
-                    for chunk in chunks:
-                        if chunk:
-                            await self._stream.send_all(chunk)
-                        elif isinstance(self._stream, trio.SocketStream):
-                            await self._stream.send_eof()
-            except BaseException as exc:
-                # The stream may be half-written: nothing more can be sent on it. What the
-                # server sent before can still be read: receive() drains it.
-                if isinstance(exc, _STREAM_ERRORS):
-                    lost = ConnectionLost(f"write to {self._where} failed")
-                    self._write_failed(lost)
-                    raise lost from exc
-                self._write_failed(ConnectionLost(f"write to {self._where} was interrupted"))
-                raise
+            self._replies_pending = False
+            while chunks := self._protocol.data_to_send():
+                # b"" marks the end of the stream (after a close frame).
+                data = b"".join(chunks)
+                if data:
+                    await self._stream.send_all(data)
+                if not chunks[-1] and isinstance(self._stream, trio.SocketStream):
+                    await self._stream.send_eof()
+        except ConnectionLost:
+            raise
+        except BaseException as exc:
+            # The stream may be half-written: nothing more can be sent on it. What the
+            # server sent before can still be read: receive() drains it.
+            if isinstance(exc, _STREAM_ERRORS):
+                lost = ConnectionLost(f"write to {self._where} failed")
+                self._write_failed(lost)
+                raise lost from exc
+            self._write_failed(ConnectionLost(f"write to {self._where} was interrupted"))
+            raise
+        finally:
+            lock.release()
 
     def _write_failed(self, exc: ConnectionLost) -> None:
         self._write_broken = True
@@ -342,8 +359,9 @@ class WebSocketTransport:
             self._protocol.receive_eof()
         self._process_events(self._protocol.events_received(), eof=not data)
         # Automatic replies (pong, close): write them now unless a writer holds the lock, in
-        # which case it drains them after its current write.
-        if not self._write_lock.locked() and not self._write_broken:
+        # which case it drains them after its current write. Data frames need no reply, so
+        # the reader only takes the lock after a control frame or the end of receiving.
+        if self._replies_pending and not self._write_lock.locked() and not self._write_broken:
             with contextlib.suppress(ConnectionLost):
                 await self._flush()
 
@@ -353,6 +371,7 @@ class WebSocketTransport:
                 self._handle_frame(event)
         protocol = self._protocol
         if protocol.close_rcvd is not None or protocol.parser_exc is not None or eof:
+            self._replies_pending = True
             self._end_receive(self._lost_from_protocol(eof=eof))
 
     def _handle_frame(self, frame: Frame) -> None:
@@ -378,7 +397,8 @@ class WebSocketTransport:
                     self._pings.pop(payload).set()
                     if payload == pong:
                         break
-        # PING: the protocol already queued the pong. CLOSE: _process_events ends receiving.
+        else:  # PING: the protocol queued the pong. CLOSE: _process_events ends receiving.
+            self._replies_pending = True
 
     def _deliver(self, opcode: Opcode, data: bytes | bytearray | memoryview) -> None:
         if opcode is Opcode.BINARY:
@@ -387,6 +407,7 @@ class WebSocketTransport:
         try:
             self._messages.append(str(data, "utf-8"))
         except UnicodeDecodeError:
+            self._replies_pending = True  # the close frame below
             self._protocol.fail(1007, "invalid UTF-8")
             self._end_receive(
                 ConnectionLost("server sent invalid UTF-8 in a text message", code=1007)
