@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import pytest
 import trio
 import trio.testing
 from websockets.client import ClientProtocol
@@ -16,6 +17,7 @@ from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 import trio_tts
+from trio_tts._core.errors import ConnectionLost
 from trio_tts._core.transport import Transport, WebSocketTransport, connect
 from trio_tts.server import LocalServer
 
@@ -23,13 +25,13 @@ from helpers import PCM, expected, provider_for, wait_quiet
 
 
 async def memory_transport(
-    **kwargs: object,
+    *, max_message_size: int = 1 << 20, at_frame_boundary: bool = False
 ) -> tuple[WebSocketTransport, trio.testing.MemorySendStream, trio.abc.Stream, ServerProtocol]:
     """A client transport and a server protocol over trio's in-memory stream pair, after a
     real handshake. Returns the transport, its send stream (to count writes), the server's
     end of the pair and the server's protocol (to build frames)."""
     client, server = trio.testing.memory_stream_pair()
-    proto = ClientProtocol(parse_uri("ws://memory/x"), max_size=1 << 20)
+    proto = ClientProtocol(parse_uri("ws://memory/x"), max_size=max_message_size)
     proto.send_request(proto.connect())
     await client.send_all(b"".join(proto.data_to_send()))
     srv = ServerProtocol()
@@ -46,7 +48,8 @@ async def memory_transport(
         port=80,
         close_timeout=1.0,
         read_size=1 << 18,
-        **kwargs,  # type: ignore[arg-type]
+        max_message_size=max_message_size,
+        at_frame_boundary=at_frame_boundary,
     )
     assert isinstance(client.send_stream, trio.testing.MemorySendStream)
     return ws, client.send_stream, server, srv
@@ -124,3 +127,146 @@ async def test_a_callers_commands_leave_in_one_write(server: LocalServer) -> Non
     kinds = [next(k for k in json.loads(frame) if k != "contextId") for frame in turn[0]]
     assert kinds == ["create", "send_text", "send_text", "send_text", "flush_context",
                      "close_context"]  # fmt: skip
+
+
+# ------------------------------------------------------------------ the frame fast path
+
+SMALL = "hi"
+UTF8 = "é" * 100  # 200 bytes: a 16-bit length, multi-byte characters
+BINARY = bytes(range(256)) * 258  # 66,048 bytes: a 64-bit length
+FRAGMENTS = ("frag-one ", "frag-two ", "frag-three")
+
+
+def frames(srv: ServerProtocol) -> bytes:
+    """One byte string of server frames: text, a ping, text, binary, a fragmented text
+    message (which ends the fast path), text again."""
+    srv.send_text(SMALL.encode())
+    srv.send_ping(b"are you there")
+    srv.send_text(UTF8.encode())
+    srv.send_binary(BINARY)
+    srv.send_text(FRAGMENTS[0].encode(), fin=False)
+    srv.send_continuation(FRAGMENTS[1].encode(), fin=False)
+    srv.send_continuation(FRAGMENTS[2].encode(), fin=True)
+    srv.send_text(b"after")
+    return b"".join(srv.data_to_send())
+
+
+EXPECTED = [SMALL, UTF8, BINARY, "".join(FRAGMENTS), "after"]
+
+
+async def receive_in_parts(parts: list[bytes]) -> tuple[list[str | bytes], list[object]]:
+    """Send ``parts`` one read at a time (each consumed before the next is written); return
+    the messages the client received and the frames the server got back."""
+    ws, _sent, server, srv = await memory_transport(at_frame_boundary=True)
+    got: list[str | bytes] = []
+    async with trio.open_nursery() as nursery:
+
+        async def reader() -> None:
+            while len(got) < len(EXPECTED):
+                got.append(await ws.receive())
+
+        nursery.start_soon(reader)
+        for part in parts:
+            await server.send_all(part)
+            await trio.testing.wait_all_tasks_blocked()
+    srv.receive_data(await server.receive_some())
+    return got, srv.events_received()
+
+
+async def test_frames_split_at_any_byte_come_out_whole() -> None:
+    """Bytes cut anywhere — inside a header, a 16/64-bit length, a UTF-8 character, a ping,
+    a fragment — give the same messages in the same order, and the ping is answered."""
+    _, _, _, srv = await memory_transport()
+    data = frames(srv)
+    big = data.index(BINARY[:16])
+    cuts = sorted(
+        {*range(0, big + 12), *range(big + len(BINARY) - 12, len(data) + 1)}
+    )  # every byte but the middle of the 66 KB payload
+    for cut in cuts:
+        got, back = await receive_in_parts([data[:cut], data[cut:]])
+        assert got == EXPECTED, cut
+        assert [bytes(f.data) for f in back] == [b"are you there"], cut  # type: ignore[attr-defined]
+
+
+async def test_frames_one_byte_per_read() -> None:
+    _, _, _, srv = await memory_transport()
+    data = frames(srv)
+    small = data[: data.index(BINARY[:16]) - 4]  # up to the binary frame's header
+    got, back = await receive_in_parts(
+        [small[i : i + 1] for i in range(len(small))] + [data[len(small) :]]
+    )
+    assert got == EXPECTED
+    assert len(back) == 1
+
+
+async def test_close_frame_ends_receiving_and_drops_what_follows() -> None:
+    ws, _sent, server, srv = await memory_transport(at_frame_boundary=True)
+    srv.send_text(b"last words")
+    srv.send_close(1011, "going away")
+    await server.send_all(b"".join(srv.data_to_send()) + b"\x81\x05after")
+    assert await ws.receive() == "last words"
+    with pytest.raises(ConnectionLost) as info:
+        await ws.receive()
+    assert info.value.code == 1011
+    srv.receive_data(await server.receive_some())  # our echo of the close frame
+    assert srv.close_rcvd is not None and srv.close_rcvd.code == 1011
+
+
+async def test_invalid_utf8_closes_with_1007() -> None:
+    ws, _sent, server, srv = await memory_transport(at_frame_boundary=True)
+    srv.send_text(b"fine")
+    await server.send_all(b"".join(srv.data_to_send()) + b"\x81\x02\xc3\x28")
+    assert await ws.receive() == "fine"
+    with pytest.raises(ConnectionLost) as info:
+        await ws.receive()
+    assert info.value.code == 1007
+    srv.receive_data(await server.receive_some())
+    assert srv.close_rcvd is not None and srv.close_rcvd.code == 1007
+
+
+async def test_masked_or_reserved_frames_are_protocol_errors() -> None:
+    for bad in (b"\x81\x82abcdOK", b"\xc1\x02OK", b"\x83\x02OK", b"\x09\x02OK"):
+        ws, _sent, server, _srv = await memory_transport(at_frame_boundary=True)
+        await server.send_all(b"\x81\x02ok" + bad)
+        assert await ws.receive() == "ok"
+        with pytest.raises(ConnectionLost) as info:
+            await ws.receive()
+        assert info.value.code == 1002, bad
+
+
+async def test_a_frame_over_the_limit_is_refused_from_its_header() -> None:
+    """Only the header has arrived: the transport already refuses the frame (1009)."""
+    ws, _sent, server, _srv = await memory_transport(at_frame_boundary=True, max_message_size=1000)
+    await server.send_all(b"\x81\x7e" + (1001).to_bytes(2, "big") + b"x" * 10)
+    with pytest.raises(ConnectionLost) as info:
+        await ws.receive()
+    assert info.value.code == 1009
+
+
+async def test_frames_in_the_same_read_as_the_101_response(nursery: trio.Nursery) -> None:
+    """A server that writes frames right behind its 101 response: ``connect`` gives the
+    protocol only the response head and the transport parses the frames."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        srv = ServerProtocol()
+        while not (events := srv.events_received()):
+            srv.receive_data(await stream.receive_some(65536))
+        srv.send_response(srv.accept(events[0]))  # type: ignore[arg-type]
+        srv.send_text(b"early one")
+        srv.send_ping(b"early ping")
+        srv.send_text(b"early \xc3\xa9")
+        await stream.send_all(b"".join(srv.data_to_send()))  # one write: 101 + frames
+        srv.receive_data(await stream.receive_some(65536))
+        pongs = [bytes(f.data) for f in srv.events_received()]  # type: ignore[attr-defined]
+        srv.send_text(repr(pongs).encode())
+        await stream.send_all(b"".join(srv.data_to_send()))
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(trio.serve_tcp, handler, 0)
+    port = listeners[0].socket.getsockname()[1]
+    with trio.fail_after(5):
+        ws = await connect(f"ws://127.0.0.1:{port}/x", [], close_timeout=0.1)
+        assert await ws.receive() == "early one"
+        assert await ws.receive() == "early é"
+        assert await ws.receive() == repr([b"early ping"])
+        await ws.aclose()
