@@ -20,7 +20,6 @@ import enum
 from collections.abc import AsyncIterator
 from typing import Generic, Protocol
 
-import attrs
 import trio
 
 from .commands import Close, Command, Flush, SendText
@@ -144,7 +143,7 @@ class ContextStream:
             return event
         words = tuple(WordTiming(w.word, w.start + offset, w.end + offset) for w in event.words)
         self._last_word_end = max(self._last_word_end, words[-1].end)
-        return attrs.evolve(event, words=words)
+        return Audio(event.context_id, event.data, words)
 
     def closed_by_server(self) -> None:
         """The server confirmed the close: iteration ends after the queued events."""
