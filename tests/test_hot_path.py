@@ -6,8 +6,9 @@ of bytes split at every boundary, what a consumer sees per wake-up.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import trio
@@ -17,6 +18,7 @@ from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 import trio_tts
+from trio_tts._core.context import Context, ContextStream
 from trio_tts._core.errors import ConnectionLost
 from trio_tts._core.transport import Transport, WebSocketTransport, connect
 from trio_tts.server import LocalServer
@@ -270,3 +272,131 @@ async def test_frames_in_the_same_read_as_the_101_response(nursery: trio.Nursery
         assert await ws.receive() == "early é"
         assert await ws.receive() == repr([b"early ping"])
         await ws.aclose()
+
+
+# ------------------------------------------------------------------ burst delivery
+
+
+class Owner:
+    """The two calls a Context makes of its pool, recorded."""
+
+    def __init__(self) -> None:
+        self.left: list[tuple[str, bool]] = []
+
+    async def send_command(self, context_id: str, command: object) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def context_left(self, context_id: str, *, cancel: bool) -> None:
+        self.left.append((context_id, cancel))
+
+
+class TaskSteps(trio.abc.Instrument):
+    """How many times each task was run by the scheduler."""
+
+    def __init__(self) -> None:
+        self.steps: dict[trio.lowlevel.Task, int] = {}
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task] = self.steps.get(task, 0) + 1
+
+
+def stream_and_context(**bounds: int) -> tuple[ContextStream, Context[trio_tts.VoiceOptions]]:
+    stream = ContextStream(
+        "c1", PCM, max_events=bounds.get("events", 100), max_bytes=bounds.get("bytes", 1 << 20)
+    )
+    return stream, Context(Owner(), stream, PCM, max_text=1000)
+
+
+def chunk(n: int) -> trio_tts.Audio:
+    return trio_tts.Audio("c1", bytes([n]) * 480)
+
+
+async def test_a_burst_is_read_with_one_wake_up() -> None:
+    """Events delivered while the reader was parked reach it in one scheduler step: one
+    wake-up per burst, not one per event, and nothing reordered or lost."""
+    stream, ctx = stream_and_context()
+    got: list[object] = []
+    reader: list[trio.lowlevel.Task] = []
+    steps = TaskSteps()
+
+    async def consume() -> None:
+        reader.append(trio.lowlevel.current_task())
+        async for event in ctx:
+            got.append(event)
+
+    trio.lowlevel.add_instrument(steps)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await trio.testing.wait_all_tasks_blocked()  # parked on the empty buffer
+            before = steps.steps[reader[0]]
+            for n in range(40):
+                assert stream.deliver(chunk(n))
+            assert stream.buffered_bytes == 40 * 480
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == [chunk(n) for n in range(40)]
+            assert steps.steps[reader[0]] - before == 1  # woken once for the forty
+            assert stream.buffered_bytes == 0
+            for n in range(40, 43):
+                assert stream.deliver(chunk(n))
+            stream.closed_by_server()  # the end rides with the burst
+            await trio.testing.wait_all_tasks_blocked()
+        assert got == [chunk(n) for n in range(43)]
+        assert steps.steps[reader[0]] - before <= 3  # this burst and the end of iteration
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+
+
+async def test_a_buffered_burst_still_honours_cancellation() -> None:
+    stream, ctx = stream_and_context()
+    for n in range(5):
+        stream.deliver(chunk(n))
+    with trio.CancelScope() as scope:
+        assert await ctx.__anext__() == chunk(0)
+        scope.cancel()
+        await ctx.__anext__()  # raises Cancelled although four events are buffered
+    assert scope.cancelled_caught
+    assert stream.take() == chunk(1)
+
+
+async def test_the_error_comes_after_the_buffered_events() -> None:
+    stream, ctx = stream_and_context()
+    stream.deliver(chunk(0))
+    stream.deliver(chunk(1))
+    stream.fail(trio_tts.ContextFailed(13, "server error"))
+    stream.deliver(chunk(2))  # after the failure: dropped, counted
+    got = []
+    with pytest.raises(trio_tts.ContextFailed):
+        async for event in ctx:
+            got.append(event)
+    assert got == [chunk(0), chunk(1)]
+    assert stream.dropped_events == 1
+
+
+async def test_backlog_bounds_fail_the_stream_not_block_the_writer() -> None:
+    stream, ctx = stream_and_context(events=3)
+    assert all(stream.deliver(chunk(n)) for n in range(3))
+    assert not stream.deliver(chunk(3))  # the 4th event: SlowConsumer
+    assert isinstance(stream.error, trio_tts.SlowConsumer)
+    assert [e async for e in _until_error(ctx)] == [chunk(0), chunk(1), chunk(2)]
+
+    stream, ctx = stream_and_context(bytes=1000)
+    assert stream.deliver(chunk(0)) and stream.deliver(chunk(1))  # 960 bytes
+    assert not stream.deliver(chunk(2))  # 1440 > 1000
+    assert isinstance(stream.error, trio_tts.SlowConsumer)
+
+
+async def _until_error(ctx: Context[trio_tts.VoiceOptions]) -> AsyncIterator[object]:
+    with contextlib.suppress(trio_tts.TTSError):
+        async for event in ctx:
+            yield event
+
+
+async def test_one_reader_at_a_time() -> None:
+    stream, ctx = stream_and_context()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ctx.__anext__)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            await ctx.__anext__()
+        stream.deliver(chunk(0))
