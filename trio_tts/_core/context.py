@@ -376,7 +376,7 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
             if stream.ended:
                 await trio.lowlevel.checkpoint()
                 if stream.error is not None:
-                    raise stream.error
+                    raise stream.error from None
                 raise StopAsyncIteration
             await stream.wait()
 
