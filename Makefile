@@ -35,10 +35,10 @@ soak: $(STAMP)
 		--json soak.json
 
 # The benchmark (benchmarks/README in the top README): LiveKit 1.8.3 and matplotlib live in
-# their own venv so the project's dependencies stay clean. Five clients (the pool over both
-# transports) ~18 minutes on 2 cores, then the LiveKit plugins (official 1.8.9 vs ours, ~10
-# minutes), the transports alone under load, ~1 minute, then ElevenLabs: the pool vs the
-# official LiveKit plugin (project venv), ~2.5 minutes.
+# their own venv so the project's dependencies stay clean. Six clients (the pool over both
+# transports, the raw aiohttp client...) ~22 minutes on 2 cores, then the LiveKit plugins
+# (official 1.8.9 vs ours, ~10 minutes), the transports alone under load, ~1 minute, then
+# ElevenLabs: the pool vs the official LiveKit plugin (project venv), ~2.5 minutes.
 BENCH_VENV := benchmarks/.venv-livekit
 $(BENCH_VENV)/.installed:
 	$(PY) -m venv $(BENCH_VENV)

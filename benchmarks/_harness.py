@@ -236,6 +236,9 @@ class Run:
         self._check_start = 0.0
         self._check_end = 0.0
         self.extra: dict[str, Any] = {}
+        # RSS before the driver opens anything, and at the window's ends (contexts open).
+        self._rss_base = rss_mb()
+        self._rss_window: list[float] = []
 
     @property
     def stopping(self) -> bool:
@@ -259,10 +262,12 @@ class Run:
     def mark_start(self) -> None:
         self._ru_start = resource.getrusage(resource.RUSAGE_SELF)
         self._check_start = _check_seconds
+        self._rss_window.append(rss_mb())
 
     def mark_end(self) -> None:
         self._ru_end = resource.getrusage(resource.RUSAGE_SELF)
         self._check_end = _check_seconds
+        self._rss_window.append(rss_mb())
 
     def result(self, driver: str) -> dict[str, Any]:
         s = self.scenario
@@ -296,12 +301,24 @@ class Run:
             "ttfa_samples": _sample(ttfa),
             "turn_samples": _sample(ttime),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            # What serving the open contexts adds to the process (RSS in the window minus RSS
+            # before the driver opened anything), per 100 contexts open at once.
+            "rss_per_100_ctx_mb": (max(self._rss_window) - self._rss_base)
+            * 100
+            / self.args.concurrency,
             "failed": dict(failed),
             "failed_total": dict(failed_all),
             "turns_total": len(self.turns),
             "integrity": self.integrity.summary(),
             **self.extra,
         }
+
+
+def rss_mb() -> float:
+    """The process's resident set size now, in MiB (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
 
 
 def _pct(xs: list[float], q: float) -> float | None:

@@ -46,6 +46,7 @@ DRIVERS: dict[str, list[str]] = {
     "trio_tts/asyncio": [sys.executable, os.path.join(HERE, "driver_asyncio.py")],
     "livekit-1.8.3": [LIVEKIT_PY, os.path.join(HERE, "driver_livekit.py")],
     "raw": [sys.executable, os.path.join(HERE, "driver_raw.py")],
+    "raw-aiohttp": [LIVEKIT_PY, os.path.join(HERE, "driver_raw_aiohttp.py")],
 }
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -140,6 +141,7 @@ def run_driver(
             "rep": rep,
             "crashed": proc.returncode,
         }
+    result["driver"] = driver  # e.g. "trio_tts@baseline": the same driver, other code
     if "start" in marks and "end" in marks:
         (t0, c0), (t1, c1) = marks["start"], marks["end"]
         result["server_cpu_pct"] = 100 * (c1 - c0) / (t1 - t0)
@@ -181,6 +183,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "turn_p50": _median([r["turn_ms"]["p50"] for r in rs]),
                 "turn_p99": _median([r["turn_ms"]["p99"] for r in rs]),
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+                "rss_per_100_ctx_mb": _median([r.get("rss_per_100_ctx_mb") for r in rs]),
                 "turns_total": sum(r["turns_total"] for r in rs),
                 "failed": dict(failed),
                 "failed_count": sum(failed.values()),
@@ -203,8 +206,9 @@ def _f(x: float | None, fmt: str = "{:.1f}") -> str:
 def table(summary: list[dict[str, Any]]) -> str:
     lines = [
         "| scenario | C | driver | turns/s | CPU ms/turn | TTFA p50 / p99 ms | turn p50 / p99 ms"
-        " | peak RSS MB | failed turns | integrity (lost/extra/misrouted B) | server CPU % |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|",
+        " | peak RSS MB | RSS MB / 100 ctx | failed turns | integrity (lost/extra/misrouted B)"
+        " | server CPU % |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     order = {d: i for i, d in enumerate(DRIVERS)}
     scen_order = {s: i for i, s in enumerate(h.SCENARIOS)}
@@ -226,7 +230,8 @@ def table(summary: list[dict[str, Any]]) -> str:
             f"| {s['scenario']} | {s['concurrency']} | {s['driver']} | {_f(s['turns_per_s'])} | "
             f"{_f(s['cpu_ms_per_turn'], '{:.2f}')} | {_f(s['ttfa_p50'], '{:.0f}')} / "
             f"{_f(s['ttfa_p99'], '{:.0f}')} | {_f(s['turn_p50'], '{:.0f}')} / "
-            f"{_f(s['turn_p99'], '{:.0f}')} | {_f(s['peak_rss_mb'], '{:.0f}')} | {failed} | "
+            f"{_f(s['turn_p99'], '{:.0f}')} | {_f(s['peak_rss_mb'], '{:.0f}')} | "
+            f"{_f(s.get('rss_per_100_ctx_mb'))} | {failed} | "
             f"{integrity} | {_f(s['server_cpu_pct'], '{:.0f}')} |"
         )
     return "\n".join(lines)
@@ -323,6 +328,7 @@ def targets(summary: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]
                     f"open at drops {bound:.2f}/drop{lk_txt}",
                 )
             )
+    out += issue19_targets(get)
     for scen in ("spec", "light"):
         t, raw = get(scen, 100, "trio_tts"), get(scen, 100, "raw")
         if t and raw:
@@ -332,6 +338,88 @@ def targets(summary: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]
                     f"{scen} C=100: CPU/turn within 1.25× the raw ceiling",
                     r <= 1.25,
                     f"{t['cpu_ms_per_turn']:.2f} vs {raw['cpu_ms_per_turn']:.2f} ms = {r:.2f}×",
+                )
+            )
+    return out
+
+
+def _ratio(
+    name: str, a: dict[str, Any], b: dict[str, Any], key: str, bound: float, unit: str = "ms"
+) -> tuple[str, bool | None, str]:
+    x, y = a[key], b[key]
+    if not x or not y:
+        return name, None, "no data"
+    r = x / y
+    return name, r <= bound, f"{x:.2f} vs {y:.2f} {unit} = {r:.2f}×"
+
+
+def issue19_targets(
+    get: Any,
+) -> list[tuple[str, bool | None, str]]:
+    """Issue 19: relative to LiveKit 1.8.3's pool AND the raw aiohttp client, same run."""
+    out: list[tuple[str, bool | None, str]] = []
+    for c in (100, 200):
+        t, lk, ra = (
+            get("spec", c, "trio_tts"),
+            get("spec", c, "livekit-1.8.3"),
+            get("spec", c, "raw-aiohttp"),
+        )
+        if t and lk:
+            out.append(
+                _ratio(f"spec C={c}: CPU/turn ≤ 0.5× LiveKit", t, lk, "cpu_ms_per_turn", 0.5)
+            )
+        if t and ra:
+            out.append(
+                _ratio(f"spec C={c}: CPU/turn ≤ 0.8× raw aiohttp", t, ra, "cpu_ms_per_turn", 0.8)
+            )
+        t, ra = get("light", c, "trio_tts"), get("light", c, "raw-aiohttp")
+        if t and ra:
+            out.append(
+                _ratio(f"light C={c}: CPU/turn ≤ 1.0× raw aiohttp", t, ra, "cpu_ms_per_turn", 1.0)
+            )
+    t, ra = get("spec", 100, "trio_tts"), get("spec", 100, "raw-aiohttp")
+    if t and t["ttfa_p50"] and t["ttfa_p99"]:
+        r = t["ttfa_p99"] / t["ttfa_p50"]
+        out.append(
+            (
+                "spec C=100: TTFA p99 ≤ 1.2× p50",
+                r <= 1.2,
+                f"{t['ttfa_p99']:.0f} / {t['ttfa_p50']:.0f} ms = {r:.2f}×",
+            )
+        )
+        if ra and ra["ttfa_p99"]:
+            out.append(_ratio("spec C=100: TTFA p99 ≤ raw aiohttp's", t, ra, "ttfa_p99", 1.0))
+    t, lk, ra = (
+        get("paced", 100, "trio_tts"),
+        get("paced", 100, "livekit-1.8.3"),
+        get("paced", 100, "raw-aiohttp"),
+    )
+    if t and lk:
+        out.append(_ratio("paced C=100: CPU/turn ≤ 0.7× LiveKit", t, lk, "cpu_ms_per_turn", 0.7))
+    if t and ra and t["ttfa_p50"] and ra["ttfa_p50"]:
+        for q, bound in (("p50", 10.0), ("p99", 20.0)):
+            d = t[f"ttfa_{q}"] - ra[f"ttfa_{q}"]
+            out.append(
+                (
+                    f"paced C=100: TTFA {q} added over raw aiohttp ≤ {bound:g} ms",
+                    d <= bound,
+                    f"{t[f'ttfa_{q}']:.0f} − {ra[f'ttfa_{q}']:.0f} = {d:+.0f} ms",
+                )
+            )
+    for c in (100, 200):
+        t = get("spec", c, "trio_tts")
+        if t and t.get("rss_per_100_ctx_mb") is not None:
+            others = [
+                f"{d} {x['rss_per_100_ctx_mb']:.1f}"
+                for d in ("raw-aiohttp", "livekit-1.8.3")
+                if (x := get("spec", c, d)) and x.get("rss_per_100_ctx_mb") is not None
+            ]
+            out.append(
+                (
+                    f"spec C={c}: RSS per 100 open contexts (reported)",
+                    None,
+                    f"trio_tts {t['rss_per_100_ctx_mb']:.1f} MiB"
+                    + (f"; {', '.join(others)} MiB" if others else ""),
                 )
             )
     return out
@@ -401,9 +489,19 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--only", default=",".join(h.SCENARIOS))
-    p.add_argument("--drivers", default=",".join(DRIVERS))
+    p.add_argument(
+        "--drivers",
+        default=",".join(DRIVERS),
+        help="comma-separated; with --baseline, add trio_tts@baseline",
+    )
     p.add_argument("--concurrency", default="", help="e.g. 100 (default: each scenario's)")
     p.add_argument("--server", choices=("lean", "local"), default="lean")
+    p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run DIR's driver_trio.py (a checkout of other code, e.g. `git worktree add"
+        " DIR main`) as the driver trio_tts@baseline, for before/after in one run",
+    )
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument(
         "--resume",
@@ -412,8 +510,14 @@ def main() -> None:
     )
     args = p.parse_args()
     started = time.monotonic()
+    if args.baseline:
+        base = os.path.abspath(args.baseline)
+        DRIVERS["trio_tts@baseline"] = [
+            sys.executable,
+            os.path.join(base, "benchmarks", "driver_trio.py"),
+        ]
     drivers = [d for d in args.drivers.split(",") if d]
-    if "livekit-1.8.3" in drivers and not os.path.exists(LIVEKIT_PY):
+    if {"livekit-1.8.3", "raw-aiohttp"} & set(drivers) and not os.path.exists(LIVEKIT_PY):
         sys.exit(f"{LIVEKIT_PY} is missing: run `make bench` (it creates the LiveKit venv)")
     wanted = [h.SCENARIOS[n] for n in args.only.split(",") if n]
     groups: dict[tuple[float, int], list[h.Scenario]] = defaultdict(list)

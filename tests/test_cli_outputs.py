@@ -202,11 +202,16 @@ def test_speech_through_every_encoder_keeps_the_wav_length(tmp_path: Path) -> No
 
 
 def test_jobs_apply_to_compressed_output(tmp_path: Path) -> None:
-    """``-j`` is how many sentences are synthesised at once: the embedded server saw exactly
-    that many contexts open on one connection."""
+    """``-j`` is how many sentences are synthesised at once: that many contexts were in
+    flight, and the embedded server saw more than one open on its connection (never more
+    than ``-j``). Its own peak can be lower: a context's commands leave in one write, and
+    the server may finish a tone sentence (instant) before it reads the next create."""
     for jobs in (1, 2, 5):
         summary = speak(tmp_path / f"j{jobs}.mp3", "-j", str(jobs))
-        assert summary["peak_concurrency"] == summary["server_peak_contexts"] == jobs
+        assert summary["peak_concurrency"] == jobs
+        peak = summary["server_peak_contexts"]
+        assert isinstance(peak, int)
+        assert (1 < peak <= jobs) if jobs > 1 else peak == 1
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".mp3"])

@@ -357,3 +357,18 @@ def test_provider_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_provider_invalid_options(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(InvalidOptions, match=match):
         InworldProvider(**kwargs)  # type: ignore[arg-type]
+
+
+def test_events_are_immutable_values() -> None:
+    """Events compare and hash by their fields, refuse changes, and show no audio bytes."""
+    a = Audio("c1", b"\x00\x01", (WordTiming("hi", 0.0, 0.5),))
+    assert a == Audio("c1", b"\x00\x01", (WordTiming("hi", 0.0, 0.5),))
+    assert a != Audio("c2", b"\x00\x01", (WordTiming("hi", 0.0, 0.5),))
+    assert len({a, Audio("c1", b"\x00\x01", (WordTiming("hi", 0.0, 0.5),))}) == 1
+    with pytest.raises(AttributeError):
+        a.data = b""  # type: ignore[misc]
+    assert repr(a) == "Audio(context_id='c1', bytes=2, words=1)"
+    assert repr(WordTiming("hi", 0.0, 0.5)) == "WordTiming(word='hi', start=0.0, end=0.5)"
+    match a:
+        case Audio(context_id, data, words):
+            assert (context_id, data, words[0].word) == ("c1", b"\x00\x01", "hi")

@@ -169,12 +169,20 @@ class ConnectionActor:
     # -- called by the pool ----------------------------------------------------------------
 
     async def send(self, context_id: str, commands: list[Command]) -> None:
-        """Queue ``commands`` for ``context_id``; waits for room in the outbound buffer.
+        """Queue ``commands`` for ``context_id``; waits only when the outbound buffer is full.
+
+        With room in the buffer it returns without a trip through the scheduler (it is still
+        a cancellation point), so the commands a caller issues back to back reach the sender
+        together and leave in one write.
 
         Raises:
             trio.BrokenResourceError: the connection is gone.
         """
-        await self._outbound_in.send((context_id, commands))
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._outbound_in.send_nowait((context_id, commands))
+        except trio.WouldBlock:
+            await self._outbound_in.send((context_id, commands))
 
     def post(self, context_id: str, command: Command) -> None:
         """Queue ``command`` without waiting: a full buffer spills it into a task of the

@@ -16,11 +16,11 @@ Nothing here imports the pool or the connection actor.
 
 from __future__ import annotations
 
+import collections
 import enum
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, Protocol
 
-import attrs
 import trio
 
 from .commands import Close, Command, Flush, SendText
@@ -72,6 +72,13 @@ class ContextStream:
 
     ``max_events``/``max_bytes`` bound the unread backlog (events, audio bytes): past either,
     the context fails with :class:`SlowConsumer` (the owner then cancels it on the server).
+
+    Delivery is by bursts. The unread events wait in a deque; a reader that finds it empty
+    parks (:meth:`wait`), and :meth:`deliver` wakes it with the first event of a burst —
+    the rest of what the connection read in the same pass is only appended. Woken, the
+    reader takes the whole burst (:meth:`take`) without a trip through the scheduler per
+    event. That never starves another task: nothing is appended while the reader runs, so a
+    burst is finite, and the reader parks again once it is drained. One reader at a time.
     """
 
     def __init__(
@@ -83,7 +90,12 @@ class ContextStream:
         self.error: TTSError | None = None
         self.done = trio.Event()
         self._max_bytes = max_bytes
-        self._in, self._out = trio.open_memory_channel[Event](max_events)
+        self._max_events = max_events
+        self._events: collections.deque[Audio | FlushCompleted] = collections.deque()
+        #: No more events will be appended (closed, failed or abandoned).
+        self.ended = False
+        # The reader's task while it is parked in wait().
+        self._reader: trio.lowlevel.Task | None = None
         #: Audio bytes delivered to the buffer and not yet read by the caller.
         self.buffered_bytes = 0
         #: True once audio arrived (a lost connection then fails the context, not moves it).
@@ -125,11 +137,12 @@ class ContextStream:
             return True
         if self.buffered_bytes + size > self._max_bytes and self.buffered_bytes:
             return self._overflow(f"more than {self._max_bytes} bytes of audio unread")
-        try:
-            self._in.send_nowait(event)
-        except trio.WouldBlock:
+        if len(self._events) >= self._max_events:
             return self._overflow("event buffer full")
+        self._events.append(event)
         self.buffered_bytes += size
+        if self._reader is not None:
+            self._wake()
         if self.ready is not None:
             self.ready()
         return True
@@ -150,7 +163,7 @@ class ContextStream:
             return event
         words = tuple(WordTiming(w.word, w.start + offset, w.end + offset) for w in event.words)
         self._last_word_end = max(self._last_word_end, words[-1].end)
-        return attrs.evolve(event, words=words)
+        return Audio(event.context_id, event.data, words)
 
     def closed_by_server(self) -> None:
         """The server confirmed the close: iteration ends after the queued events."""
@@ -169,10 +182,17 @@ class ContextStream:
         return True
 
     def _end(self) -> None:
-        self._in.close()
+        self.ended = True
         self.done.set()
+        if self._reader is not None:
+            self._wake()
         if self.ready is not None:
             self.ready()
+
+    def _wake(self) -> None:
+        reader, self._reader = self._reader, None
+        assert reader is not None
+        trio.lowlevel.reschedule(reader)
 
     # -- reader side (the Context) ---------------------------------------------------------
 
@@ -188,19 +208,38 @@ class ContextStream:
             self._end()
         return state
 
-    def receive_nowait(self) -> Event:
-        """Raises trio.WouldBlock, trio.EndOfChannel."""
-        event = self._out.receive_nowait()
-        if isinstance(event, Audio):
+    @property
+    def pending(self) -> int:
+        """Events buffered and not yet read."""
+        return len(self._events)
+
+    def take(self) -> Audio | FlushCompleted | None:
+        """The oldest unread event, or None if none is buffered now."""
+        if not self._events:
+            return None
+        event = self._events.popleft()
+        if type(event) is Audio:
             self.buffered_bytes -= len(event.data)
         return event
 
-    async def receive(self) -> Event:
-        """Raises trio.EndOfChannel."""
-        event = await self._out.receive()
-        if isinstance(event, Audio):
-            self.buffered_bytes -= len(event.data)
-        return event
+    async def wait(self) -> None:
+        """Park until an event is buffered or the stream ended (a checkpoint either way).
+
+        Raises:
+            trio.BusyResourceError: another task is already waiting.
+        """
+        if self._events or self.ended:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._reader is not None:
+            raise trio.BusyResourceError("another task is already reading this context")
+        self._reader = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._reader = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class Context(trio.abc.AsyncResource, Generic[OptionsT]):
@@ -234,7 +273,6 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         self.id = stream.id
         self.options = options
         self._max_text = max_text
-        self._unchecked = 0  # events taken without a checkpoint (see __anext__)
 
     @property
     def state(self) -> ContextState:
@@ -347,47 +385,37 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
                 events queued before the failure.
         """
         stream = self._stream
-        try:
-            event = stream.receive_nowait()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
+        event = stream.take()
+        if event is not None:
+            return event
+        if stream.ended:
             if stream.error is not None:
-                raise stream.error from None
-            raise StopAsyncIteration from None
-        assert isinstance(event, Audio | FlushCompleted)
-        return event
+                raise stream.error
+            raise StopAsyncIteration
+        raise trio.WouldBlock
 
     def __aiter__(self) -> AsyncIterator[Audio | FlushCompleted]:
         return self
 
     async def __anext__(self) -> Audio | FlushCompleted:
-        # Fast path: take a buffered event without a trip through the scheduler, yielding
-        # (a checkpoint: cancellation, fairness) once every 16 events.
+        # A buffered burst is handed over event by event without a trip through the
+        # scheduler (see ContextStream: that cannot starve anyone); each call is still a
+        # cancellation point. An empty buffer parks the task until the next burst.
         stream = self._stream
-        try:
-            event = stream.receive_nowait()
-        except trio.WouldBlock:
-            event = None
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            await trio.lowlevel.checkpoint()
-            if stream.error is not None:
-                raise stream.error from None
-            raise StopAsyncIteration from None
-        if event is not None:
-            self._unchecked += 1
-            if self._unchecked >= 16:
-                self._unchecked = 0
+        while True:
+            if stream.pending:
+                # Cancelled: raises here, before the event leaves the buffer. Otherwise no
+                # yield, so nothing can take it in between.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                event = stream.take()
+                assert event is not None
+                return event
+            if stream.ended:
                 await trio.lowlevel.checkpoint()
-            assert isinstance(event, Audio | FlushCompleted)
-            return event
-        self._unchecked = 0
-        try:
-            event = await stream.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            if stream.error is not None:
-                raise stream.error from None
-            raise StopAsyncIteration from None
-        assert isinstance(event, Audio | FlushCompleted)
-        return event
+                if stream.error is not None:
+                    raise stream.error from None
+                raise StopAsyncIteration
+            await stream.wait()
 
     def _check_open(self) -> None:
         if self._stream.error is not None:

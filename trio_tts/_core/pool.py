@@ -695,7 +695,8 @@ class Pool(Generic[OptionsT]):
             record.request = req
             self._do(self._alloc.request(req, trio.current_time(), front=front), record)
             try:
-                await waiter.event.wait()
+                if not waiter.event.is_set():  # else placed at once: no trip via the scheduler
+                    await waiter.event.wait()
             except BaseException:
                 self._withdraw(record)
                 raise

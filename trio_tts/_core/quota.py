@@ -85,6 +85,15 @@ class LocalQuota:
 
     async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         lease = Lease()
+        # A free permit (and nobody queued before us) is taken without a trip through the
+        # scheduler; the call stays a cancellation point.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(lease)
+        except trio.WouldBlock:
+            pass
+        else:
+            return lease
         with trio.move_on_after(math.inf if timeout is None else timeout):
             await self._limiter.acquire_on_behalf_of(lease)
             return lease

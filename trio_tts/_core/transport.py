@@ -161,6 +161,7 @@ class WebSocketTransport:
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         read_size: int,
+        at_frame_boundary: bool = False,
     ) -> None:
         self._stream = stream
         self._protocol = protocol
@@ -190,6 +191,14 @@ class WebSocketTransport:
         self._reading = False
         self._reader_left = trio.Event()  # set (and replaced) each time a reader leaves
         self._closing = False
+        # The protocol queued automatic replies (pong, close) while reading: the reader
+        # writes them unless a writer holds the lock (then the writer drains them).
+        self._replies_pending = False
+        # The frame fast path (see _receive_frames): on while the protocol's parser has only
+        # ever been given whole frames, so it stands at a frame boundary.
+        self._fast = at_frame_boundary
+        # Fast path: the start of a frame whose end has not arrived yet.
+        self._tail = b""
 
     @property
     def _where(self) -> str:
@@ -253,26 +262,40 @@ class WebSocketTransport:
             self._pings.pop(payload, None)
 
     async def _flush(self) -> None:
-        """Write everything the protocol has queued. Raises ConnectionLost when broken."""
-        async with self._write_lock:
+        """Write everything the protocol has queued, each batch of frames with one
+        ``send_all``. Raises ConnectionLost when broken.
+
+        A free lock is taken without a trip through the scheduler: the bytes go out before
+        the first yield (``send_all``'s, after its write)."""
+        lock = self._write_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             if self._write_broken:
                 raise self._failure or self._closing_error()
-            try:
-                while chunks := self._protocol.data_to_send():
-                    for chunk in chunks:
-                        if chunk:
-                            await self._stream.send_all(chunk)
-                        elif isinstance(self._stream, trio.SocketStream):
-                            await self._stream.send_eof()
-            except BaseException as exc:
-                # The stream may be half-written: nothing more can be sent on it. What the
-                # server sent before can still be read: receive() drains it.
-                if isinstance(exc, _STREAM_ERRORS):
-                    lost = ConnectionLost(f"write to {self._where} failed")
-                    self._write_failed(lost)
-                    raise lost from exc
-                self._write_failed(ConnectionLost(f"write to {self._where} was interrupted"))
-                raise
+            self._replies_pending = False
+            while chunks := self._protocol.data_to_send():
+                # b"" marks the end of the stream (after a close frame).
+                data = b"".join(chunks)
+                if data:
+                    await self._stream.send_all(data)
+                if not chunks[-1] and isinstance(self._stream, trio.SocketStream):
+                    await self._stream.send_eof()
+        except ConnectionLost:
+            raise
+        except BaseException as exc:
+            # The stream may be half-written: nothing more can be sent on it. What the
+            # server sent before can still be read: receive() drains it.
+            if isinstance(exc, _STREAM_ERRORS):
+                lost = ConnectionLost(f"write to {self._where} failed")
+                self._write_failed(lost)
+                raise lost from exc
+            self._write_failed(ConnectionLost(f"write to {self._where} was interrupted"))
+            raise
+        finally:
+            lock.release()
 
     def _write_failed(self, exc: ConnectionLost) -> None:
         self._write_broken = True
@@ -336,16 +359,82 @@ class WebSocketTransport:
             # drain_timeout has passed since the write failed (or aclose() stopped us).
             self._end_receive(self._failure or self._closing_error())
             return
-        if data:
-            self._protocol.receive_data(data)
+        if data and self._fast:
+            self._receive_frames(data)
         else:
-            self._protocol.receive_eof()
-        self._process_events(self._protocol.events_received(), eof=not data)
+            if self._tail:  # the start of a frame the end of the stream cut short
+                self._protocol.receive_data(self._tail)
+                self._tail = b""
+            if data:
+                self._protocol.receive_data(data)
+            else:
+                self._protocol.receive_eof()
+            self._process_events(self._protocol.events_received(), eof=not data)
         # Automatic replies (pong, close): write them now unless a writer holds the lock, in
-        # which case it drains them after its current write.
-        if not self._write_lock.locked() and not self._write_broken:
+        # which case it drains them after its current write. Data frames need no reply, so
+        # the reader only takes the lock after a control frame or the end of receiving.
+        if self._replies_pending and not self._write_lock.locked() and not self._write_broken:
             with contextlib.suppress(ConnectionLost):
                 await self._flush()
+
+    def _receive_frames(self, data: bytes | bytearray) -> None:
+        """The frame fast path: split ``data`` (after the held-back ``_tail``) into frames
+        here, deliver each whole, unfragmented, unmasked text or binary frame straight from
+        the read buffer, and give websockets' protocol only what needs it: a control frame
+        (ping, pong, close) is handed over whole, so its parser stays at a frame boundary.
+
+        Anything else — a fragment, reserved bits, a masked frame, a reserved opcode, a
+        frame over ``max_message_size`` (refused from its header, as the protocol does) —
+        goes to the protocol with everything after it, and the fast path ends for this
+        connection: from then on the protocol parses every byte, as without the fast path.
+        A frame cut by the end of the read waits in ``_tail`` for the next one (at most
+        ``max_message_size`` plus its header).
+        """
+        if self._tail:
+            data = self._tail + data
+            self._tail = b""
+        view = memoryview(data)
+        size = len(data)
+        limit = self._max_message_size
+        pos = 0
+        while pos + 2 <= size:
+            if self._recv_done.is_set():
+                return  # a close frame ended receiving: the rest is discarded, as websockets
+            b0 = data[pos]
+            length = b1 = data[pos + 1]
+            head = 2
+            if length == 126:
+                head = 4
+                if pos + 4 > size:
+                    break
+                length = int.from_bytes(view[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                head = 10
+                if pos + 10 > size:
+                    break
+                length = int.from_bytes(view[pos + 2 : pos + 10], "big")
+            # Unmasked; FIN, no reserved bit; text (1) or binary (2), or a control frame.
+            if b1 & 0x80 or not (
+                ((b0 == 0x81 or b0 == 0x82) and length <= limit)
+                or (0x88 <= b0 <= 0x8A and length <= 125)
+            ):
+                self._fast = False
+                self._protocol.receive_data(bytes(view[pos:]))
+                self._process_events(self._protocol.events_received())
+                return
+            end = pos + head + length
+            if end > size:
+                break
+            if b0 == 0x81:
+                self._deliver_text(view[pos + head : end])
+            elif b0 == 0x82:
+                self._messages.append(bytes(view[pos + head : end]))
+            else:
+                self._protocol.receive_data(bytes(view[pos:end]))
+                self._process_events(self._protocol.events_received())
+            pos = end
+        if pos < size and not self._recv_done.is_set():
+            self._tail = bytes(view[pos:])
 
     def _process_events(self, events: Sequence[object], *, eof: bool = False) -> None:
         for event in events:
@@ -353,6 +442,7 @@ class WebSocketTransport:
                 self._handle_frame(event)
         protocol = self._protocol
         if protocol.close_rcvd is not None or protocol.parser_exc is not None or eof:
+            self._replies_pending = True
             self._end_receive(self._lost_from_protocol(eof=eof))
 
     def _handle_frame(self, frame: Frame) -> None:
@@ -378,15 +468,20 @@ class WebSocketTransport:
                     self._pings.pop(payload).set()
                     if payload == pong:
                         break
-        # PING: the protocol already queued the pong. CLOSE: _process_events ends receiving.
+        else:  # PING: the protocol queued the pong. CLOSE: _process_events ends receiving.
+            self._replies_pending = True
 
     def _deliver(self, opcode: Opcode, data: bytes | bytearray | memoryview) -> None:
         if opcode is Opcode.BINARY:
             self._messages.append(bytes(data))
-            return
+        else:
+            self._deliver_text(data)
+
+    def _deliver_text(self, data: bytes | bytearray | memoryview) -> None:
         try:
             self._messages.append(str(data, "utf-8"))
         except UnicodeDecodeError:
+            self._replies_pending = True  # the close frame below
             self._protocol.fail(1007, "invalid UTF-8")
             self._end_receive(
                 ConnectionLost("server sent invalid UTF-8 in a text message", code=1007)
@@ -545,7 +640,7 @@ async def connect(
                 stream = await trio.open_tcp_stream(wsuri.host, wsuri.port)
             for chunk in protocol.data_to_send():
                 await stream.send_all(chunk)
-            response, early_frames = await _read_response(stream, protocol, read_size)
+            response, early = await _read_response(stream, protocol, read_size)
         except BaseException as exc:
             if stream is not None:
                 await trio.aclose_forcefully(stream)
@@ -575,8 +670,13 @@ async def connect(
             drain_timeout=drain_timeout,
             max_message_size=max_message_size,
             read_size=read_size,
+            at_frame_boundary=True,
         )
-        transport._process_events(early_frames)  # frames that came with the 101 response
+        if early:  # frames that came in the same reads as the 101 response
+            transport._receive_frames(early)
+            if transport._replies_pending:  # e.g. a ping: answer it now, not after a read
+                with contextlib.suppress(ConnectionLost):
+                    await transport._flush()
         return transport
     if stream is not None:
         await trio.aclose_forcefully(stream)
@@ -585,23 +685,46 @@ async def connect(
 
 async def _read_response(
     stream: trio.abc.Stream, protocol: ClientProtocol, read_size: int
-) -> tuple[Response | None, list[Frame]]:
+) -> tuple[Response | None, bytes]:
     """Read until the protocol has parsed the handshake response (or failed to).
 
-    Returns the response (``None`` if the protocol could not parse one) and the frames that
-    arrived in the same reads, after it.
+    The protocol is given a ``101`` response's head only, up to its blank line (a 101 has no
+    body): the bytes after it, already frames, are returned for the transport to parse, so
+    the protocol's parser starts at a frame boundary (the transport's fast path needs that).
+    Any other response is given whole (its body is part of the error).
+
+    Returns the response (``None`` if the protocol could not parse one) and those bytes.
     """
+    head: bytearray | None = bytearray()  # the response so far, until its blank line
     while True:
         data = await stream.receive_some(read_size)
-        if data:
+        early: bytes | bytearray = b""
+        if not data:
+            protocol.receive_eof()
+        elif head is None:
             protocol.receive_data(data)
         else:
-            protocol.receive_eof()
+            start = len(head)
+            head += data
+            end = head.find(b"\r\n\r\n", max(0, start - 3))
+            if end >= 0 and head.startswith(b"HTTP/1.1 101 "):
+                cut = end + 4 - start
+                protocol.receive_data(data[:cut])
+                early = data[cut:]
+            else:
+                protocol.receive_data(data)
+            if end >= 0:
+                head = None
         events = protocol.events_received()
         if events and isinstance(events[0], Response):
-            return events[0], [e for e in events[1:] if isinstance(e, Frame)]
+            return events[0], bytes(early)
+        if early:  # not parsed as a response after all: the protocol gets every byte
+            protocol.receive_data(early)
+            events = protocol.events_received()
+            if events and isinstance(events[0], Response):
+                return events[0], b""
         if protocol.handshake_exc is not None or not data:
-            return None, []
+            return None, b""
 
 
 if TYPE_CHECKING:  # connect() keeps the TransportFactory contract (checked by mypy)

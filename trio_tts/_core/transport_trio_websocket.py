@@ -189,11 +189,13 @@ class TrioWebSocketTransport:
         try:
             for message in messages:
                 await ws.send_message(message)
+            return
         except trio_websocket.ConnectionClosed:
-            raise self._lost_now() from None
+            pass  # raised below, unchained: see receive()
         except BaseException:
             self._break(ConnectionLost(f"write to {self._where} failed"))
             raise
+        raise self._lost_now()
 
     async def receive(self) -> str | bytes:
         """Return the next message (``str`` for text, ``bytes`` for binary).
@@ -211,15 +213,19 @@ class TrioWebSocketTransport:
             raise trio.BusyResourceError("another task is already receiving")
         self._receiving = True
         try:
-            return await self._conn.get_message()
-        except trio_websocket.ConnectionClosed:
+            try:
+                return await self._conn.get_message()
+            except trio_websocket.ConnectionClosed:
+                # Raised below, outside this handler: the ConnectionClosed's close reason
+                # may echo a secret, and `from None` would still keep it as __context__.
+                pass
             if self._closing:
                 # aclose() is waiting for the server's close frame: let it, then fail (the
                 # connection actor ends the whole connection when its receiver fails).
                 await self._done.wait()
-            raise self._lost_now() from None
         finally:
             self._receiving = False
+        raise self._lost_now()
 
     async def ping(self) -> None:
         """Send a ping and wait for its pong (bound it with your own timeout).
@@ -230,15 +236,16 @@ class TrioWebSocketTransport:
         self._check_open()
         if self._ended:
             raise self._lost_now()
+        closed = False
         with trio.CancelScope() as wake:
             self._wake_on_end.add(wake)
             try:
                 await self._conn.ping()
             except trio_websocket.ConnectionClosed:
-                raise self._lost_now() from None
+                closed = True  # raised below, unchained: see receive()
             finally:
                 self._wake_on_end.discard(wake)
-        if wake.cancelled_caught:
+        if closed or wake.cancelled_caught:
             raise self._lost_now()
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:

@@ -52,43 +52,46 @@ _UNSET = msgspec.UNSET
 
 
 # ------------------------------------------------------------------------ server frame types
+#
+# ``gc=False``: a decoded frame is a tree (it cannot hold a reference cycle), so its structs
+# need not be tracked by the garbage collector — five fewer tracked objects per frame.
 
 
-class WordAlignment(msgspec.Struct):
+class WordAlignment(msgspec.Struct, gc=False):
     words: list[str] = []
     wordStartTimeSeconds: list[float] = []
     wordEndTimeSeconds: list[float] = []
 
 
-class CharacterAlignment(msgspec.Struct):
+class CharacterAlignment(msgspec.Struct, gc=False):
     characters: list[str] = []
     characterStartTimeSeconds: list[float] = []
     characterEndTimeSeconds: list[float] = []
 
 
-class TimestampInfo(msgspec.Struct):
+class TimestampInfo(msgspec.Struct, gc=False):
     """Word and/or character timings of an audio chunk."""
 
     wordAlignment: WordAlignment | None = None
     characterAlignment: CharacterAlignment | None = None
 
 
-class UsageCount(msgspec.Struct):
+class UsageCount(msgspec.Struct, gc=False):
     processedCharactersCount: int = 0
 
 
-class AudioChunk(msgspec.Struct):
+class AudioChunk(msgspec.Struct, gc=False):
     audioContent: bytes = b""
     timestampInfo: TimestampInfo | None = None
     usage: UsageCount | None = None
 
 
-class Status(msgspec.Struct):
+class Status(msgspec.Struct, gc=False):
     code: int = 0
     message: str = ""
 
 
-class Result(msgspec.Struct):
+class Result(msgspec.Struct, gc=False):
     contextId: str | None = None
     # Presence markers: their value ({} or details) carries nothing we use.
     contextCreated: Any = _UNSET
@@ -103,7 +106,7 @@ class Result(msgspec.Struct):
     usage: UsageCount | None = None
 
 
-class Frame(msgspec.Struct):
+class Frame(msgspec.Struct, gc=False):
     """One server frame (WebSocket) or NDJSON line (HTTP ``voice:stream``)."""
 
     result: Result | None = None
@@ -145,24 +148,18 @@ def word_timings(info: TimestampInfo | None) -> tuple[WordTiming, ...]:
     """The word (and character) timings of a chunk, in the order the server sent them."""
     if info is None:
         return ()
+    # map() over the three lists stops at the shortest, like zip(strict=False).
+    wa, ca = info.wordAlignment, info.characterAlignment
+    if ca is None:
+        if wa is None:
+            return ()
+        return tuple(map(WordTiming, wa.words, wa.wordStartTimeSeconds, wa.wordEndTimeSeconds))
     timings: list[WordTiming] = []
-    if (wa := info.wordAlignment) is not None:
-        timings.extend(
-            WordTiming(w, s, e)
-            for w, s, e in zip(
-                wa.words, wa.wordStartTimeSeconds, wa.wordEndTimeSeconds, strict=False
-            )
-        )
-    if (ca := info.characterAlignment) is not None:
-        timings.extend(
-            WordTiming(c, s, e)
-            for c, s, e in zip(
-                ca.characters,
-                ca.characterStartTimeSeconds,
-                ca.characterEndTimeSeconds,
-                strict=False,
-            )
-        )
+    if wa is not None:
+        timings += map(WordTiming, wa.words, wa.wordStartTimeSeconds, wa.wordEndTimeSeconds)
+    timings += map(
+        WordTiming, ca.characters, ca.characterStartTimeSeconds, ca.characterEndTimeSeconds
+    )
     return tuple(timings)
 
 
