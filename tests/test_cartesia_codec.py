@@ -307,13 +307,13 @@ def test_cartesia_word_times_are_not_rebased_after_a_flush() -> None:
         Audio("c1", b"", later),
     ):
         assert stream.deliver(event)
-    out = [stream.receive_nowait() for _ in range(3)]
+    out = [stream.take() for _ in range(3)]
     assert out[2] == Audio("c1", b"", later)  # unchanged: 1.5 s, not 2.5 s
     # An Inworld-style flush (timings restart) still adds the audio before it.
     inworld = ContextStream("c2", CartesiaOptions(), max_events=100, max_bytes=1 << 20)
     for event in (Audio("c2", b"\x00" * 48000), FlushCompleted("c2"), Audio("c2", b"", words)):
         inworld.deliver(event)
-    assert [inworld.receive_nowait() for _ in range(3)][2].words[0].start == 1.0
+    assert [inworld.take() for _ in range(3)][2].words[0].start  # type: ignore[union-attr] == 1.0
 
 
 # --------------------------------------------------------------------------------- receive
@@ -454,10 +454,10 @@ def test_the_servers_codec_reads_every_request_as_sent(options: CartesiaOptions)
         *codec.close("c1"),
     ]
     messages = [proto.decode_message(frame) for frame in sent]
-    assert [(m.transcript, m.continue_, m.flush) for m in messages] == [  # type: ignore[union-attr]
+    assert [(m.transcript, m.continue_, m.flush) for m in messages] == [
         ("Hello there. ", True, False), ("", True, True), ("", False, False),
     ]  # fmt: skip
-    config = context_config(messages[0].fields)  # type: ignore[union-attr]
+    config = context_config(messages[0].fields)
     assert isinstance(config, ContextConfig), config
     assert (config.voice_id, config.model_id) == (options.voice, options.model)
     assert (config.sample_rate, config.add_timestamps) == (
