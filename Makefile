@@ -37,7 +37,8 @@ soak: $(STAMP)
 # The benchmark (benchmarks/README in the top README): LiveKit 1.8.3 and matplotlib live in
 # their own venv so the project's dependencies stay clean. Five clients (the pool over both
 # transports) ~18 minutes on 2 cores, then the LiveKit plugins (official 1.8.9 vs ours, ~10
-# minutes) and the transports alone under load, ~1 minute.
+# minutes), the transports alone under load, ~1 minute, then ElevenLabs: the pool vs the
+# official LiveKit plugin (project venv), ~2.5 minutes.
 BENCH_VENV := benchmarks/.venv-livekit
 $(BENCH_VENV)/.installed:
 	$(PY) -m venv $(BENCH_VENV)
@@ -49,6 +50,7 @@ bench: $(STAMP) $(BENCH_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/bench_livekit_plugin.py --md benchmarks/results/livekit_plugin.md
 	$(BIN)/python benchmarks/bench_transport.py --only load --md benchmarks/results/transport.md
+	$(BIN)/python benchmarks/bench_elevenlabs.py --md benchmarks/results/elevenlabs.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -557,10 +557,10 @@ class AsyncioPool(Generic[OptionsT]):
         ctx.start_opening(opening)
         return ctx
 
-    async def prewarm(self, n: int | None = None) -> int:
+    async def prewarm(self, n: int | None = None, *, options: OptionsT | None = None) -> int:
         """:meth:`trio_tts.Pool.prewarm` from asyncio."""
         engine, pool = self._require()
-        return await engine.call(partial(pool.prewarm, n))
+        return await engine.call(partial(pool.prewarm, n, options=options))
 
     def update_options(self, **changes: Any) -> None:
         """:meth:`trio_tts.Pool.update_options`: validated here, applied in trio before any

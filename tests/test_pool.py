@@ -505,3 +505,25 @@ async def test_statistics_and_repr_show_live_counts(server: LocalServer) -> None
         await ctx.aclose()
         await wait_quiet(pool, server)
         assert repr(pool) == "<Pool inworld open connections=1/20 contexts=0/100 waiting=0>"
+
+
+async def test_prewarm_for_options_opens_a_connection_of_their_key(server: LocalServer) -> None:
+    """``prewarm(options=...)`` warms the connection those options need (ElevenLabs' URL:
+    voice and format), not the defaults' one; only connections of that key count."""
+    provider = trio_tts.ElevenLabsProvider(url=server.base_url)
+    defaults = trio_tts.ElevenLabsOptions(output_format="pcm_16000")
+    other = defaults.replace(voice_id="cjVigY5qzO86Huf0OWal")
+    async with trio_tts.open_pool(provider, defaults=defaults) as pool:
+        assert await pool.prewarm() == 1
+        assert await pool.prewarm(options=other) == 1  # the defaults' one does not count
+        assert await pool.prewarm(options=other) == 1  # already warm: nothing opened
+        assert pool.statistics().connections_opened == 2
+        ctx = await pool.open_context(options=other)
+        async with ctx:
+            await ctx.send_text("Warm.", flush=True)
+            await ctx.finish()
+            assert b"".join([e.data async for e in ctx if isinstance(e, trio_tts.Audio)])
+        assert pool.statistics().connections_opened == 2  # it took the warm connection
+        with pytest.raises(trio_tts.InvalidOptions):
+            await pool.prewarm(options=trio_tts.VoiceOptions())  # not this provider's
+    assert server.statistics().connections_accepted == 2

@@ -1,5 +1,5 @@
-"""Inworld and Rime are peers: the same four modules, the same shape of names in each, and a
-core that names neither."""
+"""Inworld, Rime, ElevenLabs and Cartesia are peers: the same four modules, the same shape of
+names in each, and a core that names none of them."""
 
 from __future__ import annotations
 
@@ -18,12 +18,19 @@ from trio_tts._core.provider import OptionsT
 
 ROOT = Path(trio_tts.__file__).resolve().parent
 MODULES = ("codec", "http", "options", "provider")
-# Per provider: the options class, codec, provider, HTTP client and HTTP audio stream.
-NAMES = {
+# Per provider: the options class, codec, provider, HTTP client and HTTP audio stream (None:
+# the HTTP client lists voices only, it does not synthesise).
+NAMES: dict[str, tuple[str, str, str, str, str | None]] = {
     "inworld": ("VoiceOptions", "InworldCodec", "InworldProvider", "InworldHTTPClient",
                 "InworldAudioStream"),
     "rime": ("RimeOptions", "RimeCodec", "RimeProvider", "RimeHTTPClient", "RimeAudioStream"),
+    "elevenlabs": ("ElevenLabsOptions", "ElevenLabsCodec", "ElevenLabsProvider",
+                   "ElevenLabsHTTPClient", "ElevenLabsAudioStream"),
+    "cartesia": ("CartesiaOptions", "CartesiaCodec", "CartesiaProvider", "CartesiaHTTPClient",
+                 "CartesiaAudioStream"),
 }  # fmt: skip
+#: The HTTP clients that also list voices (typed, and as the service sent them).
+LISTS_VOICES = {"inworld", "elevenlabs", "cartesia"}
 
 
 def module(provider: str, name: str) -> ModuleType:
@@ -38,7 +45,7 @@ def public_methods(cls: type) -> set[str]:
     return {n for n, _ in inspect.getmembers(cls, callable) if not n.startswith("_")}
 
 
-def test_both_providers_are_the_same_four_modules() -> None:
+def test_every_provider_is_the_same_four_modules() -> None:
     for provider in NAMES:
         files = {p.stem for p in (ROOT / "providers" / provider).glob("*.py")}
         assert files == {"__init__", *MODULES}, provider
@@ -54,9 +61,10 @@ def test_each_provider_defines_the_same_kinds_of_names(provider: str) -> None:
     assert options in module(provider, "options").__all__
     assert codec in module(provider, "codec").__all__
     assert {prov, "DEFAULT_URL"} <= set(module(provider, "provider").__all__)
-    assert {client, stream, "DEFAULT_HTTP_URL", "request_body"} <= set(
-        module(provider, "http").__all__
-    )
+    http_names = set(module(provider, "http").__all__)
+    assert {client, "DEFAULT_HTTP_URL"} <= http_names
+    if stream is not None:
+        assert {stream, "request_body"} <= http_names
     opts = getattr(module(provider, "options"), options)()
     assert implements(opts, trio_tts.Options)  # voice, sample_rate, encoding, replace
     provider_obj = getattr(module(provider, "provider"), prov)()
@@ -67,28 +75,35 @@ def test_each_provider_defines_the_same_kinds_of_names(provider: str) -> None:
 
 
 def test_the_peers_have_the_same_public_methods() -> None:
-    (_, icodec, iprov, iclient, istream), (_, rcodec, rprov, rclient, rstream) = (
-        NAMES["inworld"],
-        NAMES["rime"],
-    )
-    pairs = [("codec", icodec, rcodec), ("provider", iprov, rprov)]
-    for mod, inworld, rime in pairs:
-        assert public_methods(getattr(module("inworld", mod), inworld)) == public_methods(
-            getattr(module("rime", mod), rime)
-        )
-    inworld_client = public_methods(getattr(module("inworld", "http"), iclient))
-    rime_client = public_methods(getattr(module("rime", "http"), rclient))
-    # Only Inworld lists voices over HTTP (typed, and as the service sent them).
-    assert inworld_client - rime_client == {"voices", "voice_rows"}
-    assert rime_client <= inworld_client
-    inworld_stream = getattr(module("inworld", "http"), istream)
-    for cls in (inworld_stream, getattr(module("rime", "http"), rstream)):
-        assert {"__aiter__", "__anext__"} <= set(vars(cls))
+    first, *others = NAMES
+    for mod, index in (("codec", 1), ("provider", 2)):
+        expected = public_methods(getattr(module(first, mod), NAMES[first][index]))
+        for provider in others:
+            cls = getattr(module(provider, mod), NAMES[provider][index])
+            assert public_methods(cls) == expected, (provider, mod)
+    clients = {p: public_methods(getattr(module(p, "http"), NAMES[p][3])) for p in NAMES}
+    common = set.intersection(*clients.values())
+    for provider, methods in clients.items():
+        extra = {"voices", "voice_rows"} if provider in LISTS_VOICES else set()
+        assert methods - common == extra, provider
+    for provider, names in NAMES.items():
+        if names[4] is not None:
+            stream = getattr(module(provider, "http"), names[4])
+            assert {"__aiter__", "__anext__"} <= set(vars(stream))
 
 
 def test_options_are_importable_from_their_provider_and_from_trio_tts() -> None:
+    for provider, (options, _, prov, client, stream) in NAMES.items():
+        assert getattr(trio_tts, options) is getattr(module(provider, "options"), options)
+        assert getattr(trio_tts, prov) is getattr(module(provider, "provider"), prov)
+        assert getattr(trio_tts.http, client) is getattr(module(provider, "http"), client)
+        if stream is not None:
+            assert getattr(trio_tts.http, stream) is getattr(module(provider, "http"), stream)
     assert trio_tts.VoiceOptions is module("inworld", "options").VoiceOptions
     assert trio_tts.RimeOptions is module("rime", "options").RimeOptions
+    assert trio_tts.ElevenLabsOptions is module("elevenlabs", "options").ElevenLabsOptions
+    assert trio_tts.ElevenLabsProvider is module("elevenlabs", "provider").ElevenLabsProvider
+    assert trio_tts.http.ElevenLabsHTTPClient is module("elevenlabs", "http").ElevenLabsHTTPClient
     from trio_tts import RimeOptions, VoiceOptions
     from trio_tts.providers.inworld.options import VoiceOptions as InworldOptions
     from trio_tts.providers.rime.options import RimeOptions as RimeOwnOptions

@@ -112,6 +112,19 @@ EXPECT = {
     "Using trio_tts from asyncio (and LiveKit Agents) [2]": Expect(
         r"\d+ frames, (?P<seconds>\d+\.\d\d) s of audio at 24000 Hz"
     ),
+    "LiveKit Agents: Cartesia [1]": Expect(
+        r"3 streams on 1 socket, (?P<seconds>\d+\.\d\d) s of audio", min_seconds=3.0
+    ),
+    "Providers [1]": Expect(
+        r"(?P<seconds>\d+\.\d\d) s of audio: Hello from ElevenLabs through a shared socket",
+        min_seconds=1.0,
+    ),
+    "Providers [2]": Expect(
+        r"(?P<seconds>\d+\.\d\d) s of audio, \d\d? words, in order: True", min_seconds=1.0
+    ),
+    "LiveKit ElevenLabs drop-in [1]": Expect(
+        r"8 overlapping turns, (?P<seconds>\d+\.\d\d) s of audio, 2 sockets", min_seconds=8.0
+    ),
     "pipecat [1]": Expect(r"a pipecat InworldTTSService: True"),
     "Running a fleet [1]": Expect(
         r"(?P<seconds>\d+\.\d\d) s of audio; QuotaStatistics\(total=20, borrowed=1, waiting=0\)",

@@ -304,3 +304,117 @@ async def test_a_failed_utterance_drains_and_the_connection_is_reused(
             await turn(pool, TEXT)
         assert await turn(pool, "Again.") == tone("Again.")
         assert len(rec.urls) == 1
+
+
+async def test_a_closing_connection_counts_against_max_connections_until_its_socket_closed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Regression (found by the fault matrix on Rime): the allocator forgets a connection
+    as soon as it decides to close it, but the socket stays open at the provider until its
+    goodbye is answered (Rime's ``eos``: up to 1 s) and the close is done. A request that
+    needed a connection at that moment was dialled at once, one connection over
+    ``max_connections`` at the server — refused with 429 and recorded as a violation. Now
+    the new socket waits until the old one is closed."""
+    config = ServerConfig(synthesizer="tone", max_connections=1)
+    async with rime_pool(config, max_connections=1) as (pool, server, rec):
+        assert await turn(pool, TEXT) == tone(TEXT)
+        server.faults.stall = Stall(connections=lambda n: n == 0)  # its eos goes unanswered
+        start = trio.current_time()
+        pool.update_options(speaker="celeste")  # the idle old-URL connection closes now
+        assert await turn(pool, "Next one.") == tone("Next one.")
+        assert rec.closes[0] == (start + 1.0, 0)  # the whole goodbye wait
+        stats = server.statistics()
+        assert (stats.violations, stats.handshakes_rejected, stats.peak_connections) == ((), {}, 1)
+        assert server.handshake_statistics().times[-1] == start + 1.0  # dialled once closed
+        await assert_quiescent(pool)  # type: ignore[arg-type]
+
+
+async def test_the_server_holds_each_connection_to_one_open_context(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The local server's own record (what the fault matrix reads): a context is open from
+    its first text until a ``done`` leaves nothing of it outstanding; a text of another
+    context before that is a second context on the connection — peak 2 and a violation."""
+    async with open_memory_server(ServerConfig(synthesizer="tone")) as server:
+        url = trio_tts.RimeProvider(url=server.rime_url).url(trio_tts.RimeOptions(segment="never"))
+        transport = await server.connect(url, [])
+
+        async def until_done() -> None:
+            while json.loads(await transport.receive())["type"] != "done":
+                pass
+
+        await transport.send(json.dumps({"text": "First one.", "contextId": "a"}))
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.statistics().contexts_open == 1
+        await transport.send(json.dumps({"operation": "flush", "contextId": "a"}))
+        await until_done()
+        stats = server.statistics()
+        assert (stats.contexts_open, stats.contexts_created, stats.peak_contexts_per_connection,
+                stats.violations) == (0, 1, 1, ())  # fmt: skip
+        await transport.send(json.dumps({"text": "Second.", "contextId": "b"}))  # buffered
+        await transport.send(json.dumps({"text": "Third.", "contextId": "c"}))  # b still open
+        await trio.testing.wait_all_tasks_blocked()
+        stats = server.statistics()
+        assert (stats.contexts_open, stats.peak_contexts_per_connection) == (2, 2)
+        assert stats.violations == (
+            "connection 0: context 'c' while 'b' is open (Rime carries one utterance at a "
+            "time: limit 1)",
+        )
+        await transport.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.statistics().contexts_open == 0  # the connection's end closes them
+
+
+async def test_an_utterance_failing_after_audio_keeps_its_first_chunk_then_drains(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with rime_pool() as (pool, server, rec):
+        server.faults.context_error = ContextErrorFault(
+            when=lambda n, _cid: n == 0, after_audio=True, message="model overloaded"
+        )
+        got = b""
+        with pytest.raises(trio_tts.ContextFailed, match="model overloaded") as info:
+            ctx = await pool.open_context()
+            async with ctx:
+                await ctx.send_text(TEXT)
+                await ctx.finish()
+                async for event in ctx:
+                    assert isinstance(event, trio_tts.Audio)
+                    got += event.data
+        assert info.value.code is None  # Rime's errors carry a message only
+        assert got == tone(TEXT)[: RATE * 200 // 1000 * 2]  # one 200 ms chunk, then the error
+        assert await turn(pool, "Again.") == tone("Again.")
+        assert len(rec.urls) == 1  # drained by its done, then reused
+        await assert_quiescent(pool)  # type: ignore[arg-type]
+        stats = server.statistics()
+        assert (stats.violations, stats.contexts_open, stats.peak_contexts_per_connection) == (
+            (), 0, 1)  # fmt: skip
+
+
+async def test_blanks_of_an_utterance_never_reach_the_next_one_on_the_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Regression: blank text was sent but never flushed (only words counted), so it stayed
+    in the server's buffer and the next utterance on the connection was synthesised with
+    it in front ("   Next one."). Blanks before the first word are not sent now (the
+    utterance still closes at once, with nothing from the server); blanks after a word are
+    flushed by the close like words."""
+    async with rime_pool() as (pool, server, rec):
+        ctx = await pool.open_context()
+        async with ctx:
+            await ctx.send_text("   ")
+            await ctx.finish()
+            assert [e async for e in ctx] == []
+        assert rec.sent == []
+        assert await turn(pool, "Next one.") == tone("Next one.")
+        ctx = await pool.open_context()
+        async with ctx:
+            await ctx.send_text("Hello there.", flush=True)
+            await ctx.send_text("  ")
+            await ctx.finish()
+            audio = b"".join([e.data async for e in ctx if isinstance(e, trio_tts.Audio)])
+        assert audio == tone("Hello there.")
+        assert await turn(pool, "Last one.") == tone("Last one.")
+        assert len(rec.urls) == 1
+        await assert_quiescent(pool)  # type: ignore[arg-type]
+        assert server.statistics().violations == ()

@@ -25,7 +25,7 @@ TEXT = "Exactly these words."
 
 @pytest.fixture
 def tts_pool_settings(tts_protocol: str) -> dict[str, Any]:
-    # Rime's default options are already raw 24 kHz PCM.
+    # Rime's and ElevenLabs' default options are already raw 24 kHz PCM.
     return {"defaults": PCM} if tts_protocol == "inworld" else {}
 
 
@@ -62,22 +62,22 @@ async def test_memory_fixtures_run_in_exact_virtual_time(
     await tt.assert_quiescent(tts_memory_pool)
 
 
-@pytest.mark.parametrize("tts_protocol", ["inworld", "rime"], indirect=True)
+@pytest.mark.parametrize("tts_protocol", tt.PROTOCOLS, indirect=True)
 async def test_protocol_parametrised_fixture(
     tts_protocol: str, tts_memory_pool: trio_tts.Pool
 ) -> None:
-    assert tts_protocol in ("inworld", "rime")
+    assert tts_protocol in ("inworld", "rime", "elevenlabs", "cartesia")
     assert tts_memory_pool.provider.name == tts_protocol
-    assert await speak(tts_memory_pool, TEXT) == tone_pcm(TEXT, 24000)
+    # ElevenLabs' context begins with its init message's text, one space.
+    spoken = " " + TEXT if tts_protocol == "elevenlabs" else TEXT
+    assert await speak(tts_memory_pool, TEXT) == tone_pcm(spoken, 24000)
     await tt.assert_quiescent(tts_memory_pool)
 
 
 def test_protocols_are_named() -> None:
-    assert tt.PROTOCOLS == ("inworld", "rime")
-    with pytest.raises(ValueError, match="unknown protocol 'cartesia'"):
-        tt.server_config_for("cartesia")
-    with pytest.raises(ValueError, match="unknown protocol"):
-        tt.server_config_for("elevenlabs")
+    assert tt.PROTOCOLS == ("inworld", "rime", "elevenlabs", "cartesia")
+    with pytest.raises(ValueError, match="unknown protocol 'polly'"):
+        tt.server_config_for("polly")
 
 
 def test_the_plugin_is_opt_in() -> None:

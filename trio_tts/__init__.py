@@ -53,6 +53,11 @@ from ._core.telemetry import HandshakeProbe as HandshakeProbe
 from ._core.telemetry import PoolProbe as PoolProbe
 from ._core.telemetry import Telemetry as Telemetry
 from ._core.text import split_text as split_text
+from .providers.cartesia.options import CartesiaOptions as CartesiaOptions
+from .providers.cartesia.provider import CartesiaProvider as CartesiaProvider
+from .providers.elevenlabs.options import ElevenLabsOptions as ElevenLabsOptions
+from .providers.elevenlabs.options import VoiceSettings as VoiceSettings
+from .providers.elevenlabs.provider import ElevenLabsProvider as ElevenLabsProvider
 from .providers.inworld.options import VoiceOptions as VoiceOptions
 from .providers.inworld.provider import InworldProvider as InworldProvider
 from .providers.rime.options import RimeOptions as RimeOptions

@@ -1,11 +1,20 @@
 """One-shot HTTP synthesis and voice listing: Inworld's :class:`InworldHTTPClient` (also
-:class:`HTTPClient`, its first name) and Rime's :class:`RimeHTTPClient` (httpx, on trio).
+:class:`HTTPClient`, its first name), Rime's :class:`RimeHTTPClient`, ElevenLabs'
+:class:`ElevenLabsHTTPClient` and Cartesia's :class:`CartesiaHTTPClient` (httpx, on trio).
 
 The clients live beside their providers (``trio_tts.providers.inworld.http``,
-``trio_tts.providers.rime.http``); this module is their public home.
+``trio_tts.providers.rime.http``, ``trio_tts.providers.elevenlabs.http``,
+``trio_tts.providers.cartesia.http``); this module is their
+public home.
 """
 
 from ._core.errors import RequestRejected as RequestRejected
+from .providers.cartesia.http import CartesiaAudioStream as CartesiaAudioStream
+from .providers.cartesia.http import CartesiaHTTPClient as CartesiaHTTPClient
+from .providers.cartesia.http import CartesiaVoice as CartesiaVoice
+from .providers.elevenlabs.http import ElevenLabsAudioStream as ElevenLabsAudioStream
+from .providers.elevenlabs.http import ElevenLabsHTTPClient as ElevenLabsHTTPClient
+from .providers.elevenlabs.http import ElevenLabsVoice as ElevenLabsVoice
 from .providers.http_common import Synthesis as Synthesis
 from .providers.inworld.http import DEFAULT_HTTP_URL as DEFAULT_HTTP_URL
 from .providers.inworld.http import STREAM_PATH as STREAM_PATH

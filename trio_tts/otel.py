@@ -153,7 +153,7 @@ class OpenTelemetry(Telemetry):
         )  # fmt: skip
         self.audio_duration = meter.create_histogram(
             "trio_tts.audio.duration", seconds,
-            "Seconds of audio received per context (PCM and LINEAR16 encodings)",
+            "Seconds of audio received per context (raw encodings)",
             explicit_bucket_boundaries_advisory=LONG_BUCKETS,
         )  # fmt: skip
         self.opened = meter.create_counter(
@@ -291,7 +291,7 @@ class _ContextProbe(ContextProbe):
         model = getattr(options, "model", None)
         if isinstance(model, str):
             self.attributes[MODEL] = model
-        self.bytes_per_second = 2 * options.sample_rate if options.encoding.is_pcm else 0
+        self.bytes_per_second = options.encoding.bytes_per_sample * options.sample_rate
         self.queued_at = trio.current_time()
         self.placed_once = False
         # No explicit parent: the caller's current span (this runs in its task).

@@ -28,12 +28,14 @@ __all__ = ["FATAL_CLOSE_CODES", "ReconnectPolicy", "fresh_error", "is_fatal"]
 FATAL_CLOSE_CODES = frozenset({1008, 4001, 4003, 4401, 4403})
 
 
-def is_fatal(error: ConnectionLost, *, before_audio: bool) -> bool:
-    """True when ``error`` condemns the credential: HTTP 401/403, or a fatal close code on a
-    connection that never delivered audio."""
+def is_fatal(
+    error: ConnectionLost, *, before_audio: bool, codes: frozenset[int] = FATAL_CLOSE_CODES
+) -> bool:
+    """True when ``error`` condemns the credential: HTTP 401/403, or a fatal close code (one
+    of ``codes``: the provider's) on a connection that never delivered audio."""
     if isinstance(error, HandshakeRejected):
         return error.is_auth_error
-    return before_audio and error.code in FATAL_CLOSE_CODES
+    return before_audio and error.code in codes
 
 
 class ReconnectPolicy:

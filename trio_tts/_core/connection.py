@@ -7,6 +7,7 @@ Ownership and lifetime::
                                  ├── _sender            cancels its siblings, never other
                                  ├── _receiver          connections — DESIGN §6)
                                  ├── _heartbeat
+                                 ├── _keepalive     (only for providers with a keepalive_interval)
                                  └── spilled posts  (cancels that found the outbound buffer full)
 
 The actor owns the receive end of its bounded outbound channel (``(context_id, commands)``
@@ -73,6 +74,8 @@ class ConnectionStatistics:
 
 
 _Task = Callable[["_transport.Transport"], Awaitable[None]]
+#: The outbound item of a keep-alive round: no context, no command.
+_KEEPALIVE_ROUND: tuple[str, list[Command]] = ("", [])
 
 
 class ConnectionOwner(Protocol):
@@ -112,11 +115,17 @@ class ConnectionActor:
         handshake_limiter: trio.CapacityLimiter,
         quota: Quota | None = None,
         *,
+        sockets: trio.Semaphore | None = None,
         not_before: float = 0.0,
         probe: HandshakeProbe = NO_HANDSHAKE_PROBE,
     ) -> None:
         self.id = conn_id
         self._probe = probe
+        # The pool's permits of open sockets (``max_connections``): one is held from before
+        # the handshake until the socket is closed, so a connection the allocator already
+        # let go of (closing: a goodbye awaiting its answer) still counts at the provider.
+        self._sockets = sockets
+        self._socket_held = False
         # A fleet-wide connection quota: a lease is held for the socket's whole lifetime.
         self._quota = quota
         self._lease: Lease | None = None
@@ -203,6 +212,9 @@ class ConnectionActor:
             with self._cancel_scope:
                 try:
                     await trio.sleep_until(self._not_before)
+                    if self._sockets is not None:  # never over max_connections at the server
+                        await self._sockets.acquire()
+                        self._socket_held = True
                     if self._quota is not None:  # before the handshake: never over the fleet
                         self._lease = await self._quota.acquire()
                     transport = await self._connect()
@@ -223,6 +235,9 @@ class ConnectionActor:
                         await transport.aclose()
             if self._lease is not None and self._quota is not None:
                 self._quota.release(self._lease)  # after the close: the socket is gone
+            if self._socket_held and self._sockets is not None:
+                self._socket_held = False
+                self._sockets.release()
 
     async def _connect(self) -> _transport.Transport:
         settings = self._settings
@@ -255,6 +270,8 @@ class ConnectionActor:
                 tasks: list[_Task] = [self._sender, self._receiver]
                 if self._settings.heartbeat_interval is not None:
                     tasks.append(self._heartbeat)
+                if self._provider.keepalive_interval is not None:
+                    tasks.append(self._keepalive)
                 if self._lease is not None:
                     tasks.append(self._watch_lease)
                 for task in tasks:
@@ -326,6 +343,8 @@ class ConnectionActor:
                 events: list[Event] = []
                 for context_id, commands in batch:
                     if not owner.hosts(self.id, context_id):
+                        if not commands:  # a keep-alive round (_keepalive), in command order
+                            frames += codec.keepalive()
                         continue  # the context left this connection (moved or released)
                     for command in commands:
                         frames += _encode(codec, context_id, command)
@@ -364,6 +383,19 @@ class ConnectionActor:
         assert self._lease is not None
         await self._lease.lost.wait()
         self._owner.connection_lease_lost(self.id)
+        await trio.sleep_forever()
+
+    async def _keepalive(self, transport: _transport.Transport) -> None:
+        """Every ``keepalive_interval``, queue a keep-alive round: the sender asks the codec
+        for its keep-alive frames when it reaches it, so they follow the commands queued
+        before (never a keep-alive after a context's close). Ends with the outbound channel
+        (a graceful close): the sender then ends the connection."""
+        interval = self._provider.keepalive_interval
+        assert interval is not None
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while True:
+                await trio.sleep(interval)
+                await self._outbound_in.send(_KEEPALIVE_ROUND)
         await trio.sleep_forever()
 
     async def _heartbeat(self, transport: _transport.Transport) -> None:

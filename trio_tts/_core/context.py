@@ -91,11 +91,12 @@ class ContextStream:
         self.audio_bytes = 0
         self.usage_characters = 0
         self.dropped_events = 0
-        # Timestamp bookkeeping: the server restarts timings at 0 after each flush.
+        # Timestamp bookkeeping: the server restarts timings at 0 after each flush (unless
+        # its FlushCompleted says they run on, as Cartesia's do).
         self._offset = 0.0
         self._audio_seconds = 0.0
         self._last_word_end = 0.0
-        self._bytes_per_second = 2 * options.sample_rate if options.encoding.is_pcm else 0
+        self._bytes_per_second = options.encoding.bytes_per_sample * options.sample_rate
         #: Called after an event was queued or the stream ended (``Context.on_ready``).
         self.ready: Callable[[], object] | None = None
 
@@ -114,8 +115,9 @@ class ContextStream:
             size = len(event.data)
             self.audio_bytes += size
         elif isinstance(event, FlushCompleted):
-            self._offset = max(self._offset + self._audio_seconds, self._last_word_end)
-            self._audio_seconds = 0.0
+            if event.timings_restart:
+                self._offset = max(self._offset + self._audio_seconds, self._last_word_end)
+                self._audio_seconds = 0.0
         elif isinstance(event, Usage):
             self.usage_characters += event.processed_characters
             return True
@@ -286,7 +288,8 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
             )
 
     async def flush(self) -> None:
-        """Ask the server to synthesise all text sent so far (a ``FlushCompleted`` follows)."""
+        """Ask the server to synthesise all text sent so far (a ``FlushCompleted`` follows
+        where the provider confirms flushes: Inworld and Rime do, ElevenLabs does not)."""
         self._check_open()
         await self._owner.send_command(self.id, Flush())
 

@@ -44,7 +44,8 @@ class Audio:
     ``data`` is raw PCM (LINEAR16 chunks have their WAV header stripped) or, for compressed
     encodings, the encoder's bytes in stream order. ``words`` are the word timings the
     server attached to the chunk; a :class:`~trio_tts.Context` makes them monotonic across
-    flushes (the server restarts them at zero after each flush).
+    flushes (Inworld and Rime restart them at zero after each flush; Cartesia's run on, see
+    :class:`FlushCompleted`).
     """
 
     context_id: str
@@ -60,9 +61,16 @@ class Audio:
 
 @attrs.frozen
 class FlushCompleted:
-    """All audio for the text sent before a flush has been delivered."""
+    """All audio for the text sent before a flush has been delivered.
+
+    ``timings_restart`` says how the provider times the words after the flush: True (Inworld,
+    Rime) when they restart at zero (a :class:`~trio_tts.Context` then adds the audio before
+    the flush, keeping them monotonic); False (Cartesia) when they run on from the start of
+    the context's audio, as they are.
+    """
 
     context_id: str
+    timings_restart: bool = True
 
 
 @attrs.frozen

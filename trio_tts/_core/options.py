@@ -45,11 +45,32 @@ class AudioEncoding(enum.StrEnum):
     MP3 = "MP3"
     OGG_OPUS = "OGG_OPUS"
     FLAC = "FLAC"
+    #: 32-bit little-endian float PCM, no headers (Cartesia's ``pcm_f32le``).
+    PCM_F32LE = "PCM_F32LE"
+    #: G.711 mu-law, one byte a sample, no headers (Cartesia's ``pcm_mulaw``).
+    MULAW = "MULAW"
+    #: G.711 A-law, one byte a sample, no headers (Cartesia's ``pcm_alaw``).
+    ALAW = "ALAW"
 
     @property
     def is_pcm(self) -> bool:
         """True when the audio is raw 16-bit samples once headers are removed."""
         return self in (AudioEncoding.LINEAR16, AudioEncoding.PCM)
+
+    @property
+    def bytes_per_sample(self) -> int:
+        """Bytes of one (mono) sample of raw audio in this encoding; 0 for the compressed
+        ones (MP3, OGG_OPUS, FLAC), whose duration the byte count does not tell."""
+        return _BYTES_PER_SAMPLE.get(self, 0)
+
+
+_BYTES_PER_SAMPLE = {
+    AudioEncoding.LINEAR16: 2,
+    AudioEncoding.PCM: 2,
+    AudioEncoding.PCM_F32LE: 4,
+    AudioEncoding.MULAW: 1,
+    AudioEncoding.ALAW: 1,
+}
 
 
 class TimestampType(enum.StrEnum):

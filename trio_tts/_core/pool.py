@@ -1,10 +1,11 @@
 """The supervisor: owns the connection actors and hands out contexts.
 
 Entry is two FIFO gates. A :class:`~trio_tts.Quota` lease (in-process ``CapacityLimiter`` by
-default, sized ``max_connections × contexts_per_connection``) admits a caller; the
-synchronous :class:`~trio_tts._core.allocator.Allocator` then places it on a connection with
-a free slot, or starts a new connection. Every allocator decision returns the I/O to do,
-which :meth:`Pool._do` starts without awaiting — the pool holds no lock across I/O.
+default, sized ``max_connections × contexts_per_connection``, or ``max_contexts`` when that is
+smaller) admits a caller; the synchronous :class:`~trio_tts._core.allocator.Allocator` then
+places it on a connection with a free slot, or starts a new connection. Every allocator
+decision returns the I/O to do, which :meth:`Pool._do` starts without awaiting — the pool holds
+no lock across I/O.
 
 One owner per fact: the allocator's record is the truth about each connection (state, slots);
 the pool's :class:`Placement` record (like httpcore's ``AsyncPoolRequest``) is the truth
@@ -13,9 +14,10 @@ about each context (its allocator request, leases, replay log, close bookkeeping
 (:class:`ConnectionOwner`), contexts ask for what they need (:class:`ContextOwner`).
 
 A slot (and its lease) comes back only when the server confirms the context closed, when the
-connection carrying it dies (a dead connection holds no capacity), or when a closing context
-stays silent past ``stale_close_timeout`` (then the connection is retired too: its
-server-side count is unknown).
+connection carrying it dies (a dead connection holds no capacity), when a cancelled context
+stays silent past the provider's documented ``cancel_expiry`` (:class:`~trio_tts.Provider`), or
+when a closing context stays silent past ``stale_close_timeout`` (then the connection is
+retired too: its server-side count is unknown).
 
 A context whose connection fails before any audio arrived is moved: it queues again at the
 front, after a jittered backoff, and its commands are replayed on the new connection. After
@@ -123,6 +125,10 @@ class Pool(Generic[OptionsT]):
             else s.max_session_duration
         )
         per_conn = s.contexts_per_connection or provider.contexts_per_connection
+        cap = provider.max_contexts if s.max_contexts == "provider" else s.max_contexts
+        slots = s.max_connections * per_conn
+        #: Contexts open at once, over all connections (the local quota's size).
+        self.max_contexts = slots if cap is None else min(cap, slots)
         self.provider = provider
         self.defaults: OptionsT = defaults if defaults is not None else provider.default_options()
         self._alloc = Allocator(
@@ -152,14 +158,18 @@ class Pool(Generic[OptionsT]):
             retry_after_max=s.retry_after_max,
             cooldown=s.auth_failure_cooldown,
         )
-        self._quota: Quota = (
-            quota if quota is not None else LocalQuota(s.max_connections * per_conn)
-        )
+        # An account-wide cap (Provider.max_contexts / PoolSettings.max_contexts) sizes the
+        # pool's own gate.
+        self._cancel_expiry = provider.cancel_expiry
+        self._quota: Quota = quota if quota is not None else LocalQuota(self.max_contexts)
         # Fleet quotas (e.g. RedisQuota): one lease per WebSocket, one per context. Local
         # permits are always taken first, so a fleet lease is never held while blocked locally.
         self._connection_quota = connection_quota
         self._context_quota = context_quota
         self._handshakes = trio.CapacityLimiter(s.max_concurrent_handshakes)
+        # Sockets open at the provider, closing ones included (the allocator forgets a
+        # connection when it decides to close it; its goodbye and close still take time).
+        self._sockets = trio.Semaphore(s.max_connections)
         # URLs of the keys in use (bounded: pruned when a connection ends).
         self._key_urls: dict[Hashable, str] = {self._alloc.default_key: provider.url(self.defaults)}
         self._actors: dict[int, ConnectionActor] = {}
@@ -278,15 +288,19 @@ class Pool(Generic[OptionsT]):
             return fresh_error(record.last_connect_error)
         return CapacityTimeout(f"no context slot free within {timeout} s")
 
-    async def prewarm(self, n: int | None = None) -> int:
+    async def prewarm(self, n: int | None = None, *, options: OptionsT | None = None) -> int:
         """Open connections ahead of demand until ``n`` (default ``min_connections``, at
         least 1) are open, and wait for their handshakes.
 
+        ``options``: warm connections for contexts of these options (their connection key,
+        e.g. ElevenLabs' or Rime's URL) instead of the pool's defaults; then only connections
+        of that key count towards ``n``.
+
         Returns:
-            How many connections are open.
+            How many connections are open (of that key, when ``options`` is given).
 
         Raises:
-            InvalidOptions: ``n`` is not a positive integer.
+            InvalidOptions: ``n`` is not a positive integer, or ``options`` are invalid.
             ConnectionLost: (or a subclass) no connection could be opened at all.
             PoolClosed: the pool is closed.
         """
@@ -296,12 +310,21 @@ class Pool(Generic[OptionsT]):
         if isinstance(target, bool) or not isinstance(target, int) or target <= 0:
             raise InvalidOptions(f"n: {target!r} must be a positive integer")
         target = min(target, self._alloc.max_connections)
-        self._do(self._alloc.ensure_open(target, trio.current_time()))
-        while (
-            self._alloc.count(ConnState.CONNECTING) and self._alloc.count(ConnState.OPEN) < target
-        ):
+        key: Hashable = None
+        if options is not None:
+            key = self.provider.connection_key(options)
+            self._key_urls.setdefault(key, self.provider.url(options))
+
+        def count(state: ConnState) -> int:
+            if key is None:
+                return self._alloc.count(state)
+            conns = self._alloc.connections.values()
+            return sum(1 for c in conns if c.key == key and c.state is state)
+
+        self._do(self._alloc.ensure_open(target, trio.current_time(), key))
+        while count(ConnState.CONNECTING) and count(ConnState.OPEN) < target:
             await self._wait_changed()
-        opened = self._alloc.count(ConnState.OPEN)
+        opened = count(ConnState.OPEN)
         last = self._policy.last_error
         if opened == 0 and last is not None:
             raise fresh_error(last)
@@ -359,6 +382,7 @@ class Pool(Generic[OptionsT]):
             contexts_moved=self._counts["moved"],
             stray_events=self._counts["stray"],
             connect_failures=self._policy.failures,
+            max_contexts=self.max_contexts,
         )
 
     def inspect(self) -> PoolSnapshot:
@@ -410,7 +434,7 @@ class Pool(Generic[OptionsT]):
         state = "closed" if self._closed.is_set() else "closing" if self._closing else "open"
         return (
             f"<Pool {self.provider.name} {state} connections={s.connections}/{s.max_connections}"
-            f" contexts={s.contexts_in_use}/{s.max_connections * s.contexts_per_connection}"
+            f" contexts={s.contexts_in_use}/{s.max_contexts}"
             f" waiting={s.waiting}>"
         )
 
@@ -512,7 +536,9 @@ class Pool(Generic[OptionsT]):
                 and (conn.used or now - (conn.opened_at or now) < self.settings.handshake_timeout)
             )
             if never_opened or died_early:
-                fatal = is_fatal(error, before_audio=True)
+                fatal = is_fatal(
+                    error, before_audio=True, codes=self.provider.fatal_close_codes
+                )
                 self._policy.failed(error, now, fatal=fatal)
         lost = error if error is not None else ConnectionLost("connection closed")
         active, actions = self._alloc.connection_failed(conn_id, lost, now, fatal=fatal)
@@ -625,6 +651,7 @@ class Pool(Generic[OptionsT]):
                     self,
                     self._handshakes,
                     quota=self._connection_quota,
+                    sockets=self._sockets,
                     not_before=self._policy.next_dial(trio.current_time()),
                     probe=self._probe.dialling(
                         action.conn_id, url, None if cause is None else cause.probe
@@ -681,7 +708,9 @@ class Pool(Generic[OptionsT]):
                     if (
                         record.connect_failures < self.settings.connect_attempts
                         and not isinstance(error, CircuitOpen)
-                        and not is_fatal(error, before_audio=True)
+                        and not is_fatal(
+                            error, before_audio=True, codes=self.provider.fatal_close_codes
+                        )
                         and not self._closing
                     ):
                         front = True  # ride through it: the pool's backoff paces the redial
@@ -824,6 +853,13 @@ class Pool(Generic[OptionsT]):
             for record in list(self._records.values()):
                 conn_id = record.conn_id
                 if conn_id is None or record.moving is not None:
+                    continue
+                expiry = self._cancel_expiry
+                silent = now - record.last_frame_at
+                if expiry is not None and record.cancel_sent and silent >= expiry:
+                    # The provider documents that the server has ended it by now.
+                    record.stream.closed_by_server()
+                    self._release(record)
                     continue
                 closing = record.close_sent_at is not None or record.stream.state in (
                     ContextState.ABANDONED,

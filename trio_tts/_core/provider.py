@@ -29,7 +29,9 @@ class ClientCodec(Protocol):
 
     Each command method returns the text frames to send, in order. ``receive`` decodes one
     frame into zero or more events and raises :class:`~trio_tts.ProtocolError` for a frame it
-    cannot decode — it never skips one silently. ``options`` is the provider's options class.
+    cannot decode — it never skips one silently — or :class:`~trio_tts.ConnectionLost` for a
+    server error that ends the whole connection (ElevenLabs' errors naming no context): the
+    connection then ends with that error. ``options`` is the provider's options class.
     """
 
     def create(self, context_id: str, options: Any) -> list[str]: ...
@@ -50,6 +52,12 @@ class ClientCodec(Protocol):
         are any, the connection waits up to ``goodbye_timeout`` for the server's answer."""
         ...
 
+    def keepalive(self) -> list[str]:
+        """Frames that keep alive the open contexts that sent nothing since the previous call
+        (ElevenLabs: ``{"text": "", "context_id"}``; Inworld, Rime: none). The connection
+        calls it every ``Provider.keepalive_interval``, in order with the commands."""
+        ...
+
 
 class Provider(Protocol[OptionsT]):
     """What the pool needs to know about a TTS service.
@@ -66,6 +74,21 @@ class Provider(Protocol[OptionsT]):
     max_text_chars: int
     #: The pool's default ``max_session_duration`` (Rime: 300 s; None: sessions never expire).
     max_session_duration: float | None
+    #: The pool's default ``max_contexts``: the account's cap on contexts at once over all
+    #: connections (ElevenLabs: its concurrency); None: ``max_connections`` × per connection.
+    max_contexts: int | None
+    #: Seconds between the connection's calls to :meth:`ClientCodec.keepalive` (None: never).
+    keepalive_interval: float | None
+    #: Close codes that, on a connection that never delivered audio, condemn the credential
+    #: (remembered like a 401); ``backoff.FATAL_CLOSE_CODES`` unless the service uses one of
+    #: them for passing trouble (ElevenLabs closes with 1008 for everything).
+    fatal_close_codes: frozenset[int]
+    #: Seconds after which a cancelled context the server has not confirmed counts as gone,
+    #: measured from the last frame the server sent for it: the service documents that it
+    #: ends such a context by then (Cartesia: 1 s after its last audio). Its slot comes back
+    #: without retiring the connection. None (Inworld, Rime, ElevenLabs): only the server's
+    #: confirmation, or ``stale_close_timeout`` (which retires the connection), frees it.
+    cancel_expiry: float | None
 
     def default_options(self) -> OptionsT:
         """The options of contexts when the pool is given none."""

@@ -35,9 +35,15 @@ def _positive(integer: bool = False, allow_none: bool = False) -> Any:
     return check
 
 
-def _session(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value != "provider":
-        _positive(allow_none=True)(instance, attribute, value)
+def _provider_or_positive(integer: bool = False) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value != "provider":
+            _positive(integer=integer, allow_none=True)(instance, attribute, value)
+
+    return check
+
+
+_session = _provider_or_positive()
 
 
 def _transport(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -73,6 +79,12 @@ class PoolSettings:
     #: Contexts on one WebSocket (None: the provider's — Inworld 5, Rime 1).
     contexts_per_connection: int | None = attrs.field(
         default=None, validator=_positive(integer=True, allow_none=True)
+    )
+    #: Contexts open at once over all connections ("provider": the provider's — ElevenLabs
+    #: 15, its account concurrency; Inworld and Rime none; None: no cap beyond
+    #: ``max_connections`` × ``contexts_per_connection``).
+    max_contexts: int | Literal["provider"] | None = attrs.field(
+        default="provider", validator=_provider_or_positive(integer=True)
     )
     #: Idle connections kept warm (``prewarm()`` opens them).
     min_connections: int = 1
@@ -166,6 +178,7 @@ class PoolSettingsKwargs(TypedDict, total=False):
 
     max_connections: int
     contexts_per_connection: int | None
+    max_contexts: int | Literal["provider"] | None
     min_connections: int
     idle_timeout: float
     keepalive_refresh: float | None

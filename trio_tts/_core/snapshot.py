@@ -32,6 +32,8 @@ class PoolStatistics:
     stray_events: int = 0
     #: Consecutive connection failures (the reconnect backoff's exponent).
     connect_failures: int = 0
+    #: Contexts open at once over all connections (the pool's cap; 0: not reported).
+    max_contexts: int = 0
 
 
 @attrs.frozen

@@ -16,6 +16,11 @@ import attrs
 
 from .._core.errors import HandshakeRejected, InvalidOptions, RequestRejected, TTSError
 from .._core.text import split_text
+from ..providers.cartesia.http import DEFAULT_HTTP_URL as CARTESIA_HTTP_URL
+from ..providers.cartesia.provider import DEFAULT_URL as CARTESIA_URL
+from ..providers.cartesia.provider import WS_PATH as CARTESIA_WS_PATH
+from ..providers.elevenlabs.http import DEFAULT_HTTP_URL as ELEVENLABS_HTTP_URL
+from ..providers.elevenlabs.provider import DEFAULT_URL as ELEVENLABS_URL
 from ..providers.rime.http import DEFAULT_HTTP_URL as RIME_HTTP_URL
 from ..providers.rime.provider import DEFAULT_URL as RIME_URL
 
@@ -25,8 +30,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Progress",
     "Target",
+    "cartesia_urls",
+    "elevenlabs_urls",
     "endpoints",
     "explain_error",
+    "provider_urls",
     "rime_urls",
     "service_urls",
     "split_sentences",
@@ -101,6 +109,62 @@ def rime_urls(url: str) -> tuple[str, str]:
     )
 
 
+def elevenlabs_urls(url: str) -> tuple[str, str]:
+    """``(websocket_url, http_api_base)`` of ElevenLabs for a ``--url`` given in either form:
+    the service's root (``/v1`` is added), an API base (``http://127.0.0.1:8765/v1``) or the
+    WebSocket endpoint template (``.../text-to-speech/{voice_id}/multi-stream-input``, whose
+    HTTP side is then the root's ``/v1``).
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    if url in (ELEVENLABS_URL, ELEVENLABS_HTTP_URL):
+        return ELEVENLABS_URL, ELEVENLABS_HTTP_URL
+    parts, secure = _split_url(url)
+    path = parts.path.rstrip("/")
+    endpoint = "{voice_id}" in path or "/text-to-speech/" in path
+    base = "/v1" if endpoint or not path else path
+    ws_path = path if endpoint else base + "/text-to-speech/{voice_id}/multi-stream-input"
+    return (
+        f"{'wss' if secure else 'ws'}://{parts.netloc}{ws_path}",
+        f"{'https' if secure else 'http'}://{parts.netloc}{base}",
+    )
+
+
+def cartesia_urls(url: str) -> tuple[str, str]:
+    """``(websocket_url, http_base_url)`` of Cartesia for a ``--url`` given in either form: the
+    WebSocket is ``/tts/websocket`` (unless the ws(s) URL names a path), the HTTP API is the
+    root (``/voices``, ``/tts/bytes``).
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    if url in (CARTESIA_URL, CARTESIA_HTTP_URL):
+        return CARTESIA_URL, CARTESIA_HTTP_URL
+    parts, secure = _split_url(url)
+    named = parts.scheme.startswith("ws") and parts.path not in ("", "/")
+    ws = f"{'wss' if secure else 'ws'}://{parts.netloc}{parts.path if named else CARTESIA_WS_PATH}"
+    return ws, f"{'https' if secure else 'http'}://{parts.netloc}"
+
+
+#: Per provider: its ``--url`` → ``(websocket_url, http_url)``.
+_URLS = {
+    "inworld": service_urls,
+    "rime": rime_urls,
+    "elevenlabs": elevenlabs_urls,
+    "cartesia": cartesia_urls,
+}
+
+
+def provider_urls(provider: str, url: str) -> tuple[str, str]:
+    """``(websocket_url, http_url)`` of ``provider`` for a ``--url`` given in either form.
+
+    Raises:
+        InvalidOptions: not an http(s):// or ws(s):// URL with a host.
+    """
+    return _URLS[provider](url)
+
+
 # ------------------------------------------------------------------------- where audio comes from
 
 
@@ -123,18 +187,20 @@ class Target:
 async def endpoints(target: Target) -> AsyncIterator[tuple[str, str, LocalServer | None]]:
     """Yield ``(ws_url, http_base, server)``, running an embedded local server for the block
     when ``target`` has no URL (``server`` is ``None`` otherwise)."""
-    rime = target.provider == "rime"
     if target.url is not None:
-        yield (*(rime_urls(target.url) if rime else service_urls(target.url)), None)
+        yield (*provider_urls(target.provider, target.url), None)
         return
     from ..server import ServerConfig, open_server
 
     config = ServerConfig(synthesizer="tone" if target.synthesizer == "tone" else "espeak")
     async with open_server(config) as server:
-        if rime:
-            yield server.rime_url, server.rime_http_url, server
-        else:
-            yield server.ws_url, server.base_url, server
+        local = {
+            "inworld": (server.ws_url, server.base_url),
+            "rime": (server.rime_url, server.rime_http_url),
+            "elevenlabs": elevenlabs_urls(server.elevenlabs_url),
+            "cartesia": (server.cartesia_url, server.base_url),
+        }
+        yield (*local[target.provider], server)
 
 
 # ------------------------------------------------------------------------------------ progress

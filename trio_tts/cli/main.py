@@ -9,15 +9,27 @@
     INWORLD_API_KEY=... trio-tts speak "Real voice." -o real.wav   # the Inworld service
     trio-tts speak --provider rime "Hi." --voice celeste -o rime.wav   # Rime /ws3 (local)
     RIME_API_KEY=... trio-tts speak --provider rime "Hi." -o rime.wav  # the Rime service
+    trio-tts speak --provider elevenlabs "Hi." -o el.wav  # ElevenLabs multi-stream-input (local)
+    ELEVENLABS_API_KEY=... trio-tts speak --provider elevenlabs "Hi." -o el.wav   # ElevenLabs
+    trio-tts speak --provider cartesia "Hi." -o cartesia.wav          # Cartesia (local)
+    CARTESIA_API_KEY=... trio-tts speak --provider cartesia "Hi." -o c.wav  # the service
+    trio-tts voices --provider cartesia                                # Cartesia's voices
     trio-tts serve --port 8765                            # until Ctrl-C
     trio-tts voices --url http://127.0.0.1:8765
+    trio-tts voices --provider elevenlabs                 # GET /v1/voices
     trio-tts top 9464                                     # a pool's live view (metrics_port)
 
 Where the audio comes from: ``--url`` if given (``http(s)://host:port`` or a ``ws(s)://``
 WebSocket URL), else the provider's service when its key (``--api-key-env``; default
-``$INWORLD_API_KEY``, with ``--provider rime`` ``$RIME_API_KEY``) is set, else a local server
-started in this process. ``--provider rime`` speaks Rime's ``/ws3`` (one sentence per
-connection at a time) or, with ``--http``, its one-shot ``/v1/rime-tts``.
+``$INWORLD_API_KEY``, with ``--provider rime`` ``$RIME_API_KEY``, with ``--provider
+elevenlabs`` ``$ELEVENLABS_API_KEY`` or ``$ELEVEN_API_KEY``, with ``--provider cartesia``
+``$CARTESIA_API_KEY``) is set, else a local server started in this process. ``--provider
+rime`` speaks Rime's ``/ws3`` (one sentence per connection at a time) or, with ``--http``, its
+one-shot ``/v1/rime-tts``. ``--provider elevenlabs`` speaks ElevenLabs' multi-context
+WebSocket (five sentences per connection, at most 15 at once: the account's concurrency); its
+``--rate`` is ElevenLabs' speed (0.7..1.2). ``--provider cartesia`` speaks Cartesia's
+``/tts/websocket`` (every sentence a context on one connection: ``--jobs`` must not exceed the
+plan's concurrency) or, with ``--http``, its ``/tts/bytes``.
 
 How ``speak`` handles long text, like a printer with several print heads: the text is cut
 into sentences, each sentence becomes its own context (up to ``--jobs`` at once, spread over
@@ -74,9 +86,10 @@ def _parser() -> argparse.ArgumentParser:
             "--api-key-env",
             default=None,
             metavar="VAR",
-            help="environment variable holding the API key (default INWORLD_API_KEY, or"
-            " RIME_API_KEY with --provider rime); when it is set and --url is not, the"
-            " provider's service is used, else a local server",
+            help="environment variable holding the API key (default INWORLD_API_KEY;"
+            " RIME_API_KEY with --provider rime; ELEVENLABS_API_KEY or ELEVEN_API_KEY with"
+            " --provider elevenlabs; CARTESIA_API_KEY with --provider cartesia); when it is set"
+            " and --url is not, the provider's service is used, else a local server",
         )
         p.add_argument(
             "--synth", choices=("espeak", "tone"), default="espeak", help=argparse.SUPPRESS
@@ -93,16 +106,32 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     speak_p.add_argument(
         "--provider",
-        choices=("inworld", "rime"),
+        choices=("inworld", "rime", "elevenlabs", "cartesia"),
         default="inworld",
-        help="the protocol: Inworld (default) or Rime /ws3 (its speakers: astra, celeste ...)",
+        help="the protocol: Inworld (default), Rime /ws3 (its speakers: astra, celeste ...),"
+        " ElevenLabs multi-stream-input (voice ids: hpp4J3VqNfWAUOO0d1Us ...) or Cartesia"
+        " /tts/websocket (voice ids: trio-tts voices --provider cartesia)",
     )
-    speak_p.add_argument("--voice", help="voice / speaker (Ashley; Rime: astra)")
-    speak_p.add_argument("--model", help="model (inworld-tts-1; Rime: arcana)")
-    speak_p.add_argument("--rate", type=float, default=1.0, help="speaking rate 0.5..1.5")
+    speak_p.add_argument(
+        "--voice",
+        help="voice / speaker (Ashley; Rime: astra; ElevenLabs, Cartesia: a voice id)",
+    )
+    speak_p.add_argument(
+        "--model",
+        help="model (inworld-tts-1; Rime: arcana; ElevenLabs: eleven_turbo_v2_5;"
+        " Cartesia: sonic-3)",
+    )
+    speak_p.add_argument(
+        "--rate", type=float, default=1.0, help="speaking rate 0.5..1.5 (ElevenLabs 0.7..1.2)"
+    )
     speak_p.add_argument("--sample-rate", type=int, default=24000, metavar="HZ")
-    speak_p.add_argument("-j", "--jobs", type=int, default=4, help="sentences at once (4)")
-    speak_p.add_argument("--http", action="store_true", help="use HTTP voice:stream requests")
+    speak_p.add_argument(
+        "-j", "--jobs", type=int, default=4,
+        help="sentences at once (4; Cartesia: at most the plan's concurrency)",
+    )  # fmt: skip
+    speak_p.add_argument(
+        "--http", action="store_true", help="one HTTP request per sentence (not a WebSocket)"
+    )
     speak_p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     speak_p.add_argument("--json", action="store_true", help="print the summary as JSON")
     service(speak_p)
@@ -115,8 +144,21 @@ def _parser() -> argparse.ArgumentParser:
     serve_p.add_argument(
         "--synth", choices=("espeak", "tone"), default="espeak", help=argparse.SUPPRESS
     )
+    serve_p.add_argument(
+        "--el-max-contexts", type=int, default=5, metavar="N",
+        help="ElevenLabs contexts per socket (5, as ElevenLabs; 0: no limit)",
+    )  # fmt: skip
+    serve_p.add_argument(
+        "--el-limit-action", choices=("close", "context-error"), default="close",
+        help="over the ElevenLabs limit: close the socket with 1008 (as ElevenLabs) or fail "
+        "only the new context",
+    )  # fmt: skip
 
     voices_p = sub.add_parser("voices", help="list the voices")
+    voices_p.add_argument(
+        "--provider", choices=("inworld", "elevenlabs", "cartesia"), default="inworld",
+        help="whose voices: Inworld's (default), ElevenLabs' (GET /v1/voices) or Cartesia's",
+    )  # fmt: skip
     voices_p.add_argument("--language", help="only voices of this language (en, fr ...)")
     voices_p.add_argument("--json", action="store_true")
     service(voices_p)
@@ -157,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("speak: give the text or -f FILE (exactly one)")
             if args.command == "top" and not args.interval > 0:
                 parser.error("top: --interval must be a positive number of seconds")
+            if args.command == "serve" and args.el_max_contexts < 0:
+                parser.error("serve: --el-max-contexts must be 0 (no limit) or more")
             commands = {
                 "speak": speak_command,
                 "serve": serve_command,

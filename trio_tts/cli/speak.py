@@ -25,6 +25,12 @@ from .._core.errors import InvalidOptions
 from .._core.events import Audio
 from .._core.options import AudioEncoding
 from .._core.pool import Pool, open_pool
+from ..providers.cartesia.http import CartesiaHTTPClient
+from ..providers.cartesia.options import CartesiaOptions
+from ..providers.cartesia.provider import CartesiaProvider
+from ..providers.elevenlabs.http import ElevenLabsHTTPClient
+from ..providers.elevenlabs.options import ElevenLabsOptions
+from ..providers.elevenlabs.provider import ElevenLabsProvider
 from ..providers.inworld.http import InworldHTTPClient
 from ..providers.inworld.options import VoiceOptions
 from ..providers.inworld.provider import InworldProvider
@@ -72,13 +78,21 @@ class _Stats:
 
 
 SynthesizeOne = Callable[[str, Callable[[], None]], Awaitable[bytes]]
+AnyOptions = VoiceOptions | RimeOptions | ElevenLabsOptions | CartesiaOptions
+#: Per provider: its options class.
+OPTIONS: dict[str, type[AnyOptions]] = {
+    "inworld": VoiceOptions,
+    "rime": RimeOptions,
+    "elevenlabs": ElevenLabsOptions,
+    "cartesia": CartesiaOptions,
+}
 
 
 async def speak(
     text: str,
     output: str | os.PathLike[str],
     *,
-    options: VoiceOptions | RimeOptions | None = None,
+    options: AnyOptions | None = None,
     url: str | None = None,
     api_key: str | None = None,
     jobs: int = 4,
@@ -99,32 +113,38 @@ async def speak(
         url: the service (``None``: an embedded local server with ``synthesizer``).
         api_key: the service's key (``None``: no credential).
         jobs: sentences synthesised at once.
-        use_http: one ``voice:stream`` request per sentence instead of WebSocket contexts.
+        use_http: one HTTP request per sentence instead of WebSocket contexts (Inworld's
+            ``voice:stream``, Rime's ``/v1/rime-tts``, ElevenLabs' ``text-to-speech/.../stream``).
         progress: where to draw progress (``None``: nowhere).
-        provider: ``"inworld"`` (options: :class:`VoiceOptions`) or ``"rime"``
-            (:class:`RimeOptions`; one connection per sentence in flight).
+        provider: ``"inworld"`` (options: :class:`VoiceOptions`), ``"rime"``
+            (:class:`RimeOptions`; one connection per sentence in flight), ``"elevenlabs"``
+            (:class:`ElevenLabsOptions`; a ``pcm_*`` format is asked for) or
+            ``"cartesia"`` (:class:`CartesiaOptions`; ``jobs`` contexts on one connection: the
+            account's concurrency must allow that many).
 
     Raises:
         InvalidOptions: no text, an unknown file suffix, bad options or ``jobs`` (before any
             I/O).
         TTSError: from the pool or the HTTP client. OSError: writing the file.
     """
-    if provider not in ("inworld", "rime"):
-        raise InvalidOptions(f"provider: {provider!r} is not 'inworld' or 'rime'")
+    kind = OPTIONS.get(provider)
+    if kind is None:
+        raise InvalidOptions(f"provider: {provider!r} is not one of {', '.join(OPTIONS)}")
     fmt = output_format(output)
-    opts: VoiceOptions | RimeOptions
-    if provider == "rime":
-        if options is not None and not isinstance(options, RimeOptions):
-            raise InvalidOptions("options: --provider rime takes RimeOptions")
-        opts = options or RimeOptions()
-        bit_rate = VoiceOptions().bit_rate  # Rime's options have none: Inworld's default
-    else:
-        if options is not None and not isinstance(options, VoiceOptions):
-            raise InvalidOptions("options: --provider inworld takes VoiceOptions")
-        opts = (options or VoiceOptions()).replace(encoding=AudioEncoding.LINEAR16)
-        bit_rate = opts.bit_rate
+    if options is not None and not isinstance(options, kind):
+        raise InvalidOptions(f"options: --provider {provider} takes {kind.__name__}")
+    opts: AnyOptions = options or kind()
+    # The services send 16-bit PCM for the file (Rime and Cartesia: the options' default).
+    if isinstance(opts, VoiceOptions):
+        opts = opts.replace(encoding=AudioEncoding.LINEAR16)
+    elif isinstance(opts, CartesiaOptions):
+        opts = opts.replace(encoding=AudioEncoding.PCM)
+    # Only Inworld's options have a bit rate: the others take its default.
+    bit_rate = opts.bit_rate if isinstance(opts, VoiceOptions) else VoiceOptions().bit_rate
     rate = synthesis_rate(fmt, opts.sample_rate)
-    if rate != opts.sample_rate:
+    if isinstance(opts, ElevenLabsOptions):
+        opts = opts.replace(output_format=f"pcm_{rate}")  # the rate is the format's
+    elif rate != opts.sample_rate:
         opts = opts.replace(sample_rate=rate)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 100:
         raise InvalidOptions(f"jobs: {jobs!r} must be an integer in 1..100")
@@ -181,7 +201,7 @@ def _result(
 async def _synthesize_all(
     sentences: list[str],
     writer: AudioWriter,
-    opts: VoiceOptions | RimeOptions,
+    opts: AnyOptions,
     target: Target,
     jobs: int,
     use_http: bool,
@@ -199,7 +219,21 @@ async def _synthesize_all(
     async with AsyncExitStack() as stack:
         ws_url, http_base, server = await stack.enter_async_context(endpoints(target))
         one: SynthesizeOne
-        if isinstance(opts, RimeOptions):
+        if isinstance(opts, CartesiaOptions):
+            if use_http:
+                cartesia_client = CartesiaHTTPClient(
+                    target.api_key, base_url=http_base, defaults=opts
+                )
+                await stack.enter_async_context(cartesia_client)
+                one = _http_sentence(cartesia_client)
+            else:
+                # Every context on one socket, as Cartesia recommends: jobs at once.
+                cartesia = CartesiaProvider(target.api_key, url=ws_url, concurrency=jobs)
+                cartesia_pool = await stack.enter_async_context(
+                    open_pool(cartesia, defaults=opts)
+                )
+                one = _ws_sentence(cartesia_pool)
+        elif isinstance(opts, RimeOptions):
             if use_http:
                 rime_client = RimeHTTPClient(target.api_key, url=http_base, defaults=opts)
                 await stack.enter_async_context(rime_client)
@@ -211,6 +245,16 @@ async def _synthesize_all(
                     open_pool(rime, defaults=opts, max_connections=jobs)
                 )
                 one = _ws_sentence(rime_pool)
+        elif isinstance(opts, ElevenLabsOptions) and use_http:
+            el_client = ElevenLabsHTTPClient(target.api_key, base_url=http_base, defaults=opts)
+            await stack.enter_async_context(el_client)
+            one = _http_sentence(el_client)
+        elif isinstance(opts, ElevenLabsOptions):
+            elevenlabs = ElevenLabsProvider(target.api_key, url=ws_url)
+            el_pool = await stack.enter_async_context(
+                open_pool(elevenlabs, defaults=opts, max_connections=math.ceil(jobs / 5))
+            )
+            one = _ws_sentence(el_pool)
         elif use_http:
             client = InworldHTTPClient(target.api_key, base_url=http_base, defaults=opts)
             await stack.enter_async_context(client)
@@ -291,9 +335,12 @@ def _ws_sentence(pool: Pool[Any]) -> SynthesizeOne:
     return one
 
 
-def _http_sentence(client: InworldHTTPClient | RimeHTTPClient) -> SynthesizeOne:
-    """One sentence through one HTTP request: Inworld's ``voice:stream`` or Rime's
-    ``/v1/rime-tts`` (whose chunks are never empty)."""
+def _http_sentence(
+    client: InworldHTTPClient | RimeHTTPClient | ElevenLabsHTTPClient | CartesiaHTTPClient,
+) -> SynthesizeOne:
+    """One sentence through one HTTP request: Inworld's ``voice:stream``, Rime's
+    ``/v1/rime-tts``, ElevenLabs' ``text-to-speech/{voice_id}/stream`` or Cartesia's
+    ``/tts/bytes`` (the last three's chunks are never empty)."""
 
     async def one(text: str, on_audio: Callable[[], None]) -> bytes:
         pieces: list[bytes] = []

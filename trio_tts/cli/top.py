@@ -64,7 +64,8 @@ def render(doc: dict[str, Any], url: str) -> str:
     """One frame of the view (plain text, no escape codes)."""
     s = doc["statistics"]
     per_conn = s["contexts_per_connection"]
-    slots = s["max_connections"] * per_conn
+    # The pool's cap (ElevenLabs: the account's concurrency), else connections × contexts.
+    slots = s.get("max_contexts") or s["max_connections"] * per_conn
     used = s["contexts_in_use"]
     filled = 0 if not slots or not used else max(1, round(_BAR * used / slots))
     ttfa = doc["ttfa"]

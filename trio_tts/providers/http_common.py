@@ -69,8 +69,9 @@ class Synthesis:
 
     @property
     def duration(self) -> float:
-        """Seconds of audio (PCM encodings only; 0.0 for compressed ones)."""
-        return len(self.audio) / 2 / self.sample_rate if self.encoding.is_pcm else 0.0
+        """Seconds of audio (raw encodings only; 0.0 for compressed ones)."""
+        width = self.encoding.bytes_per_sample
+        return len(self.audio) / width / self.sample_rate if width else 0.0
 
     def __repr__(self) -> str:
         return (
@@ -140,11 +141,14 @@ def _retry_after(response: httpx.Response) -> float | None:
     return retry_after_seconds(response.headers.get("retry-after"))
 
 
-def raise_for_status(response: httpx.Response, request: str) -> NoReturn:
+def raise_for_status(
+    response: httpx.Response, request: str, *, bad_request_code: int = 3
+) -> NoReturn:
     """Turn an error response (body already read) into the engine's error types.
 
     Raises:
-        ContextFailed: HTTP 400 (code 3, INVALID_ARGUMENT, when the body has none).
+        ContextFailed: HTTP 400 (code ``bad_request_code`` when the body has none: Inworld's
+            3, INVALID_ARGUMENT; Cartesia's clients pass 400).
         RequestRejected: any other status.
     """
     code: int | None = None
@@ -154,8 +158,11 @@ def raise_for_status(response: httpx.Response, request: str) -> NoReturn:
     except ValueError:
         data = None
     if isinstance(data, dict):
-        # Google-style {"error": {"code", "message"}} or the flat {"code", "message"}.
+        # Google-style {"error": {"code", "message"}}, ElevenLabs' {"detail": {"status",
+        # "message"}} or the flat {"code", "message"}.
         inner = data.get("error")
+        if not isinstance(inner, dict):
+            inner = data.get("detail")
         err: dict[str, Any] = inner if isinstance(inner, dict) else data
         if isinstance(err.get("message"), str) and err["message"]:
             message = err["message"]
@@ -164,7 +171,7 @@ def raise_for_status(response: httpx.Response, request: str) -> NoReturn:
     message = redact(shorten(message))
     status = response.status_code
     if status == 400:
-        raise ContextFailed(code if code is not None else 3, message)
+        raise ContextFailed(code if code is not None else bad_request_code, message)
     raise RequestRejected(status, message, _retry_after(response), request=request, grpc_code=code)
 
 
@@ -197,8 +204,11 @@ class HTTPSession:
         headers: dict[str, str],
         timeout: float,
         transport: httpx.AsyncBaseTransport | None,
+        *,
+        bad_request_code: int = 3,
         **client: Any,
     ) -> None:
+        self._bad_request_code = bad_request_code
         self._client = httpx.AsyncClient(
             headers=headers, timeout=timeout, transport=transport, **client
         )
@@ -224,7 +234,7 @@ class HTTPSession:
             async with self._client.stream("POST", url, **kw) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise_for_status(response, request)
+                    raise_for_status(response, request, bad_request_code=self._bad_request_code)
                 yield response
         except httpx.TransportError as exc:
             raise connection_lost(request, exc) from None
@@ -240,5 +250,5 @@ class HTTPSession:
         except httpx.TransportError as exc:
             raise connection_lost(request, exc) from None
         if response.status_code != 200:
-            raise_for_status(response, request)
+            raise_for_status(response, request, bad_request_code=self._bad_request_code)
         return response

@@ -1,8 +1,12 @@
-"""The local speech server: Inworld's TTS protocol on 127.0.0.1, with real speech (eSpeak NG).
+"""The local speech server: the providers' TTS protocols on 127.0.0.1, with real speech (eSpeak NG).
 
-HTTP (``voice:stream``, ``voices``) and the bidirectional WebSocket share one port, so the
-official ``livekit-plugins-inworld`` and trio_tts's own pool work against it unmodified. It
-enforces the provider's limits and can inject faults for tests.
+Inworld's HTTP (``voice:stream``, ``voices``) and bidirectional WebSocket, Rime's ``/ws3`` and
+``/v1/rime-tts``, ElevenLabs' ``/v1/text-to-speech/{voice_id}/multi-stream-input``,
+``.../stream-input`` and ``/v1/voices``, and Cartesia's ``/tts/websocket`` and ``GET /voices``
+share one port, so the official ``livekit-plugins-inworld``, ``-rime``, ``-elevenlabs`` and
+``-cartesia``, the ``elevenlabs`` and ``cartesia`` SDKs and trio_tts's own pool work against it
+unmodified (the routes: :mod:`._app`). It enforces the providers' limits and can inject faults
+for tests.
 
 Example::
 

@@ -1,4 +1,4 @@
-"""The ASGI application: both protocols' WebSockets and HTTP endpoints on one port.
+"""The ASGI application: every protocol's WebSockets and HTTP endpoints on one port.
 
 Routes (everything else is 404, or 405 for a known path):
 
@@ -6,21 +6,31 @@ Routes (everything else is 404, or 405 for a known path):
   (:mod:`.inworld.session`; ``Authorization: Basic <key>``);
 * ``WS  /ws3`` — Rime's JSON WebSocket (:mod:`.rime.session`; ``Authorization: Bearer <key>``,
   a bad query is refused with 400);
-* Inworld's ``voice:stream``, ``voice`` and ``voices`` (:mod:`.inworld.http`) and Rime's
-  ``/v1/rime-tts`` (:mod:`.rime.http`).
+* ``WS  /v1/text-to-speech/{voice_id}/multi-stream-input`` and ``.../stream-input`` —
+  ElevenLabs' multi-context and single-context WebSockets (:mod:`.elevenlabs.session`;
+  ``xi-api-key``, checked by the session after the upgrade, since ElevenLabs also takes the key
+  in the first message);
+* ``WS  /tts/websocket`` — Cartesia's context WebSocket (:mod:`.cartesia.session`;
+  ``X-API-Key``, ``Authorization: Bearer`` or ``?api_key=``; the API version in
+  ``?cartesia_version=`` or the ``Cartesia-Version`` header) and its ``GET /voices``
+  (:mod:`.cartesia.http`);
+* Inworld's ``voice:stream``, ``voice`` and ``voices`` (:mod:`.inworld.http`), Rime's
+  ``/v1/rime-tts`` (:mod:`.rime.http`) and ElevenLabs' ``GET /v1/voices`` and ``POST
+  /v1/text-to-speech/{voice_id}[/stream]`` (:mod:`.elevenlabs.http`).
 
 What is decided here, before a session exists: the WebSocket upgrade is refused with an HTTP
 status, as the providers do, for a fault-injected rejection, a bad key (401), a refused
 query (400), or one connection over ``max_connections`` (429 with ``Retry-After``); refusals
 use ASGI's ``websocket.http.response`` extension (hypercorn has it), else a 403 close. Every
-refusal and HTTP error carries ``{"code": <gRPC code>, "message", "details": []}``.
+refusal and HTTP error carries ``{"code": <gRPC code>, "message", "details": []}``, except
+ElevenLabs' (``{"detail": {"status", "message"}}``, as ElevenLabs' API answers).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import re
 
 import trio
 
@@ -36,23 +46,53 @@ from ._asgi import (
 )
 from ._core import Core
 from ._websocket import WebSocketSession
+from .cartesia import http as cartesia_http
+from .cartesia.session import CartesiaSession
+from .elevenlabs import http as elevenlabs_http
+from .elevenlabs.multi import MultiStreamSession
+from .elevenlabs.single import StreamInputSession
 from .inworld import http as inworld_http
 from .inworld.session import InworldSession
 from .rime import http as rime_http
 from .rime.session import RimeSession
 
-__all__ = ["HTTP_ROUTES", "SESSIONS", "App"]
+__all__ = ["HTTP_PATTERNS", "HTTP_ROUTES", "SESSIONS", "SESSION_PATTERNS", "App", "session_for"]
 
 #: WebSocket path → the session class that serves it (a benchmark may swap one).
 SESSIONS: dict[str, type[WebSocketSession]] = {
     InworldSession.PATH: InworldSession,
     RimeSession.PATH: RimeSession,
+    CartesiaSession.PATH: CartesiaSession,
 }
-#: (method, path) → (handler, authorization scheme).
-HTTP_ROUTES: dict[tuple[str, str], tuple[HTTPHandler, str]] = {
+#: WebSocket paths with a parameter (ElevenLabs' voice id): pattern → session class, tried in
+#: order after :data:`SESSIONS`.
+SESSION_PATTERNS: list[tuple[re.Pattern[str], type[WebSocketSession]]] = [
+    (MultiStreamSession.PATH_PATTERN, MultiStreamSession),
+    (StreamInputSession.PATH_PATTERN, StreamInputSession),
+]
+#: (method, path) → (handler, authorization scheme; None: the handler checks the key).
+HTTP_ROUTES: dict[tuple[str, str], tuple[HTTPHandler, str | None]] = {
     **{route: (h, inworld_http.AUTH_SCHEME) for route, h in inworld_http.ROUTES.items()},
     **{route: (h, rime_http.AUTH_SCHEME) for route, h in rime_http.ROUTES.items()},
+    **{route: (h, None) for route, h in elevenlabs_http.ROUTES.items()},
+    **{route: (h, None) for route, h in cartesia_http.ROUTES.items()},
 }
+
+
+#: (method, path pattern, handler) for HTTP paths with a parameter; each handler checks its
+#: key itself.
+HTTP_PATTERNS: list[tuple[str, re.Pattern[str], HTTPHandler]] = [*elevenlabs_http.PATTERNS]
+
+
+def session_for(path: str) -> type[WebSocketSession] | None:
+    """The session class serving the WebSocket ``path``, or None (404)."""
+    session = SESSIONS.get(path)
+    if session is not None:
+        return session
+    for pattern, candidate in SESSION_PATTERNS:
+        if pattern.fullmatch(path):
+            return candidate
+    return None
 
 
 def _retry_after(seconds: float) -> bytes:
@@ -79,15 +119,17 @@ class App:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
-    def _authorized(self, scope: Scope, scheme: str) -> bool:
+    def _authorized(self, scope: Scope, scheme: str | None) -> bool:
+        """``scheme`` None: the handler checks the key itself."""
         key = self.core.config.api_key
-        return key is None or header(scope, b"authorization") == f"{scheme} {key}"
+        return key is None or scheme is None or header(scope, b"authorization") == f"{scheme} {key}"
 
     # -- WebSocket -----------------------------------------------------------------------------
 
     async def _deny(self, scope: Scope, send: ASGISend, status: int,
                     message: str, retry_after: float | None = None,
-                    echo: bool = False) -> None:  # fmt: skip
+                    echo: bool = False,
+                    session: type[WebSocketSession] | None = None) -> None:  # fmt: skip
         self.core.reject(status)
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008})
@@ -95,7 +137,7 @@ class App:
         headers = list(JSON_HEADERS)
         if retry_after is not None:
             headers.append((b"retry-after", _retry_after(retry_after)))
-        content: dict[str, Any] = error_body(status, message)
+        content = session.error_body(status, message) if session else error_body(status, message)
         if echo:  # a careless provider repeating the credential back (secret-leak tests)
             seen = header(scope, b"authorization") or ""
             query = bytes(scope.get("query_string", b"")).decode("latin-1")
@@ -110,7 +152,7 @@ class App:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        session = SESSIONS.get(scope["path"])
+        session = session_for(scope["path"])
         if session is None:
             await self._deny(scope, send, 404, f"no WebSocket endpoint at {scope['path']}")
             return
@@ -127,21 +169,26 @@ class App:
             core.fault_rejections += 1
             await self._deny(
                 scope, send, reject.status, "rejected (fault injection)", reject.retry_after,
-                echo=reject.echo,
+                echo=reject.echo, session=session,
             )  # fmt: skip
             return
-        if not self._authorized(scope, session.AUTH_SCHEME):
-            await self._deny(scope, send, 401, "Unauthenticated: invalid or missing API key")
+        if not session.authorized(scope, config.api_key):
+            await self._deny(
+                scope, send, 401, "Unauthenticated: invalid or missing API key", session=session
+            )
             return
         problem = session.refusal(scope)
         if problem is not None:
-            await self._deny(scope, send, 400, problem)
+            status, text = problem if isinstance(problem, tuple) else (400, problem)
+            await self._deny(scope, send, status, text, session=session)
             return
         if core.connections_open >= config.max_connections:
             core.violation(
                 f"connection {core.connections_open + 1} (limit {config.max_connections})"
             )
-            await self._deny(scope, send, 429, "Too many connections", config.retry_after)
+            await self._deny(
+                scope, send, 429, "Too many connections", config.retry_after, session=session
+            )
             return
         index = core.connections_accepted
         core.connections_accepted += 1
@@ -164,6 +211,13 @@ class App:
         path, method = scope["path"], scope["method"]
         route = HTTP_ROUTES.get((method, path))
         if route is None:
+            for want, pattern, handler in HTTP_PATTERNS:
+                if pattern.fullmatch(path):
+                    if want == method:
+                        await handler(self.core, scope, receive, send)
+                        return
+                    await respond_error(send, 405, f"{method} {path}")
+                    return
             known = {p for _, p in HTTP_ROUTES}
             status = 405 if path in known else 404
             await respond_error(send, status, f"{method} {path}")

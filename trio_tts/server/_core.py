@@ -16,7 +16,15 @@ __all__ = ["ServerConfig", "ServerStatistics"]
 
 @attrs.define(kw_only=True)
 class ServerConfig:
-    """How a local server behaves. Limits default to Inworld's documented ones.
+    """How a local server behaves. Limits default to Inworld's documented ones (Cartesia's
+    have their own ``cartesia_*`` fields).
+
+    ElevenLabs' endpoints have their own context limit: ``elevenlabs_max_contexts`` per socket
+    (5, ElevenLabs' documented limit; None for none). One more context is answered as
+    ``elevenlabs_limit_action`` says: ``"close"`` (as ElevenLabs is reported to do: a
+    ``max_active_conversations`` error naming no context, then a 1008 close that fails every
+    context on the socket) or ``"context-error"`` (the error names the refused context and the
+    socket stays open).
 
     ``synthesizer`` is ``"espeak"`` (real speech), ``"tone"`` (deterministic, free; see
     :func:`~trio_tts.server.tone_pcm`) or any :class:`~trio_tts.server.Synthesizer`.
@@ -32,7 +40,17 @@ class ServerConfig:
     max_http_text_chars: int = 2000
     chunk_ms: int = 200
     inactivity_timeout: float = 600.0
+    elevenlabs_max_contexts: int | None = 5
+    elevenlabs_limit_action: Literal["close", "context-error"] = "close"
     retry_after: float = 1.0
+    #: Cartesia (``/tts/websocket``): contexts open at once across all its connections (the
+    #: plan's concurrency limit: Free 2, Pro 3, Startup 5, Scale 15; None: no limit) and on
+    #: one connection (None: Cartesia documents no such limit), how long an idle context
+    #: lives after its last audio, and the idle-connection timeout (5 minutes).
+    cartesia_concurrency: int | None = 15
+    cartesia_contexts_per_connection: int | None = None
+    cartesia_context_expiry: float = 1.0
+    cartesia_inactivity_timeout: float = 300.0
     faults: Faults = attrs.field(factory=Faults)
 
     def make_synthesizer(self) -> Synthesizer:

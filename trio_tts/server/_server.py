@@ -26,6 +26,7 @@ import trio
 from ._app import App
 from ._core import Core, ServerConfig, ServerStatistics
 from ._faults import Faults
+from .cartesia.session import WS_PATH as CARTESIA_WS_PATH
 from .inworld.session import WS_PATH as INWORLD_WS_PATH
 from .rime.http import HTTP_PATH as RIME_HTTP_PATH
 from .rime.session import WS_PATH as RIME_WS_PATH
@@ -68,6 +69,20 @@ class LocalServer:
     def rime_http_url(self) -> str:
         """``http://127.0.0.1:PORT/v1/rime-tts`` — Rime's one-shot HTTP synthesis."""
         return f"{self.base_url}{RIME_HTTP_PATH}"
+
+    @property
+    def elevenlabs_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1`` — ElevenLabs' API root, as the LiveKit plugin's
+        ``base_url`` takes it; the WebSockets are ``ws://127.0.0.1:PORT/v1/text-to-speech/
+        {voice_id}/multi-stream-input`` and ``.../stream-input``, the voices ``.../v1/voices``."""
+        return f"{self.base_url}/v1"
+
+    @property
+    def cartesia_url(self) -> str:
+        """``ws://127.0.0.1:PORT/tts/websocket`` — Cartesia's context WebSocket (the official
+        clients take the base: LiveKit ``base_url=server.base_url``, the SDK
+        ``websocket_base_url="ws://127.0.0.1:PORT"``)."""
+        return f"ws://{self.host}:{self.port}{CARTESIA_WS_PATH}"
 
     @property
     def faults(self) -> Faults:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
-from ._asgi import ASGIReceive, ASGISend, Scope
+from ._asgi import ASGIReceive, ASGISend, Scope, error_body, header
 from ._core import Core
 from ._faults import BadFrame
 from ._tcp import drop_tcp, write_raw
@@ -62,6 +62,11 @@ class WebSocketSession:
     #: The WebSocket path the session serves, and the ``Authorization`` scheme of its key.
     PATH: ClassVar[str]
     AUTH_SCHEME: ClassVar[str]
+    #: Seconds a queued close waits for the client's own close before the session ends (0:
+    #: none). A protocol whose close code the client must see after it sent more messages
+    #: (ElevenLabs' 1008 refusals) sets it: otherwise unread client messages can turn the TCP
+    #: close into a reset that takes the close frame with it.
+    CLOSE_LINGER: ClassVar[float] = 0.0
     nursery: trio.Nursery  # set by run(): the session's tasks live in it
 
     def __init__(
@@ -72,6 +77,10 @@ class WebSocketSession:
         self.index = index
         self.scope = scope
         self.frames_sent = 0
+        self.close_sent = False  # the sender sent a close frame (nothing more goes out)
+        #: Seconds without a client frame before :meth:`on_inactivity` (a protocol may take
+        #: it from its query, as ElevenLabs does).
+        self.inactivity_timeout = self.config.inactivity_timeout
         self.last_activity = trio.current_time()
         self._receive = receive
         self._send = send
@@ -87,9 +96,24 @@ class WebSocketSession:
     # -- what a protocol supplies ----------------------------------------------------------
 
     @staticmethod
-    def refusal(scope: Scope) -> str | None:
-        """Why to refuse this upgrade with HTTP 400 (checked before accepting), or None."""
+    def refusal(scope: Scope) -> str | tuple[int, str] | None:
+        """Why to refuse this upgrade (checked before accepting): a message (HTTP 400), a
+        ``(status, message)``, or None."""
         return None
+
+    @classmethod
+    def authorized(cls, scope: Scope, key: str | None) -> bool:
+        """Whether the upgrade may go ahead as far as the key goes (``key``: the server's, or
+        None for any). By default ``Authorization: <AUTH_SCHEME> <key>``; a protocol that
+        checks its key after accepting (ElevenLabs: the key may come in the first message)
+        returns True and checks it itself."""
+        return key is None or header(scope, b"authorization") == f"{cls.AUTH_SCHEME} {key}"
+
+    @classmethod
+    def error_body(cls, status: int, message: str) -> dict[str, Any]:
+        """The JSON body of an upgrade refused with HTTP ``status`` (Google-style by default,
+        as Inworld's gateway writes it)."""
+        return error_body(status, message)
 
     async def read(self) -> None:
         """Read and apply the client's frames until it leaves (the session's own task)."""
@@ -99,8 +123,17 @@ class WebSocketSession:
         """The frame sent before the watchdog closes an idle connection."""
         raise NotImplementedError
 
+    def on_inactivity(self) -> None:
+        """The watchdog fired: by default :meth:`inactivity_frame`, then a 1000 close."""
+        self.queue_control(self.inactivity_frame())
+        self.queue_close(1000, "inactivity timeout")
+
     def closed(self) -> None:
         """Called once the WebSocket ended (release what the session held)."""
+
+    def frame_sent(self, out: Outgoing) -> None:
+        """Called by the sender right after ``out`` went out on the socket (not for frames a
+        fault or a cancel dropped); a protocol may time things from it."""
 
     # -- what a protocol uses --------------------------------------------------------------
 
@@ -171,6 +204,11 @@ class WebSocketSession:
             if out.close is not None:
                 code, reason = out.close
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
+                self.close_sent = True
+                # Wait for the client's answering close (the reader sees it and ends the
+                # session): a TCP close while the client's last messages are unread resets the
+                # connection, and the client may lose the close frame (and its code) with it.
+                await trio.sleep(self.CLOSE_LINGER)
                 self.nursery.cancel_scope.cancel()
                 return
             await self._stall_if_faulted()
@@ -179,15 +217,14 @@ class WebSocketSession:
             await self._send({"type": "websocket.send", "text": out.frame})
             self.frames_sent += 1
             self.core.frames_sent += 1
+            self.frame_sent(out)
             await self._after_send_faults()
 
     async def _watchdog(self) -> None:
-        timeout = self.config.inactivity_timeout
         while True:
-            await trio.sleep_until(self.last_activity + timeout)
-            if trio.current_time() >= self.last_activity + timeout:
-                self.queue_control(self.inactivity_frame())
-                self.queue_close(1000, "inactivity timeout")
+            await trio.sleep_until(self.last_activity + self.inactivity_timeout)
+            if trio.current_time() >= self.last_activity + self.inactivity_timeout:
+                self.on_inactivity()
                 return
 
     # -- connection faults (the sender, frame by frame) ------------------------------------

@@ -55,7 +55,8 @@ __all__ = [
 @pytest.fixture
 def tts_protocol(request: pytest.FixtureRequest) -> str:
     """The protocol under test: ``"inworld"`` unless parametrised (``indirect=True``) with
-    ``"rime"``. An unknown name raises ``ValueError``."""
+    another protocol (``"rime"``, ``"elevenlabs"``, ``"cartesia"``). An unknown name raises
+    ``ValueError``."""
     protocol: str = getattr(request, "param", "inworld")
     server_config_for(protocol)  # validates the name
     return protocol

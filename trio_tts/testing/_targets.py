@@ -1,22 +1,26 @@
 """Which protocol the local server speaks, and the provider that talks to it.
 
 One entry per protocol: the fixtures of :mod:`trio_tts.testing` are parametrised by its
-name (``tts_protocol``): Inworld's bidirectional protocol and Rime's ``/ws3``.
+name (``tts_protocol``): Inworld's bidirectional protocol, Rime's ``/ws3``, ElevenLabs'
+``multi-stream-input`` and Cartesia's ``/tts/websocket``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import InworldProvider, Provider, RimeProvider
+from .. import CartesiaProvider, ElevenLabsProvider, InworldProvider, Provider, RimeProvider
 
 if TYPE_CHECKING:
     from ..server import LocalServer, ServerConfig
 
 __all__ = ["PROTOCOLS", "provider_for", "server_config_for"]
 
-#: Protocols a test may ask for (``tts_protocol``); the local server speaks both.
-PROTOCOLS = ("inworld", "rime")
+#: Protocols a test may ask for (``tts_protocol``); the local server speaks them all.
+PROTOCOLS = ("inworld", "rime", "elevenlabs", "cartesia")
+#: The account concurrency the Cartesia provider and server share here (Cartesia's Scale plan:
+#: 15 contexts at once, the local server's default).
+CARTESIA_CONCURRENCY = 15
 
 
 def _check(protocol: str) -> None:
@@ -26,7 +30,9 @@ def _check(protocol: str) -> None:
 
 def server_config_for(protocol: str = "inworld") -> ServerConfig:
     """A deterministic (tone) server configuration for ``protocol``, with the provider's
-    documented limits (Inworld: 20 connections, 5 contexts each)."""
+    documented limits (Inworld: 20 connections, 5 contexts each; ElevenLabs: 5 contexts per
+    connection, a sixth closes the socket with 1008; Cartesia: 15 contexts at once for the
+    account)."""
     from ..server import ServerConfig
 
     _check(protocol)
@@ -40,4 +46,8 @@ def provider_for(
     _check(protocol)
     if protocol == "rime":
         return RimeProvider(api_key, url=server.rime_url)
+    if protocol == "elevenlabs":
+        return ElevenLabsProvider(api_key, url=server.elevenlabs_url)
+    if protocol == "cartesia":
+        return CartesiaProvider(api_key, url=server.cartesia_url, concurrency=CARTESIA_CONCURRENCY)
     return InworldProvider(api_key, url=server.ws_url)

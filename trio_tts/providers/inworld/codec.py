@@ -311,6 +311,11 @@ class InworldCodec:
         """None: an Inworld connection ends with the WebSocket close frame alone."""
         return []
 
+    def keepalive(self) -> list[str]:
+        """None: Inworld keeps contexts open without keep-alives (the heartbeat's pings keep
+        the socket)."""
+        return []
+
     def _pcm(self, context_id: str, data: bytes) -> bytes:
         encoding = self._encodings.get(context_id, AudioEncoding.LINEAR16)
         if encoding is AudioEncoding.LINEAR16 and data[:4] == b"RIFF":

@@ -17,7 +17,13 @@ from ..._core.options import (
     to_timestamp_type,
 )
 
-__all__ = ["AUTO_MODE_STRATEGIES", "DELIVERY_MODES", "TIMESTAMP_TRANSPORTS", "VoiceOptions"]
+__all__ = [
+    "AUTO_MODE_STRATEGIES",
+    "DELIVERY_MODES",
+    "ENCODINGS",
+    "TIMESTAMP_TRANSPORTS",
+    "VoiceOptions",
+]
 
 #: ``deliveryMode`` (output variation on ``inworld-tts-2`` models).
 DELIVERY_MODES: Final = ("DELIVERY_MODE_UNSPECIFIED", "STABLE", "BALANCED", "CREATIVE")
@@ -25,6 +31,14 @@ DELIVERY_MODES: Final = ("DELIVERY_MODE_UNSPECIFIED", "STABLE", "BALANCED", "CRE
 TIMESTAMP_TRANSPORTS: Final = ("TIMESTAMP_TRANSPORT_STRATEGY_UNSPECIFIED", "SYNC", "ASYNC")
 #: ``autoModeStrategy``: who cuts the text into generations (``inworld-tts-2``: the server may).
 AUTO_MODE_STRATEGIES: Final = ("CLIENT_SEGMENTED", "SENTENCE_BOUNDARY")
+#: The audio encodings this client asks Inworld for.
+ENCODINGS: Final = (
+    AudioEncoding.LINEAR16,
+    AudioEncoding.PCM,
+    AudioEncoding.MP3,
+    AudioEncoding.OGG_OPUS,
+    AudioEncoding.FLAC,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -67,6 +81,11 @@ class VoiceOptions:
 
     def __attrs_post_init__(self) -> None:
         check_names(self, "voice", "model")
+        check(
+            self.encoding in ENCODINGS,
+            "encoding",
+            f"{self.encoding.value} is not one of {', '.join(e.value for e in ENCODINGS)}",
+        )
         check_sample_rate(self.sample_rate)
         check(
             isinstance(self.bit_rate, int) and 8000 <= self.bit_rate <= 320000,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Hashable, Sequence
 from typing import Final
 
+from ..._core.backoff import FATAL_CLOSE_CODES
 from ..._core.errors import InvalidOptions, register_api_key
 from ..urls import websocket_url
 from .codec import InworldCodec
@@ -37,6 +38,13 @@ class InworldProvider:
     name = "inworld"
     #: Inworld sessions do not expire (only the server's 10-minute inactivity close).
     max_session_duration: float | None = None
+    #: No account-wide context cap beyond 20 connections × 5 contexts.
+    max_contexts: int | None = None
+    #: No keep-alive messages (the pool's heartbeat and ``keepalive_refresh`` suffice).
+    keepalive_interval: float | None = None
+    fatal_close_codes: frozenset[int] = FATAL_CLOSE_CODES
+    #: A cancel is confirmed by ``contextClosed``: no expiry rule.
+    cancel_expiry: float | None = None
 
     def __init__(
         self,

@@ -161,14 +161,16 @@ class RimeCodec:
         return []
 
     def send_text(self, context_id: str, text: str, *, flush: bool = False) -> list[str]:
-        """A text frame (none for ``""``); with ``flush`` a ``flush`` frame follows."""
+        """A text frame (none for ``""``, nor for blanks before the utterance's first word:
+        they would only wait in the server's buffer); with ``flush`` a ``flush`` frame
+        follows. Blanks after a word are sent and, like words, flushed by :meth:`close`, so
+        nothing of this utterance stays buffered for the next one on the connection."""
         if context_id != self._current or self._closing:
             return []
         frames: list[str] = []
-        if text:
+        if text.strip() or (text and self._had_text):
             frames.append(_ENCODE({"text": text, "contextId": context_id}).decode())
-            if text.strip():
-                self._had_text = self._unflushed = True
+            self._had_text = self._unflushed = True
         if flush:
             frames += self.flush(context_id)
         return frames
@@ -225,6 +227,10 @@ class RimeCodec:
     def goodbye(self) -> list[str]:
         """``eos``: the server synthesises what is left and closes (answer awaited ≤ 1 s)."""
         return [_ENCODE({"operation": "eos"}).decode()]
+
+    def keepalive(self) -> list[str]:
+        """None: Rime needs no keep-alive (sessions end at ``max_session_duration``)."""
+        return []
 
     @staticmethod
     def _operation(name: str, context_id: str) -> str:

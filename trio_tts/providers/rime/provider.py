@@ -8,6 +8,7 @@ import urllib.parse
 from collections.abc import Hashable, Sequence
 from typing import Any, Final
 
+from ..._core.backoff import FATAL_CLOSE_CODES
 from ..._core.errors import InvalidOptions, register_api_key
 from ..._core.options import is_number
 from ..urls import websocket_url
@@ -69,6 +70,10 @@ class RimeProvider:
 
     name = "rime"
     contexts_per_connection = 1
+    max_contexts: int | None = None
+    keepalive_interval: float | None = None
+    fatal_close_codes: frozenset[int] = FATAL_CLOSE_CODES
+    cancel_expiry: float | None = None
 
     def __init__(
         self,

@@ -132,6 +132,12 @@ class StreamEncoder:
         self._scan = _Scanner(encoding)
         self.closed = False
 
+    @property
+    def samples_written(self) -> int:
+        """Samples given to the encoder so far at :attr:`input_rate`, drain padding included
+        (where the stream's next audio starts, for a decoder)."""
+        return self._written
+
     def _write(self, samples: np.ndarray[Any, Any]) -> None:
         if len(samples):
             self._stream.write(samples)

@@ -23,6 +23,13 @@ words that start in it; times count from the first audio after the previous ``do
 are ``error`` frames and leave the connection open, as at Rime. The sender, the budget and
 the connection-level faults are the shared ones (:mod:`.._websocket`); the utterance-level
 faults are in :mod:`.session_faults`.
+
+Rime carries one utterance at a time per connection, and the server's counters hold a client
+to it: a context (a ``contextId``) is *open* from its first non-blank text until a ``done``
+leaves nothing of it outstanding (no text buffered, no synthesis or flush queued); the
+connection's end closes it too. A text of another ``contextId`` while one is open is a second
+context on the connection: counted in ``peak_contexts_per_connection`` and recorded as a
+violation (the limit is 1). An untagged text belongs to the open context, if any.
 """
 
 from __future__ import annotations
@@ -75,6 +82,9 @@ class RimeSession(WebSocketSession, RimeContextFaults):
         self.rime = config
         self._text = ""
         self._context_id: str | None = None
+        self._open: list[str | None] = []  # the contexts open here (more than one: a violation)
+        self._queued = 0  # jobs sent to the worker and not taken yet
+        self._chunks = 0  # chunks of the current utterance queued (for StallContext)
         self._epoch = 0  # bumped by clear: older synthesis is abandoned
         self._utterance = 0  # utterances (runs of audio between dones) on this connection
         self._fresh = True  # no audio since the last done
@@ -92,6 +102,33 @@ class RimeSession(WebSocketSession, RimeContextFaults):
 
     def inactivity_frame(self) -> str:
         return proto.encode_error("closed due to inactivity")
+
+    def closed(self) -> None:
+        self.core.contexts_open -= len(self._open)
+        self._open.clear()
+
+    # -- the server's record of open contexts (see the module docstring) ------------------------
+
+    def _opened(self, context_id: str | None) -> None:
+        """A non-blank text of ``context_id`` arrived: open it unless it is open."""
+        if context_id in self._open or (context_id is None and self._open):
+            return
+        self._open.append(context_id)
+        core = self.core
+        core.contexts_created += 1
+        core.contexts_open += 1
+        core.peak_contexts_per_connection = max(core.peak_contexts_per_connection, len(self._open))
+        if len(self._open) > 1:
+            core.violation(
+                f"connection {self.index}: context {context_id!r} while {self._open[0]!r} is "
+                "open (Rime carries one utterance at a time: limit 1)"
+            )
+
+    def _ended(self) -> None:
+        """A ``done`` went out: if nothing is outstanding, no context is open any more."""
+        if self._queued == 0 and not self._text.strip():
+            self.core.contexts_open -= len(self._open)
+            self._open.clear()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -118,20 +155,20 @@ class RimeSession(WebSocketSession, RimeContextFaults):
                 )
                 self.queue_control(proto.encode_error(f"text exceeds {MAX_TEXT_CHARS} characters"))
                 return
-            if cid is not None and cid != self._context_id:
-                self.core.contexts_created += 1
+            if text.strip():
+                self._opened(cid)
             self._context_id = cid
             self._text += text
             self._segment()
         elif message.name == "flush":
             self._speak(len(self._text))
-            self._jobs_in.send_nowait(_Done(self._context_id))
+            self._queue(_Done(self._context_id))
         elif message.name == "clear":
             self._text = ""
             self._epoch += 1
         else:  # eos
             self._speak(len(self._text))
-            self._jobs_in.send_nowait(_Done(self._context_id, eos=True))
+            self._queue(_Done(self._context_id, eos=True))
 
     def _segment(self) -> None:
         segment = self.rime.segment
@@ -146,17 +183,23 @@ class RimeSession(WebSocketSession, RimeContextFaults):
     def _speak(self, n: int) -> None:
         text, self._text = self._text[:n], self._text[n:]
         if text.strip():
-            self._jobs_in.send_nowait(_Speak(text, self._context_id, self._epoch))
+            self._queue(_Speak(text, self._context_id, self._epoch))
+
+    def _queue(self, job: _Speak | _Done) -> None:
+        self._queued += 1
+        self._jobs_in.send_nowait(job)
 
     # -- the worker: one synthesis at a time, in order -------------------------------------------
 
     async def _worker(self) -> None:
         async for job in self._jobs_out:
+            self._queued -= 1
             if isinstance(job, _Speak):
                 if job.epoch == self._epoch:
                     await self._synthesize(job)
                 continue
             self.queue_control(proto.encode_done(job.context_id))
+            self._ended()
             self._offset, self._fresh = 0.0, True
             if self.stray_after_done(self._utterance - 1, job.context_id):
                 self.queue_control(proto.encode_chunk(STRAY_PCM, job.context_id))
@@ -169,11 +212,12 @@ class RimeSession(WebSocketSession, RimeContextFaults):
         if self._fresh:  # the first synthesis since the last done: a new utterance
             self._fresh = False
             self._utterance += 1
+            self._chunks = 0
             if self.stray_before(self._utterance - 1, cid):
                 self.queue_control(proto.encode_chunk(STRAY_PCM, f"stray-{cid}"))
         index = self._utterance - 1
         fault = self.failed_utterance(index, cid)
-        if fault is not None:
+        if fault is not None and not fault.after_audio:
             self.queue_control(proto.encode_error(fault.message))
             return
         config = self.rime
@@ -189,12 +233,20 @@ class RimeSession(WebSocketSession, RimeContextFaults):
             await self.delay_first_audio(index, cid)
         offset = self._offset
         chunks = proto.cut(speech.pcm, speech.words, config.sample_rate, self.config.chunk_ms)
+        if fault is not None:  # after_audio: its first chunk, then the error (the rest is lost)
+            chunks = chunks[:1]
         for pcm, words in chunks:
+            await self.pace_audio(index, cid)
+            await self.wait_while_stalled(index, cid, self._chunks)
             await self.acquire_audio()
             if job.epoch != self._epoch:  # cleared: the rest of this synthesis is abandoned
                 self.release_audio()
                 return
+            self._chunks += 1
             self.queue_audio(proto.encode_chunk(pcm, job.context_id))
             if words:
                 self.queue_control(proto.encode_timestamps(words, offset, job.context_id))
+        if fault is not None:
+            self.queue_control(proto.encode_error(fault.message))
+            return
         self._offset += speech.duration
