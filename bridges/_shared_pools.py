@@ -158,7 +158,7 @@ def pool_key(
     prefetch: int,
 ) -> str:
     """The identity of a shared pool on its loop: the provider's endpoint (URLs ...), the
-    credential, the read-ahead and the pool settings (compared by ``repr``), as one keyed
+    credential, the ``prefetch`` and the pool settings (compared by ``repr``), as one keyed
     SHA-256 digest: equal for equal parts, and no part can be read back from it."""
     identity = repr(
         (endpoint, credential, prefetch, tuple(sorted((k, repr(v)) for k, v in settings.items())))

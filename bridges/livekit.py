@@ -185,7 +185,7 @@ class TTS(PooledTTS["HTTPClient"]):
       ``APIConnectionError`` (:func:`to_api_error`).
 
     Added: ``pool_settings`` (any other :func:`trio_tts.open_pool` setting) and
-    ``prefetch`` (how many events the bridge reads ahead per utterance).
+    ``prefetch`` (events the bridge hands over in a row before other tasks run).
 
     Raises:
         ValueError: no API key for Inworld's own hosts, or an invalid option

@@ -254,8 +254,8 @@ class TTS(PooledTTS[None]):
     (``https://api.cartesia.ai``; a local server's ``base_url``). Added: ``concurrency`` (the
     account's limit of contexts at once, the pool's gate; default 2, the Free plan's),
     ``pool_settings`` (any other :func:`trio_tts.open_pool` setting, e.g. ``max_connections``
-    or ``contexts_per_connection``) and ``prefetch`` (events the bridge reads ahead per
-    stream).
+    or ``contexts_per_connection``) and ``prefetch`` (events the bridge hands over in a
+    row before other tasks run).
 
     Raises:
         ValueError: no API key for Cartesia's own hosts, or an invalid option or URL

@@ -305,7 +305,7 @@ class TTS(PooledTTS[ElevenLabsHTTPClient]):
     Added: ``max_connections`` (the pool's WebSocket cap, 20), ``max_contexts`` (contexts at
     once over all sockets: the account's concurrency, :data:`DEFAULT_CONCURRENCY`; None: only
     5 per socket), ``pool_settings`` (any other :func:`trio_tts.open_pool` setting) and
-    ``prefetch`` (events the bridge reads ahead per utterance).
+    ``prefetch`` (events the bridge hands over in a row before other tasks run).
 
     Raises:
         ValueError: no API key for ElevenLabs' own hosts, or an invalid option

@@ -120,7 +120,7 @@ class InworldTTSService(PooledWebsocketTTS, pipecat_inworld.InworldTTSService):
     * ``max_connections``: the shared pool's cap on WebSockets (default 20, Inworld's
       account limit).
     * ``pool_settings``: any other :class:`trio_tts.PoolSettings` field.
-    * ``prefetch``: events the bridge reads ahead per context.
+    * ``prefetch``: events the bridge hands over in a row before other tasks run.
 
     Services with the same key, URL and these three share one pool.
 
