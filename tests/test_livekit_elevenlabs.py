@@ -364,17 +364,19 @@ def test_rapid_barge_ins_never_put_a_sixth_context_on_a_socket(synth: RecordingT
     with ServerThread(config).running() as s:
         s.set_faults(pace_audio=pace)
 
-        async def mine() -> tuple[tuple[int, list[BaseException]], Any, Any]:
+        async def mine() -> tuple[tuple[int, list[BaseException]], Any, Any, Any]:
             async with ours.TTS(base_url=base_url(s), api_key=KEY, encoding="pcm_16000") as t:
                 result = await barge_ins(t, 5, 4)
                 pool = await t.pool()
                 async with asyncio.timeout(10):
                     while pool.statistics().contexts_in_use:
                         await asyncio.sleep(0.01)
-                return result, await settle(s), pool.trio_pool.inspect()
+                stats, snapshot = await settle(s), pool.trio_pool.inspect()
+            # After aclose(): the server's own count of sockets reaches 0 (it sees the close
+            # frames a moment after the client sent them).
+            return result, stats, snapshot, await settle(s, closed=True)
 
-        (interrupted, errors), stats, snapshot = run(mine)
-        after = s.stats()
+        (interrupted, errors), stats, snapshot, after = run(mine)
     assert errors == [] and interrupted == 20
     assert stats.violations == () and stats.peak_contexts_per_connection <= 5
     assert stats.contexts_created == 20
