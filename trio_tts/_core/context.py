@@ -273,6 +273,7 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         self.id = stream.id
         self.options = options
         self._max_text = max_text
+        self._unchecked = 0  # events taken since the last cancellation point
 
     @property
     def state(self) -> ContextState:
@@ -399,14 +400,17 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
 
     async def __anext__(self) -> Audio | FlushCompleted:
         # A buffered burst is handed over event by event without a trip through the
-        # scheduler (see ContextStream: that cannot starve anyone); each call is still a
-        # cancellation point. An empty buffer parks the task until the next burst.
+        # scheduler (see ContextStream: that cannot starve anyone), with a cancellation
+        # point every 16 events. An empty buffer parks the task until the next burst.
         stream = self._stream
         while True:
             if stream.pending:
-                # Cancelled: raises here, before the event leaves the buffer. Otherwise no
-                # yield, so nothing can take it in between.
-                await trio.lowlevel.checkpoint_if_cancelled()
+                self._unchecked += 1
+                if self._unchecked >= 16:
+                    # Every 16th event of a burst: a cancellation point, raising before the
+                    # event leaves the buffer (and no yield otherwise: nothing can take it).
+                    self._unchecked = 0
+                    await trio.lowlevel.checkpoint_if_cancelled()
                 event = stream.take()
                 assert event is not None
                 return event
@@ -415,6 +419,7 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
                 if stream.error is not None:
                     raise stream.error from None
                 raise StopAsyncIteration
+            self._unchecked = 0
             await stream.wait()
 
     def _check_open(self) -> None:
