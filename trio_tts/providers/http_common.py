@@ -22,7 +22,7 @@ import json
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import attrs
 import httpx
@@ -32,6 +32,7 @@ from .._core.errors import (
     ConnectionLost,
     ContextFailed,
     InvalidOptions,
+    ProtocolError,
     RequestRejected,
     connect_failure,
     redact,
@@ -43,6 +44,7 @@ from .._core.options import AudioEncoding, Options
 
 __all__ = [
     "HTTPSession",
+    "SampleStream",
     "Synthesis",
     "check_client_args",
     "check_text",
@@ -252,3 +254,63 @@ class HTTPSession:
         if response.status_code != 200:
             raise_for_status(response, request, bad_request_code=self._bad_request_code)
         return response
+
+
+class SampleStream(Generic[OptionsT]):
+    """The raw audio of one HTTP response, as it arrives (``async for audio in s``):
+    :class:`~trio_tts.Audio` events of whole samples of ``width`` bytes (a partial sample
+    waits for the next piece; ``width=1`` passes bytes as they come) whose ``context_id`` is
+    the request id. The providers' audio streams (Rime's, ElevenLabs', Cartesia's) are this,
+    each with its own width.
+
+    Raises (from iteration):
+        ConnectionLost: the connection failed or timed out mid-body.
+        ProtocolError: the audio ended in the middle of a sample.
+    """
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        request_id: str,
+        options: OptionsT,
+        request: str,
+        *,
+        width: int,
+    ) -> None:
+        self.request_id = request_id
+        self.options = options
+        self._request = request
+        self._width = width
+        self._pieces = response.aiter_bytes()
+        self._partial = b""
+        self.audio_bytes = 0
+        self.chunks = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.request_id} chunks={self.chunks}"
+            f" audio={self.audio_bytes}B>"
+        )
+
+    def __aiter__(self) -> AsyncIterator[Audio]:
+        return self
+
+    async def __anext__(self) -> Audio:
+        while True:
+            try:
+                piece = await self._pieces.__anext__()
+            except httpx.TransportError as exc:
+                raise connection_lost(self._request, exc) from None
+            except StopAsyncIteration:
+                if self._partial:
+                    raise ProtocolError(
+                        f"{self._request}: the audio ended in the middle of a sample"
+                    ) from None
+                raise
+            data = self._partial + piece
+            cut = len(data) - len(data) % self._width
+            data, self._partial = data[:cut], data[cut:]
+            if data:
+                self.chunks += 1
+                self.audio_bytes += len(data)
+                return Audio(self.request_id, data)

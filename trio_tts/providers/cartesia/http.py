@@ -32,14 +32,13 @@ import httpx
 import trio
 
 from ..._core.errors import ProtocolError
-from ..._core.events import Audio
 from ..http_common import (
     HTTPSession,
+    SampleStream,
     Synthesis,
     check_client_args,
     check_text,
     collect,
-    connection_lost,
     resolve_options,
     shorten,
 )
@@ -82,7 +81,7 @@ def request_body(text: str, options: CartesiaOptions) -> dict[str, Any]:
     return {**options.request_fields(streaming=False), "transcript": text}
 
 
-class CartesiaAudioStream:
+class CartesiaAudioStream(SampleStream[CartesiaOptions]):
     """The audio of one ``/tts/bytes`` request, as it arrives (``async for audio in s``):
     :class:`~trio_tts.Audio` events of whole samples of the options' encoding (a partial
     sample waits for the next piece) whose ``context_id`` is the request id.
@@ -95,43 +94,8 @@ class CartesiaAudioStream:
     def __init__(
         self, response: httpx.Response, request_id: str, options: CartesiaOptions, request: str
     ) -> None:
-        self.request_id = request_id
-        self.options = options
-        self._request = request
-        self._width = options.encoding.bytes_per_sample
-        self._pieces = response.aiter_bytes()
-        self._partial = b""
-        self.audio_bytes = 0
-        self.chunks = 0
-
-    def __repr__(self) -> str:
-        return (
-            f"<CartesiaAudioStream {self.request_id} chunks={self.chunks}"
-            f" audio={self.audio_bytes}B>"
-        )
-
-    def __aiter__(self) -> AsyncIterator[Audio]:
-        return self
-
-    async def __anext__(self) -> Audio:
-        while True:
-            try:
-                piece = await self._pieces.__anext__()
-            except httpx.TransportError as exc:
-                raise connection_lost(self._request, exc) from None
-            except StopAsyncIteration:
-                if self._partial:
-                    raise ProtocolError(
-                        f"{self._request}: the audio ended in the middle of a sample"
-                    ) from None
-                raise
-            data = self._partial + piece
-            cut = len(data) - len(data) % self._width
-            data, self._partial = data[:cut], data[cut:]
-            if data:
-                self.chunks += 1
-                self.audio_bytes += len(data)
-                return Audio(self.request_id, data)
+        width = options.encoding.bytes_per_sample
+        super().__init__(response, request_id, options, request, width=width)
 
 
 class CartesiaHTTPClient(trio.abc.AsyncResource):

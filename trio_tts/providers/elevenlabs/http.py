@@ -35,15 +35,14 @@ import httpx
 import trio
 
 from ..._core.errors import ProtocolError
-from ..._core.events import Audio
 from ..._core.options import AudioEncoding
 from ..http_common import (
     HTTPSession,
+    SampleStream,
     Synthesis,
     check_client_args,
     check_text,
     collect,
-    connection_lost,
     resolve_options,
     shorten,
 )
@@ -121,7 +120,7 @@ def synthesis_path(options: ElevenLabsOptions) -> str:
     return f"/text-to-speech/{voice}/stream?{query}"
 
 
-class ElevenLabsAudioStream:
+class ElevenLabsAudioStream(SampleStream[ElevenLabsOptions]):
     """The audio of one synthesis request, as it arrives (``async for audio in s``):
     :class:`~trio_tts.Audio` events whose ``context_id`` is the request id. Raw PCM comes in
     whole 16-bit samples (an odd byte waits for the next piece); other formats as sent.
@@ -134,43 +133,8 @@ class ElevenLabsAudioStream:
     def __init__(
         self, response: httpx.Response, request_id: str, options: ElevenLabsOptions, request: str
     ) -> None:
-        self.request_id = request_id
-        self.options = options
-        self._request = request
-        self._pieces = response.aiter_bytes()
-        self._whole = 2 if options.encoding is AudioEncoding.PCM else 1
-        self._odd = b""
-        self.audio_bytes = 0
-        self.chunks = 0
-
-    def __repr__(self) -> str:
-        return (
-            f"<ElevenLabsAudioStream {self.request_id} chunks={self.chunks}"
-            f" audio={self.audio_bytes}B>"
-        )
-
-    def __aiter__(self) -> AsyncIterator[Audio]:
-        return self
-
-    async def __anext__(self) -> Audio:
-        while True:
-            try:
-                piece = await self._pieces.__anext__()
-            except httpx.TransportError as exc:
-                raise connection_lost(self._request, exc) from None
-            except StopAsyncIteration:
-                if self._odd:
-                    raise ProtocolError(
-                        f"{self._request}: the audio ended in the middle of a sample"
-                    ) from None
-                raise
-            data, self._odd = self._odd + piece, b""
-            if len(data) % self._whole:
-                data, self._odd = data[:-1], data[-1:]
-            if data:
-                self.chunks += 1
-                self.audio_bytes += len(data)
-                return Audio(self.request_id, data)
+        width = 2 if options.encoding is AudioEncoding.PCM else 1
+        super().__init__(response, request_id, options, request, width=width)
 
 
 class ElevenLabsHTTPClient(trio.abc.AsyncResource):

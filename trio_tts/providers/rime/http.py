@@ -24,15 +24,14 @@ import httpx
 import trio
 
 from ..._core.errors import ProtocolError
-from ..._core.events import Audio
 from ..._core.options import AudioEncoding
 from ..http_common import (
     HTTPSession,
+    SampleStream,
     Synthesis,
     check_client_args,
     check_text,
     collect,
-    connection_lost,
     resolve_options,
     shorten,
 )
@@ -60,7 +59,7 @@ def request_body(text: str, options: RimeOptions) -> dict[str, object]:
     return body
 
 
-class RimeAudioStream:
+class RimeAudioStream(SampleStream[RimeOptions]):
     """The audio of one ``rime-tts`` request, as it arrives (``async for audio in s``):
     :class:`~trio_tts.Audio` events of whole 16-bit samples (an odd byte waits for the next
     piece) whose ``context_id`` is the request id.
@@ -73,41 +72,7 @@ class RimeAudioStream:
     def __init__(
         self, response: httpx.Response, request_id: str, options: RimeOptions, request: str
     ) -> None:
-        self.request_id = request_id
-        self.options = options
-        self._request = request
-        self._pieces = response.aiter_bytes()
-        self._odd = b""
-        self.audio_bytes = 0
-        self.chunks = 0
-
-    def __repr__(self) -> str:
-        return (
-            f"<RimeAudioStream {self.request_id} chunks={self.chunks} audio={self.audio_bytes}B>"
-        )
-
-    def __aiter__(self) -> AsyncIterator[Audio]:
-        return self
-
-    async def __anext__(self) -> Audio:
-        while True:
-            try:
-                piece = await self._pieces.__anext__()
-            except httpx.TransportError as exc:
-                raise connection_lost(self._request, exc) from None
-            except StopAsyncIteration:
-                if self._odd:
-                    raise ProtocolError(
-                        f"{self._request}: the audio ended in the middle of a sample"
-                    ) from None
-                raise
-            data, self._odd = self._odd + piece, b""
-            if len(data) % 2:
-                data, self._odd = data[:-1], data[-1:]
-            if data:
-                self.chunks += 1
-                self.audio_bytes += len(data)
-                return Audio(self.request_id, data)
+        super().__init__(response, request_id, options, request, width=2)
 
 
 class RimeHTTPClient(trio.abc.AsyncResource):
