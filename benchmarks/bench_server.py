@@ -57,35 +57,58 @@ _PLACEHOLDER = "@@CONTEXT-ID@@"
 
 class FrameCache:
     """Each generation's frames, built once per (text, audio config): the context id is left
-    out (``head + context_id + tail``), so serving a turn costs no synthesis or encoding."""
+    out (``head + context_id + tail``), so serving a turn costs no synthesis or encoding.
 
-    def __init__(self, synth: FirehoseSynthesizer, chunk_ms: int) -> None:
+    The first time an audio config is seen, the frames of *every* turn text are built for it
+    at once (``texts``): run.py primes each driver with a discarded run before measuring, so
+    no measured window pays for building frames (a cold first repetition was measured at
+    +50-200 ms TTFA and +20 points of server CPU for every driver)."""
+
+    def __init__(self, synth: FirehoseSynthesizer, chunk_ms: int, texts: list[str]) -> None:
         self.synth = synth
         self.chunk_ms = chunk_ms
+        self.texts = texts
         self._str: dict[tuple[Any, ...], list[tuple[str, str]]] = {}
         self._bytes: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
+        self._configs_str: set[tuple[Any, ...]] = set()
+        self._configs_bytes: set[tuple[Any, ...]] = set()
 
     @staticmethod
-    def _key(config: Any, text: str) -> tuple[Any, ...]:
+    def _config_key(config: Any) -> tuple[Any, ...]:
         return (
-            text,
             config.encoding,
             config.sample_rate_hertz,
             config.word_timestamps,
             config.model_id,
         )
 
+    def _build_str(self, config: Any, text: str) -> list[tuple[str, str]]:
+        sp = self.synth.speech(text, config.sample_rate_hertz)
+        raw = _chunks.audio_frames(_PLACEHOLDER, text, sp.pcm, sp.words, config, self.chunk_ms)
+        return [_split(f) for f in raw]
+
     def str_frames(self, config: Any, text: str) -> list[tuple[str, str]]:
-        key = self._key(config, text)
+        ckey = self._config_key(config)
+        if ckey not in self._configs_str:  # a new config: every text's frames, now
+            self._configs_str.add(ckey)
+            for t in self.texts:
+                self._str.setdefault((t, *ckey), self._build_str(config, t))
+        key = (text, *ckey)
         frames = self._str.get(key)
         if frames is None:
-            sp = self.synth.speech(text, config.sample_rate_hertz)
-            raw = _chunks.audio_frames(_PLACEHOLDER, text, sp.pcm, sp.words, config, self.chunk_ms)
-            frames = self._str[key] = [_split(f) for f in raw]
+            frames = self._str[key] = self._build_str(config, text)
         return frames
 
     def byte_frames(self, config: Any, text: str) -> list[tuple[bytes, bytes]]:
-        key = self._key(config, text)
+        ckey = self._config_key(config)
+        if ckey not in self._configs_bytes:
+            self._configs_bytes.add(ckey)
+            for each in self.texts:
+                self._bytes[(each, *ckey)] = [
+                    (head.encode(), tail.encode())
+                    for head, tail in self.str_frames(config, each)
+                ]
+        key = (text, *ckey)
         frames = self._bytes.get(key)
         if frames is None:
             frames = self._bytes[key] = [
@@ -206,9 +229,10 @@ async def main() -> None:
     args = p.parse_args()
     s = _harness.SCENARIOS[args.scenario]
     synth = FirehoseSynthesizer(s.seconds)
-    for text in _harness.all_texts():  # every turn's audio, computed before any client comes
+    texts = _harness.all_texts()
+    for text in texts:  # every turn's audio, computed before any client comes
         synth.speech(text, _harness.RATE)
-    cache = FrameCache(synth, s.chunk_ms)
+    cache = FrameCache(synth, s.chunk_ms, texts)
     handle: _Local | _Lean
     if args.server == "lean":
         core = LeanCore(cache.byte_frames, max_contexts=_harness.CONTEXTS_PER_CONNECTION)
