@@ -314,6 +314,30 @@ class Run:
         }
 
 
+def machine() -> str:
+    """One line describing where a benchmark ran: CPU model, cores, memory, kernel, Python,
+    the load average when it started (other work on the machine skews wall-clock numbers)."""
+    import os
+    import platform
+
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 2**20:.0f} GiB"
+    except OSError:
+        mem = "? GiB"
+    return (
+        f"{model}, {os.cpu_count()} cores, {mem}, Linux {platform.release()}, "
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"load average at start {os.getloadavg()[0]:.1f}"
+    )
+
+
 def rss_mb() -> float:
     """The process's resident set size now, in MiB (Linux ``/proc/self/statm``)."""
     with open("/proc/self/statm") as f:

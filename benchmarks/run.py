@@ -207,9 +207,17 @@ def table(summary: list[dict[str, Any]]) -> str:
     lines = [
         "| scenario | C | driver | turns/s | CPU ms/turn | TTFA p50 / p99 ms | turn p50 / p99 ms"
         " | peak RSS MB | RSS MB / 100 ctx | failed turns | integrity (lost/extra/misrouted B)"
-        " | server CPU % |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
+        " | server CPU % | CPU × LiveKit · × raw aiohttp |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
     ]
+    idx = {(s["scenario"], s["concurrency"], s["driver"]): s for s in summary}
+
+    def ratio(s: dict[str, Any], other: str) -> str:
+        o = idx.get((s["scenario"], s["concurrency"], other))
+        if s["driver"] == other or not o or not o["cpu_ms_per_turn"] or not s["cpu_ms_per_turn"]:
+            return "–"
+        return f"{s['cpu_ms_per_turn'] / o['cpu_ms_per_turn']:.2f}×"
+
     order = {d: i for i, d in enumerate(DRIVERS)}
     scen_order = {s: i for i, s in enumerate(h.SCENARIOS)}
     for s in sorted(
@@ -232,7 +240,8 @@ def table(summary: list[dict[str, Any]]) -> str:
             f"{_f(s['ttfa_p99'], '{:.0f}')} | {_f(s['turn_p50'], '{:.0f}')} / "
             f"{_f(s['turn_p99'], '{:.0f}')} | {_f(s['peak_rss_mb'], '{:.0f}')} | "
             f"{_f(s.get('rss_per_100_ctx_mb'))} | {failed} | "
-            f"{integrity} | {_f(s['server_cpu_pct'], '{:.0f}')} |"
+            f"{integrity} | {_f(s['server_cpu_pct'], '{:.0f}')} | "
+            f"{ratio(s, 'livekit-1.8.3')} · {ratio(s, 'raw-aiohttp')} |"
         )
     return "\n".join(lines)
 
@@ -431,7 +440,13 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"Run {meta['date']} on {meta['cpus']} cores, {meta['reps']} repetitions (driver order "
         f"rotated), server `{meta['server']}`, {meta['elapsed']:.0f} s in all. Medians over the "
-        "repetitions; failures, integrity and drops are totals; server CPU % is the highest.",
+        "repetitions; failures, integrity and drops are totals; server CPU % is the highest."
+        " The client and the server share the machine's cores.",
+        "",
+        f"Machine: {meta.get('machine', 'not recorded')}.",
+        "",
+        "Ratios (last column): CPU per turn of the row over LiveKit 1.8.3's and over the raw"
+        " aiohttp client's, same scenario and concurrency, same run.",
         "",
         "Scenarios: "
         + "; ".join(
@@ -510,6 +525,7 @@ def main() -> None:
     )
     args = p.parse_args()
     started = time.monotonic()
+    machine = h.machine()
     if args.baseline:
         base = os.path.abspath(args.baseline)
         DRIVERS["trio_tts@baseline"] = [
@@ -601,6 +617,7 @@ def main() -> None:
         for srow in summary:
             out.write(json.dumps(srow) + "\n")
     meta = {
+        "machine": machine,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "cpus": os.cpu_count(),
         "reps": args.reps,
