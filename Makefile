@@ -51,6 +51,7 @@ bench: $(STAMP) $(BENCH_VENV)/.installed
 	$(BIN)/python benchmarks/bench_livekit_plugin.py --md benchmarks/results/livekit_plugin.md
 	$(BIN)/python benchmarks/bench_transport.py --only load --md benchmarks/results/transport.md
 	$(BIN)/python benchmarks/bench_elevenlabs.py --md benchmarks/results/elevenlabs.md
+	$(BIN)/python benchmarks/update_readme.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

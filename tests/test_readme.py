@@ -281,3 +281,20 @@ def test_pip_installs_name_extras_that_exist() -> None:
                 assert set(m.group(1).split(",")) <= extras.keys(), install
             else:  # the package itself is not on PyPI: only `-e .[...]` and published tools
                 assert word in ("-e", "pytest-trio"), install
+
+
+def test_benchmark_tables_are_the_committed_results() -> None:
+    """Each ``<!-- bench:NAME -->`` block of the README is ``benchmarks/results/NAME.md`` as
+    ``benchmarks/update_readme.py`` (the last step of ``make bench``) copies it: the README
+    shows the last committed run, not numbers typed by hand."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import update_readme
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    text = README.read_text()
+    names = re.findall(r"<!-- bench:([\w-]+) -->", text)
+    assert names, "the README has no benchmark block"
+    for name in names:
+        assert (ROOT / "benchmarks" / "results" / f"{name}.md").exists(), name
+    assert update_readme.render(text) == text, "run benchmarks/update_readme.py"
