@@ -73,7 +73,6 @@ from .settings import PoolSettings, PoolSettingsKwargs
 from .snapshot import ConnectionSnapshot, ContextSnapshot, PoolSnapshot, PoolStatistics
 from .telemetry import NO_CONTEXT_PROBE, Telemetry, open_probe
 from .transport import connect
-from .transport_trio_websocket import open_trio_websocket_factory
 
 __all__ = ["Pool", "open_pool"]
 
@@ -894,6 +893,9 @@ class Pool(Generic[OptionsT]):
             if self._live is not None:  # the live view's listener, in a nursery of its own
                 await stack.enter_async_context(self._live.serving())
             if self._own_trio_websocket:
+                # Imported here: trio-websocket (and wsproto, h11) only for those who ask.
+                from .transport_trio_websocket import open_trio_websocket_factory
+
                 factory = await stack.enter_async_context(
                     open_trio_websocket_factory(max_message_size=self.settings.max_message_size)
                 )
