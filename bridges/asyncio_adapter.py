@@ -667,6 +667,8 @@ class AsyncioContext(Generic[OptionsT]):
         self._write_error: BaseException | None = None  # raised by the next command
         self._finishing = False  # finish() or close() queued: no more text
         self._drained: list[asyncio.Future[None]] = []  # waiters for the writer to stop
+        self._full: Callable[[], bool] | None = None  # downstream backpressure (hold())
+        self._held = False  # the consumer waits for release()
 
     @property
     def id(self) -> str:
@@ -923,6 +925,31 @@ class AsyncioContext(Generic[OptionsT]):
 
     # -- events ----------------------------------------------------------------------------
 
+    def hold(self, full: Callable[[], bool] | None) -> None:
+        """Backpressure from where the events go: while ``full()`` is true, iteration waits
+        and the audio stays in the trio context's buffer, where the pool's flow control
+        (``PoolSettings.context_pause_bytes``) leaves the rest in the socket. Call
+        :meth:`release` when ``full()`` may have turned false. Never past half of the trio
+        context's bound (``max_buffered_bytes``): a stalled downstream does not make the
+        context fail with ``SlowConsumer`` sooner than without it. None: no hold."""
+        self._full = full
+
+    def release(self) -> None:
+        """A consumer held by :meth:`hold` looks again (cheap when nothing is held)."""
+        if self._held:
+            self._held = False
+            self.wake()
+
+    def _holds(self, ctx: trio_tts.Context[Any]) -> bool:
+        full = self._full
+        return (
+            full is not None
+            and ctx.buffered_bytes * 2 < ctx.max_buffered_bytes
+            and ctx.state is not trio_tts.ContextState.ABANDONED
+            and not self._engine.stopped
+            and full()
+        )
+
     def __aiter__(self) -> Self:
         return self
 
@@ -935,13 +962,17 @@ class AsyncioContext(Generic[OptionsT]):
         while True:
             ctx = self._ctx
             if ctx is not None:
-                try:
-                    event = ctx.receive_nowait()
-                except trio.WouldBlock:
-                    pass
+                if self._full is not None and self._holds(ctx):
+                    self._held = True  # until release() (or half the buffer bound)
                 else:
-                    self._taken += 1
-                    return event
+                    self._held = False
+                    try:
+                        event = ctx.receive_nowait()
+                    except trio.WouldBlock:
+                        pass
+                    else:
+                        self._taken += 1
+                        return event
             elif self._open_error is not None:
                 raise self._open_error
             elif self._left:
@@ -963,10 +994,13 @@ class AsyncioContext(Generic[OptionsT]):
     def run_stopped(self) -> None:
         """The trio run ended: whoever waits here looks again (and raises PoolClosed)."""
         self._writer_stopped(None)
+        self._held = False
         self.wake()
 
     def wake(self) -> None:
         """Trio side (``Context.on_ready``): an event was queued or the context ended."""
+        if self._held and self._ctx is not None and self._holds(self._ctx):
+            return  # held by the consumer's downstream: release() wakes it
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)

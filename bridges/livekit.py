@@ -104,6 +104,12 @@ DeliveryMode = Literal["DELIVERY_MODE_UNSPECIFIED", "STABLE", "BALANCED", "CREAT
 TimestampTransportStrategy = Literal["TIMESTAMP_TRANSPORT_STRATEGY_UNSPECIFIED", "SYNC", "ASYNC"]
 
 _MIME = {"MP3": "audio/mpeg", "OGG_OPUS": "audio/ogg", "FLAC": "audio/flac"}
+#: Backpressure (SynthesizeStream): the speaker stops taking audio from the context while
+#: this many frames (200 ms each) wait for the agent, and goes on once it read them down to
+#: ``_FRAMES_LOW``; the rest waits in the pool (and, past its flow-control bound, in the
+#: socket), not as LiveKit frames.
+_FRAMES_HIGH = 8
+_FRAMES_LOW = 4
 
 
 def to_api_error(exc: trio_tts.TTSError, *, provider: str = "Inworld") -> APIError:
@@ -493,6 +499,17 @@ class SynthesizeStream(PooledSynthesizeStream):
         super().__init__(tts=tts, conn_options=conn_options)
         self._tts: TTS = tts
         self._opts = tts.options
+        self._held_ctx: AsyncioContext | None = None
+
+    def _frames_waiting(self) -> bool:
+        return self._event_ch.qsize() >= _FRAMES_HIGH
+
+    async def __anext__(self) -> tts.SynthesizedAudio:
+        event = await super().__anext__()
+        ctx = self._held_ctx
+        if ctx is not None and self._event_ch.qsize() <= _FRAMES_LOW:
+            ctx.release()
+        return event
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         mime_type = _mime_type(self._opts.encoding)
@@ -525,6 +542,8 @@ class SynthesizeStream(PooledSynthesizeStream):
                 # Opens in trio while the text queues: nothing waits for an answer before
                 # the text goes out; a failed opening is raised by the speaker's iteration.
                 ctx = pool.start_context(options=self._opts, timeout=timeout)
+                ctx.hold(self._frames_waiting)
+                self._held_ctx = ctx
                 async with ctx:
                     if self._opts.auto_mode_strategy == "SENTENCE_BOUNDARY":
                         tasks = [asyncio.create_task(forward(ctx))]
@@ -541,5 +560,6 @@ class SynthesizeStream(PooledSynthesizeStream):
                     raise_failed(speaker, *tasks[:-1])
                     await speaker
         finally:
+            self._held_ctx = None
             await utils.aio.gracefully_cancel(*tasks)
             await sentences.aclose()

@@ -207,6 +207,39 @@ def test_events_wait_in_the_trio_buffer_not_in_the_bridge(srv: ServerThread) -> 
     run(main)
 
 
+def test_a_held_consumer_leaves_the_audio_in_trio_and_misses_nothing(srv: ServerThread) -> None:
+    """``hold(full)``: while ``full()`` is true iteration waits, the audio stays in the trio
+    context's buffer (whose flow control pauses the socket), and ``release()`` lets the
+    consumer go on; every byte arrives in order. Never held past half the trio bound."""
+
+    async def main() -> None:
+        async with AsyncioPool(
+            provider(srv), defaults=PCM, context_pause_bytes=64 * 1024
+        ) as pool:
+            ctx = await pool.open_context()
+            downstream: list[bytes] = []
+            full = True
+            ctx.hold(lambda: full)
+            async with ctx:
+                await ctx.send_text(LONG)
+                await ctx.finish()
+                reader = asyncio.ensure_future(ctx.__anext__())
+                await until(lambda: ctx.trio_context.buffered_bytes >= 64 * 1024)
+                await pool.run(trio.testing.wait_all_tasks_blocked)
+                assert not reader.done()  # held: nothing taken although audio is queued
+                assert ctx.trio_context.buffered_bytes * 2 < ctx.trio_context.max_buffered_bytes
+                full = False
+                ctx.release()
+                first = await reader
+                downstream += [first.data] if isinstance(first, trio_tts.Audio) else []
+                async for event in ctx:
+                    if isinstance(event, trio_tts.Audio):
+                        downstream.append(event.data)
+            assert b"".join(downstream) == tone_pcm(LONG, RATE)
+
+    run(main)
+
+
 def test_a_slow_consumer_fails_in_trio_and_the_bridge_raises_it(srv: ServerThread) -> None:
     """The trio context's bound applies to the asyncio consumer: one that does not read
     fails with SlowConsumer after the events that fitted, and the slot comes back."""

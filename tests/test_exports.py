@@ -38,11 +38,15 @@ def test_importing_trio_tts_needs_no_optional_dependency() -> None:
     import subprocess
     import sys
 
-    code = "import trio_tts, sys; print('livekit' in sys.modules, 'hypercorn' in sys.modules)"
+    code = (
+        "import trio_tts, sys; print('livekit' in sys.modules, 'hypercorn' in sys.modules, "
+        "'trio_websocket' in sys.modules, 'wsproto' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert out.stdout.split() == ["False", "False"]
+    # The optional trio-websocket transport loads only for a pool that asks for it.
+    assert out.stdout.split() == ["False", "False", "False", "False"]
 
 
 def test_test_only_helpers_load_only_when_imported_by_name() -> None:

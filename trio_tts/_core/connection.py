@@ -71,6 +71,7 @@ class ConnectionStatistics:
     id: int
     frames_sent: int
     frames_received: int
+    pauses: int = 0
 
 
 _Task = Callable[["_transport.Transport"], Awaitable[None]]
@@ -99,6 +100,11 @@ class ConnectionOwner(Protocol):
 
     def route(self, conn_id: int, event: Event) -> None:
         """An event decoded from the connection's frames (or made by its codec)."""
+        ...
+
+    def backlogged(self, conn_id: int) -> bool:
+        """Is every context on ``conn_id`` backlogged (the receiver then pauses until
+        :meth:`ConnectionActor.resume`)? False without contexts."""
         ...
 
 
@@ -150,13 +156,24 @@ class ConnectionActor:
         # Set by the receiver on the first frame after the goodbye frames were sent.
         self._goodbye_sent = False
         self._goodbye_answered = trio.Event()
+        # Flow control: set by the owner when a context it routed to is backlogged; the
+        # receiver then asks ``owner.backlogged`` before its next read.
+        self.backlog_check = False
+        #: The receiver holds off reading: every context here is backlogged.
+        self.paused = False
+        self._resume: trio.Event | None = None
+        self._pinging = False  # a heartbeat awaits its pong: keep reading
+        self._pauses = 0
 
     def __repr__(self) -> str:
         return f"<ConnectionActor #{self.id}>"
 
     def statistics(self) -> ConnectionStatistics:
         return ConnectionStatistics(
-            id=self.id, frames_sent=self._frames_sent, frames_received=self._frames_received
+            id=self.id,
+            frames_sent=self._frames_sent,
+            frames_received=self._frames_received,
+            pauses=self._pauses,
         )
 
     def task_names(self) -> list[str]:
@@ -207,6 +224,12 @@ class ConnectionActor:
     def abort(self) -> None:
         """Cancel everything now (the pool's close deadline passed)."""
         self._cancel_scope.cancel()
+
+    def resume(self) -> None:
+        """Trio side: a paused receiver asks ``owner.backlogged`` again (a context drained,
+        ended or joined)."""
+        if self._resume is not None:
+            self._resume.set()
 
     # -- the actor -------------------------------------------------------------------------
 
@@ -379,12 +402,29 @@ class ConnectionActor:
         codec = self._codec
         route = self._owner.route
         while True:
+            if self.backlog_check:
+                self.backlog_check = False
+                await self._hold_while_backlogged()
             frame = await transport.receive()
             self._frames_received += 1
             if self._goodbye_sent:
                 self._goodbye_answered.set()
             for event in codec.receive(frame):
                 route(self.id, event)
+
+    async def _hold_while_backlogged(self) -> None:
+        """Flow control: no read while every context here is backlogged (the owner says
+        so); the data waits in the socket. Not while a heartbeat awaits its pong."""
+        backlogged = self._owner.backlogged
+        while not self._pinging and backlogged(self.id):
+            self._resume = resume = trio.Event()
+            self.paused = True
+            self._pauses += 1
+            try:
+                await resume.wait()
+            finally:
+                self.paused = False
+                self._resume = None
 
     async def _watch_lease(self, transport: _transport.Transport) -> None:
         """A lost connection lease retires this connection after its current utterances."""
@@ -411,8 +451,14 @@ class ConnectionActor:
         assert settings.heartbeat_interval is not None
         while True:
             await trio.sleep(settings.heartbeat_interval)
-            with trio.move_on_after(settings.heartbeat_timeout) as scope:
-                await transport.ping()
+            if self.paused:
+                continue  # held on purpose (flow control): no pong could be read now
+            self._pinging = True
+            try:
+                with trio.move_on_after(settings.heartbeat_timeout) as scope:
+                    await transport.ping()
+            finally:
+                self._pinging = False
             if scope.cancelled_caught:
                 raise ConnectionLost("heartbeat: no pong from the server")
 

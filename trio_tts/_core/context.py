@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, Protocol
 
@@ -82,7 +83,13 @@ class ContextStream:
     """
 
     def __init__(
-        self, context_id: str, options: Options, *, max_events: int, max_bytes: int
+        self,
+        context_id: str,
+        options: Options,
+        *,
+        max_events: int,
+        max_bytes: int,
+        pause_bytes: int | None = None,
     ) -> None:
         self.id = context_id
         self.options = options
@@ -111,6 +118,22 @@ class ContextStream:
         self._bytes_per_second = options.encoding.bytes_per_sample * options.sample_rate
         #: Called after an event was queued or the stream ended (``Context.on_ready``).
         self.ready: Callable[[], object] | None = None
+        # Flow control (PoolSettings.context_pause_bytes): the unread audio at or past which
+        # the stream is backlogged, and who hears when it stops being so (the pool). The
+        # hook may run on the host loop of a bridge (take() from receive_nowait).
+        self._pause_bytes = pause_bytes if pause_bytes is not None else math.inf
+        # Hysteresis: backlogged from pause_bytes until read down below half of it, so a
+        # consumer reading at the pace of the audio resumes its connection once per
+        # pause_bytes / 2, not once per event.
+        self._resume_bytes = self._pause_bytes / 2
+        #: Unread audio reached ``pause_bytes`` (and not yet read down below half of it)
+        #: while the stream still takes events.
+        self.backlogged = False
+        self.unblocked: Callable[[], object] | None = None
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
 
     # -- writer side (the pool; synchronous, never blocks) ---------------------------------
 
@@ -141,6 +164,8 @@ class ContextStream:
             return self._overflow("event buffer full")
         self._events.append(event)
         self.buffered_bytes += size
+        if self.buffered_bytes >= self._pause_bytes:
+            self.backlogged = True
         if self._reader is not None:
             self._wake()
         if self.ready is not None:
@@ -183,6 +208,8 @@ class ContextStream:
 
     def _end(self) -> None:
         self.ended = True
+        if self.backlogged:
+            self._unblock()
         self.done.set()
         if self._reader is not None:
             self._wake()
@@ -220,7 +247,21 @@ class ContextStream:
         event = self._events.popleft()
         if type(event) is Audio:
             self.buffered_bytes -= len(event.data)
+            if self.backlogged and self.buffered_bytes < self._resume_bytes:
+                self._unblock()
         return event
+
+    def awaited(self) -> None:
+        """The caller waits for the end (``Context.close``) before reading: reading on is
+        the only way there, so the stream no longer counts as backlogged."""
+        self._pause_bytes = self._resume_bytes = math.inf
+        if self.backlogged:
+            self._unblock()
+
+    def _unblock(self) -> None:
+        self.backlogged = False
+        if self.unblocked is not None:
+            self.unblocked()
 
     async def wait(self) -> None:
         """Park until an event is buffered or the stream ended (a checkpoint either way).
@@ -299,6 +340,12 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         """Audio bytes received and not yet read by the caller."""
         return self._stream.buffered_bytes
 
+    @property
+    def max_buffered_bytes(self) -> int:
+        """The bound on :attr:`buffered_bytes` past which the context fails with
+        :class:`SlowConsumer` (``PoolSettings.context_buffer_bytes``)."""
+        return self._stream.max_bytes
+
     def __repr__(self) -> str:
         return (
             f"<Context {self.id} {self.state.value} audio={self.audio_bytes}B"
@@ -343,13 +390,15 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
     async def close(self) -> None:
         """``finish()`` and wait until the server confirms the close.
 
-        Audio that arrived meanwhile stays queued for iteration.
+        Audio that arrived meanwhile stays queued for iteration (up to the context's bound:
+        waiting here, the context is exempt from the pool's flow control).
 
         Raises:
             ContextFailed, ConnectionLost, SlowConsumer: the context failed before the close.
         """
         if self.state is ContextState.OPEN:
             await self.finish()
+        self._stream.awaited()
         await self._stream.done.wait()
         if self._stream.error is not None:
             raise self._stream.error

@@ -34,6 +34,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Generic
 
 import attrs
@@ -73,7 +74,6 @@ from .settings import PoolSettings, PoolSettingsKwargs
 from .snapshot import ConnectionSnapshot, ContextSnapshot, PoolSnapshot, PoolStatistics
 from .telemetry import NO_CONTEXT_PROBE, Telemetry, open_probe
 from .transport import connect
-from .transport_trio_websocket import open_trio_websocket_factory
 
 __all__ = ["Pool", "open_pool"]
 
@@ -174,6 +174,9 @@ class Pool(Generic[OptionsT]):
         self._key_urls: dict[Hashable, str] = {self._alloc.default_key: provider.url(self.defaults)}
         self._actors: dict[int, ConnectionActor] = {}
         self._records: dict[str, Placement] = {}
+        # Flow control wakes a paused receiver from wherever a consumer reads (a bridge's
+        # host loop too): through the token, never by touching trio objects directly.
+        self._token: trio.lowlevel.TrioToken | None = None  # set when it runs
         self._entering: set[trio.CancelScope] = set()
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -239,9 +242,14 @@ class Pool(Generic[OptionsT]):
             raise refusal
         s = self.settings
         stream = ContextStream(
-            uuid.uuid4().hex, opts, max_events=s.context_buffer, max_bytes=s.context_buffer_bytes
+            uuid.uuid4().hex,
+            opts,
+            max_events=s.context_buffer,
+            max_bytes=s.context_buffer_bytes,
+            pause_bytes=s.context_pause_bytes,
         )
         record = Placement(stream, key, self.provider.url(opts), log=[Create(opts)])
+        stream.unblocked = partial(self._unblocked, record)
         record.probe = self._probe.context_queued(stream.id, opts)
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         placed = False
@@ -404,6 +412,8 @@ class Pool(Generic[OptionsT]):
                     tasks=tuple(actor.task_names()),
                     frames_sent=stats.frames_sent,
                     frames_received=stats.frames_received,
+                    paused=actor.paused,
+                    pauses=stats.pauses,
                 )
             )
         contexts = tuple(
@@ -454,6 +464,8 @@ class Pool(Generic[OptionsT]):
         try:
             for scope in list(self._entering):
                 scope.cancel()
+            for actor in self._actors.values():
+                actor.resume()  # closing: every connection reads (backlogged() is False)
             self._do(self._alloc.close())
             with trio.move_on_after(self.settings.close_timeout):
                 while self._records:
@@ -565,6 +577,25 @@ class Pool(Generic[OptionsT]):
         record = self._records.get(context_id)
         return record is not None and record.conn_id == conn_id and record.moving is None
 
+    def backlogged(self, conn_id: int) -> bool:
+        conn = self._alloc.connections.get(conn_id)
+        if conn is None or not conn.slots or self._closing:
+            return False
+        for context_id in conn.slots:
+            record = self._records.get(context_id)
+            if record is None or record.conn_id != conn_id or not record.stream.backlogged:
+                return False
+        return True
+
+    def _unblocked(self, record: Placement) -> None:
+        """A context stopped being backlogged (drained or ended): its connection reads
+        again. Called by the stream, possibly from a bridge's host loop."""
+        conn_id = record.conn_id
+        actor = None if conn_id is None else self._actors.get(conn_id)
+        if actor is not None and actor.paused and self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(actor.resume)
+
     def route(self, conn_id: int, event: Event) -> None:
         if isinstance(event, ConnectionErrorEvent):
             self._connection_error(conn_id, event)
@@ -586,6 +617,10 @@ class Pool(Generic[OptionsT]):
                 record.log = None  # audio started: from now on a lost connection is an error
             if not record.stream.deliver(event):
                 self._cancel_on_server(record)  # SlowConsumer: only this context
+            elif record.stream.backlogged:
+                actor = self._actors.get(conn_id)
+                if actor is not None:
+                    actor.backlog_check = True  # its receiver asks backlogged() next
         elif isinstance(event, ContextClosed):
             record.stream.closed_by_server()
             self._release(record)
@@ -748,6 +783,7 @@ class Pool(Generic[OptionsT]):
         record.last_frame_at = trio.current_time()
         record.binding = True
         record.bound = True
+        actor.resume()  # a new context is not backlogged: its connection reads
         sent = 0
         try:
             while sent < len(log):
@@ -770,6 +806,7 @@ class Pool(Generic[OptionsT]):
         cid = record.stream.id
         if self._records.get(cid) is record:
             del self._records[cid]
+        record.stream.unblocked = None  # no connection to wake any more (and no cycle)
         probe, record.probe = record.probe, NO_CONTEXT_PROBE
         probe.ended(record.stream.state, record.stream.error, record.stream.audio_bytes)
         req = record.request
@@ -894,12 +931,16 @@ class Pool(Generic[OptionsT]):
             if self._live is not None:  # the live view's listener, in a nursery of its own
                 await stack.enter_async_context(self._live.serving())
             if self._own_trio_websocket:
+                # Imported here: trio-websocket (and wsproto, h11) only for those who ask.
+                from .transport_trio_websocket import open_trio_websocket_factory
+
                 factory = await stack.enter_async_context(
                     open_trio_websocket_factory(max_message_size=self.settings.max_message_size)
                 )
                 self._conn_settings = attrs.evolve(self._conn_settings, transport_factory=factory)
             async with trio.open_nursery() as nursery:  # actors, moves, the sweeper
                 self._nursery = nursery
+                self._token = trio.lowlevel.current_trio_token()
                 nursery.start_soon(self._sweeper)
                 task_status.started()
 

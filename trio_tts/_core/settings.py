@@ -121,6 +121,14 @@ class PoolSettings:
     #: context (only it) fails with ``SlowConsumer``.
     context_buffer: int = attrs.field(default=4096, validator=_positive(integer=True))
     context_buffer_bytes: int = attrs.field(default=2 * MiB, validator=_positive(integer=True))
+    #: Flow control: a context with this many bytes of audio unread is *backlogged*; while
+    #: every context on a connection is backlogged the pool stops reading that socket (the
+    #: audio waits in the kernel and at the server, not in this process), and reads again
+    #: as soon as one of them is read down below half of it, ends, or a new context joins.
+    #: One slow consumer never holds up the others on its connection. None: always read.
+    context_pause_bytes: int | None = attrs.field(
+        default=128 * 1024, validator=_positive(integer=True, allow_none=True)
+    )
     #: ``aclose()``: how long in-flight contexts may finish before they fail.
     close_timeout: float = attrs.field(default=10.0, validator=_positive())
     #: How long one socket's closing handshake may take (after which it is dropped).
@@ -193,6 +201,7 @@ class PoolSettingsKwargs(TypedDict, total=False):
     max_concurrent_handshakes: int
     context_buffer: int
     context_buffer_bytes: int
+    context_pause_bytes: int | None
     close_timeout: float
     socket_close_timeout: float
     sweep_interval: float

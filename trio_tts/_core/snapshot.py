@@ -50,6 +50,10 @@ class ConnectionSnapshot:
     tasks: tuple[str, ...]
     frames_sent: int
     frames_received: int
+    #: Flow control (``PoolSettings.context_pause_bytes``): reading is paused now, and how
+    #: many times it was.
+    paused: bool = False
+    pauses: int = 0
 
 
 @attrs.frozen
