@@ -7,19 +7,29 @@ Ownership and lifetime::
                                  ├── _sender            cancels its siblings, never other
                                  ├── _receiver          connections — DESIGN §6)
                                  ├── _heartbeat
-                                 ├── _keepalive     (only for providers with a keepalive_interval)
-                                 └── spilled posts  (cancels that found the outbound buffer full)
+                                 └── _keepalive     (only for providers with a keepalive_interval)
 
-The actor owns the receive end of its bounded outbound channel (``(context_id, commands)``
-items) and the transport, and nothing else: which contexts it hosts and what state it is in
-are the pool's facts (the allocator's record). It reports what happens — opened, an event
-arrived, ended(error) — through its :class:`ConnectionOwner`'s synchronous methods and asks
-the owner, when it writes, whether a context still lives here. ``run`` never raises except
-``Cancelled``.
+The actor owns its outbound queue (``(context_id, commands)`` items, bounded for
+:meth:`~ConnectionActor.send`) and the transport, and nothing else: which contexts it hosts
+and what state it is in are the pool's facts (the allocator's record). It reports what
+happens — opened, an event arrived, ended(error) — through its :class:`ConnectionOwner`'s
+synchronous methods and asks the owner, when it writes, whether a context still lives here.
+``run`` never raises except ``Cancelled``.
+
+Who writes. The sender task takes the whole queue at once, encodes it and writes it with one
+``send_all``: text pushed token by token leaves in batches. But a command the server acts on
+at once — a flush, a close, a cancel, text with ``flush=True`` — would then wait one pass of
+trio's run queue for the sender, which under load is the largest share of the time to first
+audio. So the task that queues such a command takes the queue itself, encodes it and writes
+it with one non-blocking write (:meth:`WebSocketTransport.send_nowait`), without yielding;
+what the socket does not take is left to the sender. The queue is taken in order and encoded
+in one synchronous step by whoever takes it, so frames leave in the order they were queued.
+Events a codec makes while encoding are always routed by the sender task.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -35,7 +45,7 @@ from .events import Event
 from .provider import ClientCodec, Provider
 from .quota import Lease, Quota
 from .telemetry import NO_HANDSHAKE_PROBE, HandshakeProbe
-from .transport import TransportFactory
+from .transport import TransportFactory, WebSocketTransport
 
 __all__ = [
     "ConnectionActor",
@@ -142,9 +152,17 @@ class ConnectionActor:
         self._handshake_limiter = handshake_limiter
         self._not_before = not_before
         self._codec: ClientCodec = provider.new_codec()
-        self._outbound_in, self._outbound_out = trio.open_memory_channel[tuple[str, list[Command]]](
-            settings.outbound_buffer
-        )
+        # Outbound: commands in order, taken all at once by the sender or by a caller
+        # that queues an urgent command (see the module docstring).
+        self._queue: collections.deque[tuple[str, list[Command]]] = collections.deque()
+        self._queue_limit = max(1, settings.outbound_buffer)
+        self._work = trio.lowlevel.ParkingLot()  # the sender, waiting for commands
+        self._room = trio.lowlevel.ParkingLot()  # send() callers, waiting for room
+        self._accepting = True  # False after close_soon(): sends raise ClosedResourceError
+        self._broken = False  # the sender is gone: sends raise BrokenResourceError
+        self._direct: WebSocketTransport | None = None  # while serving, if it can write now
+        self._direct_error: ConnectionLost | None = None  # a direct write found it broken
+        self._direct_events: list[Event] = []  # made while a caller encoded: the sender routes
         self._nursery: trio.Nursery | None = None
         self._cancel_scope = trio.CancelScope()
         self._opened = False
@@ -186,32 +204,32 @@ class ConnectionActor:
     # -- called by the pool ----------------------------------------------------------------
 
     async def send(self, context_id: str, commands: list[Command]) -> None:
-        """Queue ``commands`` for ``context_id``; waits only when the outbound buffer is full.
+        """Queue ``commands`` for ``context_id``; waits only while the outbound queue is full
+        (``outbound_buffer`` items).
 
-        With room in the buffer it returns without a trip through the scheduler (it is still
-        a cancellation point), so the commands a caller issues back to back reach the sender
-        together and leave in one write.
+        With room it returns without a trip through the scheduler (it is still a
+        cancellation point), so the commands a caller issues back to back leave together:
+        an urgent one (flush, close, cancel, text with ``flush=True``) is written from this
+        task before it returns, with everything queued before it (see the module docstring).
 
         Raises:
             trio.BrokenResourceError: the connection is gone.
+            trio.ClosedResourceError: the connection is closing (:meth:`close_soon`).
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self._outbound_in.send_nowait((context_id, commands))
-        except trio.WouldBlock:
-            await self._outbound_in.send((context_id, commands))
+        while True:
+            self._check_accepting()
+            if len(self._queue) < self._queue_limit:
+                break
+            await self._room.park()
+        self._enqueue(context_id, commands)
 
     def post(self, context_id: str, command: Command) -> None:
-        """Queue ``command`` without waiting: a full buffer spills it into a task of the
-        actor's own nursery, which keeps the order. A dead connection drops it (the context
-        is failed or moved by the pool anyway)."""
-        try:
-            self._outbound_in.send_nowait((context_id, [command]))
-        except trio.WouldBlock:
-            if self._nursery is not None:
-                self._nursery.start_soon(self._spill, context_id, command)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        """Queue ``command`` without waiting (past the bound if need be: one per context at
+        most). A closing or dead connection drops it (the pool fails or moves the context
+        anyway)."""
+        if self._accepting and not self._broken:
+            self._enqueue(context_id, [command])
 
     def close_soon(self) -> None:
         """Close gracefully: flush queued commands, send a close frame, end ``run``."""
@@ -219,7 +237,9 @@ class ConnectionActor:
         if not self._opened:
             self._cancel_scope.cancel()
         else:
-            self._outbound_in.close()
+            self._accepting = False
+            self._work.unpark_all()
+            self._room.unpark_all()
 
     def abort(self) -> None:
         """Cancel everything now (the pool's close deadline passed)."""
@@ -230,6 +250,60 @@ class ConnectionActor:
         ended or joined)."""
         if self._resume is not None:
             self._resume.set()
+
+    # -- the outbound queue ----------------------------------------------------------------
+
+    def _check_accepting(self) -> None:
+        if self._broken:
+            raise trio.BrokenResourceError("the connection is gone")
+        if not self._accepting:
+            raise trio.ClosedResourceError("the connection is closing")
+
+    def _break_outbound(self) -> None:
+        """Nothing more will be written: waiting and later senders raise at once."""
+        self._broken = True
+        self._room.unpark_all()
+
+    def _enqueue(self, context_id: str, commands: list[Command]) -> None:
+        self._queue.append((context_id, commands))
+        direct = self._direct
+        if direct is not None and _urgent(commands):
+            self._write_now(direct)
+        else:
+            self._work.unpark_all()
+
+    def _write_now(self, transport: WebSocketTransport) -> None:
+        """Take the queue and write it from the calling task (see the module docstring)."""
+        frames, events = self._take()
+        try:
+            transport.send_nowait(frames)
+        except ConnectionLost as exc:  # the sender reports it, as if its own write failed
+            self._direct_error = exc
+        else:
+            self._frames_sent += len(frames)
+        self._direct_events += events
+        if transport.write_pending or events or self._direct_error is not None:
+            self._work.unpark_all()
+
+    def _take(self) -> tuple[list[str], list[Event]]:
+        """Take every queued item and encode it (one synchronous step: frames stay in queue
+        order). Items of a context that no longer lives here are dropped."""
+        codec = self._codec
+        hosts = self._owner.hosts
+        queue = self._queue
+        frames: list[str] = []
+        events: list[Event] = []
+        while queue:
+            context_id, commands = queue.popleft()
+            if not hosts(self.id, context_id):
+                if not commands:  # a keep-alive round (_keepalive), in command order
+                    frames += codec.keepalive()
+                continue  # the context left this connection (moved or released)
+            for command in commands:
+                frames += _encode(codec, context_id, command)
+                events += codec.take_events()
+        self._room.unpark_all()
+        return frames, events
 
     # -- the actor -------------------------------------------------------------------------
 
@@ -256,9 +330,10 @@ class ConnectionActor:
                 else:
                     error = await self._serve(transport)
         finally:
+            self._direct = None
             if error is None and not self._closing:
                 error = ConnectionLost("connection closed")
-            self._outbound_out.close()
+            self._break_outbound()
             self._owner.connection_ended(self.id, error)
             if transport is not None:
                 with trio.CancelScope(shield=True):
@@ -298,6 +373,8 @@ class ConnectionActor:
         try:
             async with trio.open_nursery() as nursery:  # this connection's tasks only
                 self._nursery = nursery
+                if isinstance(transport, WebSocketTransport) and transport.direct_writes:
+                    self._direct = transport
                 tasks: list[_Task] = [self._sender, self._receiver]
                 if self._settings.heartbeat_interval is not None:
                     tasks.append(self._heartbeat)
@@ -309,6 +386,7 @@ class ConnectionActor:
                     nursery.start_soon(self._guard, task, transport, nursery.cancel_scope)
         finally:
             self._nursery = None
+            self._direct = None
         return self._error
 
     async def _guard(
@@ -335,10 +413,11 @@ class ConnectionActor:
             if task != self._receiver and not self._closing and not self._write_failed:
                 if task == self._sender:
                     self._write_failed = True
-                    # Callers blocked on a full outbound buffer learn at once; frames already
+                    # Callers blocked on a full outbound queue learn at once; frames already
                     # in the socket still reach their contexts through the receiver, which
                     # ends the connection (bounded here in case the transport does not).
-                    self._outbound_out.close()
+                    self._direct = None
+                    self._break_outbound()
                     assert self._nursery is not None
                     self._nursery.start_soon(self._drain_bound, scope)
                     return
@@ -354,38 +433,33 @@ class ConnectionActor:
         await trio.sleep(self._settings.close_timeout)
         scope.cancel()
 
-    async def _spill(self, context_id: str, command: Command) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._outbound_in.send((context_id, [command]))
-
     async def _sender(self, transport: _transport.Transport) -> None:
+        """Write the queue, one ``send_all`` for everything queued at once; finish what
+        direct writes left; route codec events. Ends with a graceful close."""
         codec = self._codec
-        outbound = self._outbound_out
-        owner = self._owner
-        async with outbound:
-            async for first in outbound:
-                # Drain whatever else is queued and write it all with one flush: one lock
-                # and one send_all per batch instead of per frame.
-                batch = [first]
-                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                    while len(batch) < 64:
-                        batch.append(outbound.receive_nowait())
-                frames: list[str] = []
-                events: list[Event] = []
-                for context_id, commands in batch:
-                    if not owner.hosts(self.id, context_id):
-                        if not commands:  # a keep-alive round (_keepalive), in command order
-                            frames += codec.keepalive()
-                        continue  # the context left this connection (moved or released)
-                    for command in commands:
-                        frames += _encode(codec, context_id, command)
-                        events += codec.take_events()
+        route = self._owner.route
+        while True:
+            if self._direct_error is not None:
+                raise self._direct_error
+            if self._direct_events:
+                events, self._direct_events = self._direct_events, []
+                for event in events:
+                    route(self.id, event)
+            elif self._queue:
+                frames, events = self._take()
                 if frames:
                     await transport.send_many(frames)
                     self._frames_sent += len(frames)
                 for event in events:
-                    owner.route(self.id, event)
-        # The outbound channel was closed (close_soon): a graceful close; _guard ends the rest.
+                    route(self.id, event)
+            elif self._direct is not None and self._direct.write_pending:
+                await self._direct.flush()
+            elif not self._accepting:
+                break
+            else:
+                await self._work.park()
+        # close_soon() stopped the queue and it is written: a graceful close; _guard ends
+        # the rest.
         goodbye = codec.goodbye()
         if goodbye:
             for frame in goodbye:
@@ -443,7 +517,7 @@ class ConnectionActor:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             while True:
                 await trio.sleep(interval)
-                await self._outbound_in.send(_KEEPALIVE_ROUND)
+                await self.send(*_KEEPALIVE_ROUND)
         await trio.sleep_forever()
 
     async def _heartbeat(self, transport: _transport.Transport) -> None:
@@ -461,6 +535,16 @@ class ConnectionActor:
                 self._pinging = False
             if scope.cancelled_caught:
                 raise ConnectionLost("heartbeat: no pong from the server")
+
+
+def _urgent(commands: list[Command]) -> bool:
+    """Does the server act on one of ``commands`` at once (worth a write of its own)?"""
+    for command in commands:
+        if isinstance(command, (Flush, Close, Cancel)):
+            return True
+        if isinstance(command, SendText) and command.flush:
+            return True
+    return False
 
 
 def _encode(codec: ClientCodec, context_id: str, command: Command) -> list[str]:

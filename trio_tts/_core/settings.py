@@ -115,8 +115,10 @@ class PoolSettings:
     connect_attempts: int = attrs.field(default=3, validator=_positive(integer=True))
     #: Connections a context that got no audio yet is moved across before it fails.
     move_attempts: int = attrs.field(default=3, validator=_positive(integer=True))
-    #: Handshakes in flight at once.
-    max_concurrent_handshakes: int = attrs.field(default=4, validator=_positive(integer=True))
+    #: Handshakes in flight at once. A cold start that needs N connections waits about
+    #: N / this many handshake round trips for the last of them (4 made a first wave of 100
+    #: contexts wait five rounds), so it is close to the providers' connection caps.
+    max_concurrent_handshakes: int = attrs.field(default=16, validator=_positive(integer=True))
     #: A context's unread backlog, in events and in bytes of audio; past either bound the
     #: context (only it) fails with ``SlowConsumer``.
     context_buffer: int = attrs.field(default=4096, validator=_positive(integer=True))

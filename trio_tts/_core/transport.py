@@ -94,6 +94,9 @@ _WIRE_LOGGER.propagate = False
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
+#: The read size after a read that found little waiting (see WebSocketTransport.__init__).
+_SMALL_READ = 64 * 1024
+
 
 class Transport(Protocol):
     """The WebSocket interface the connection actor uses (one connection, already open)."""
@@ -171,6 +174,13 @@ class WebSocketTransport:
         self._drain_timeout = drain_timeout
         self._max_message_size = max_message_size
         self._read_size = read_size
+        # Reads adapt to the traffic: a read of up to read_size costs an allocation that
+        # large (over glibc's mmap threshold: an mmap/munmap pair, ~12 us, per read), which
+        # pays off only when the socket holds that much; after a read that returned less
+        # than _SMALL_READ the next asks for _SMALL_READ (2 us per 13 KB
+        # message instead of 14; bulk reads keep their 256 KiB: benchmarks/bench_reads.py).
+        self._small_read = min(read_size, _SMALL_READ)
+        self._next_read = self._small_read
         self._write_lock = trio.Lock()
         self._messages: collections.deque[str | bytes] = collections.deque()
         self._fragments: list[bytes] = []
@@ -199,6 +209,12 @@ class WebSocketTransport:
         self._fast = at_frame_boundary
         # Fast path: the start of a frame whose end has not arrived yet.
         self._tail = b""
+        # send_nowait: the socket's descriptor for direct writes (plain TCP only: TLS needs
+        # trio's SSLStream to encrypt), the bytes a direct write left over, and whether
+        # anything waits for a flush (those bytes, or frames queued in the protocol).
+        self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        self._unsent = b""
+        self._pending = False
 
     @property
     def _where(self) -> str:
@@ -239,6 +255,56 @@ class WebSocketTransport:
             self._protocol.send_text(message.encode())
         await self._flush()
 
+    @property
+    def direct_writes(self) -> bool:
+        """Can :meth:`send_nowait` write from the calling task (a plain TCP socket)?"""
+        return self._fd >= 0
+
+    @property
+    def write_pending(self) -> bool:
+        """Are bytes from :meth:`send_nowait` waiting for a :meth:`flush`?"""
+        return self._pending
+
+    def send_nowait(self, messages: Sequence[str]) -> None:
+        """Send each of ``messages`` as a text frame, in order, from the calling task and
+        without yielding: written with one non-blocking ``write`` as far as the socket
+        takes them now.
+
+        Frames go out in call order with every other send: while a task holds the write
+        lock, that task writes them after its own; what the socket did not take (a full
+        buffer, a TLS stream, a write error) waits and :attr:`write_pending` is true until
+        a :meth:`flush` (or any send, ping or close) writes it first. A write error is
+        reported by that flush. Being synchronous, the write cannot be cut by a
+        cancellation: the stream is never left half-written.
+
+        Raises:
+            ConnectionLost: as :meth:`send` (nothing was queued).
+        """
+        self._check_open()
+        protocol = self._protocol
+        for message in messages:
+            protocol.send_text(message.encode())
+        if self._write_lock.locked():
+            return  # the holder drains the protocol's out-tray before it lets go
+        if self._fd < 0:
+            self._pending = True
+            return
+        data = self._unsent + b"".join(protocol.data_to_send())
+        written = 0
+        with contextlib.suppress(OSError):  # full buffer, or an error the flush reports
+            written = os.write(self._fd, data)
+        self._unsent = data[written:]
+        self._pending = bool(self._unsent)
+
+    async def flush(self) -> None:
+        """Write what :meth:`send_nowait` left waiting (nothing if nothing waits).
+
+        Raises:
+            ConnectionLost: as :meth:`send`.
+        """
+        if self._pending:
+            await self._flush()
+
     async def ping(self) -> None:
         """Send a ping and wait for the matching pong.
 
@@ -276,13 +342,20 @@ class WebSocketTransport:
             if self._write_broken:
                 raise self._failure or self._closing_error()
             self._replies_pending = False
-            while chunks := self._protocol.data_to_send():
+            while True:
+                if self._unsent:  # left by send_nowait: it comes before anything newer
+                    data, self._unsent = self._unsent, b""
+                    await self._stream.send_all(data)
+                chunks = self._protocol.data_to_send()
+                if not chunks:
+                    break
                 # b"" marks the end of the stream (after a close frame).
                 data = b"".join(chunks)
                 if data:
                     await self._stream.send_all(data)
                 if not chunks[-1] and isinstance(self._stream, trio.SocketStream):
                     await self._stream.send_eof()
+            self._pending = False
         except ConnectionLost:
             raise
         except BaseException as exc:
@@ -350,7 +423,7 @@ class WebSocketTransport:
         with trio.CancelScope(deadline=self._drain_deadline) as scope:
             self._read_scope = scope
             try:
-                data = await self._stream.receive_some(self._read_size)
+                data = await self._stream.receive_some(self._next_read)
             except _STREAM_ERRORS:
                 pass  # a reset connection, or aclose() closed the stream: like EOF
             finally:
@@ -359,6 +432,7 @@ class WebSocketTransport:
             # drain_timeout has passed since the write failed (or aclose() stopped us).
             self._end_receive(self._failure or self._closing_error())
             return
+        self._next_read = self._read_size if len(data) >= self._small_read else self._small_read
         if data and self._fast:
             self._receive_frames(data)
         else:
