@@ -1,19 +1,23 @@
-"""Urgent commands are written from the caller's task (``WebSocketTransport.send_nowait``),
-against real sockets on 127.0.0.1: the bytes leave before the call yields, a socket that takes
-only part of them keeps the order, and many contexts sharing a connection still each get
+"""Urgent commands are written from the caller's task while trio is busy
+(``WebSocketTransport.send_nowait``), against real sockets on 127.0.0.1: the bytes leave
+before the call yields, a socket that takes only part of them keeps the order, a quiet
+scheduler leaves them to the sender, and many contexts sharing a connection still each get
 exactly their own audio."""
 
 from __future__ import annotations
 
 import random
 
+import pytest
 import trio
 import trio.lowlevel
 from test_transport import serve_raw
+from trio.testing import wait_all_tasks_blocked
 from websockets.frames import Opcode
 from websockets.server import ServerProtocol
 
 import trio_tts
+from trio_tts._core import connection
 from trio_tts._core.transport import connect
 from trio_tts.server import LocalServer
 
@@ -93,21 +97,49 @@ async def test_what_a_full_socket_refuses_is_written_first_and_in_order(
     assert got == sent
 
 
-async def test_a_flush_leaves_from_the_callers_task(server: LocalServer) -> None:
-    """``send_text(..., flush=True)`` returns with its frames (and the context's create
-    queued before them) already written: the connection counted them without the caller
-    yielding, and the utterance is whole."""
+def frames_sent(pool: trio_tts.Pool, conn: int | None) -> int:
+    return next(c for c in pool.inspect().connections if c.id == conn).frames_sent
+
+
+async def test_a_flush_leaves_from_the_callers_task_when_trio_is_busy(
+    server: LocalServer, nursery: trio.Nursery
+) -> None:
+    """With many tasks waiting to run (the sender would wait behind all of them),
+    ``send_text(..., flush=True)`` returns with its frames already written: the connection
+    counted them without the caller yielding, and the utterance is whole."""
+    go = trio.Event()
+    for _ in range(2 * connection._BUSY_RUN_QUEUE):
+        nursery.start_soon(go.wait)
+    await wait_all_tasks_blocked()
     async with trio_tts.open_pool(provider_for(server), defaults=PCM, max_connections=1) as pool:
         ctx = await pool.open_context()
         async with ctx:
             conn = connection_of(pool, ctx)
-            before = next(c for c in pool.inspect().connections if c.id == conn).frames_sent
+            before = frames_sent(pool, conn)
+            go.set()  # all those tasks are now scheduled to run
             await ctx.send_text("Hello there.", flush=True)
             # No checkpoint since the call returned: the sender task has not run.
-            after = next(c for c in pool.inspect().connections if c.id == conn).frames_sent
-            assert after > before
+            assert frames_sent(pool, conn) > before
             await ctx.finish()
             audio = b"".join([e.data async for e in ctx if isinstance(e, trio_tts.Audio)])
+        assert audio == expected("Hello there.")
+        await wait_quiet(pool, server)
+    assert server.statistics().violations == ()
+
+
+async def test_on_a_quiet_scheduler_the_sender_batches_the_flush(server: LocalServer) -> None:
+    """Nothing else waits to run: the flush is left to the sender (scheduled at once), so a
+    close that follows it leaves in the same write."""
+    async with trio_tts.open_pool(provider_for(server), defaults=PCM, max_connections=1) as pool:
+        ctx = await pool.open_context()
+        async with ctx:
+            conn = connection_of(pool, ctx)
+            before = frames_sent(pool, conn)
+            await ctx.send_text("Hello there.", flush=True)
+            await ctx.finish()
+            assert frames_sent(pool, conn) == before  # both still queued for the sender
+            audio = b"".join([e.data async for e in ctx if isinstance(e, trio_tts.Audio)])
+            assert frames_sent(pool, conn) > before
         assert audio == expected("Hello there.")
         await wait_quiet(pool, server)
     assert server.statistics().violations == ()
@@ -128,12 +160,15 @@ def expected_audio(n: int) -> bytes:
     return audio + expected(buffered)
 
 
-async def test_contexts_sharing_a_connection_keep_their_order(server: LocalServer) -> None:
+async def test_contexts_sharing_a_connection_keep_their_order(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Five contexts on one connection push text in pieces (queued, written by the sender)
-    and flushes and closes (written by the caller), interleaved at random, while some
-    callers leave half-way (a cancel, also written by the caller): every finished context
-    gets exactly its own audio, the server sees no protocol violation, every slot comes
-    back."""
+    and flushes and closes (written by the caller: here always, however quiet trio is),
+    interleaved at random, while some callers leave half-way (a cancel, also written by the
+    caller): every finished context gets exactly its own audio, the server sees no protocol
+    violation, every slot comes back."""
+    monkeypatch.setattr(connection, "_BUSY_RUN_QUEUE", 0)
     rng = random.Random(19)
     results: dict[int, bytes] = {}
     left = {n for n in range(40) if n % 7 == 3}

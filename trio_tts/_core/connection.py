@@ -267,7 +267,11 @@ class ConnectionActor:
     def _enqueue(self, context_id: str, commands: list[Command]) -> None:
         self._queue.append((context_id, commands))
         direct = self._direct
-        if direct is not None and _urgent(commands):
+        if (
+            direct is not None
+            and _urgent(commands)
+            and trio.lowlevel.current_statistics().tasks_runnable >= _BUSY_RUN_QUEUE
+        ):
             self._write_now(direct)
         else:
             self._work.unpark_all()
@@ -535,6 +539,14 @@ class ConnectionActor:
                 self._pinging = False
             if scope.cancelled_caught:
                 raise ConnectionLost("heartbeat: no pong from the server")
+
+
+#: Urgent commands are written by their caller only while at least this many trio tasks wait
+#: to run (the sender would wait for all of them). With fewer, the sender is scheduled at
+#: once and batches them: a flush and the close that usually follows leave in one write, not
+#: two (on a quiet machine the direct write cost ~25 % more CPU per paced turn for no gain
+#: in latency).
+_BUSY_RUN_QUEUE = 16
 
 
 def _urgent(commands: list[Command]) -> bool:
