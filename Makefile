@@ -37,7 +37,8 @@ soak: $(STAMP)
 # The benchmark (benchmarks/README in the top README): LiveKit 1.8.3 and matplotlib live in
 # their own venv so the project's dependencies stay clean. Six clients (the pool over both
 # transports, the raw aiohttp client...) ~22 minutes on 2 cores, then the LiveKit plugins
-# (official 1.8.9 vs ours, ~10 minutes), the transports alone under load, ~1 minute, then
+# (official 1.8.9 vs ours, ~7 minutes) and the asyncio bridge per event (~1 minute), the
+# transports alone under load, ~1 minute, then
 # ElevenLabs: the pool vs the official LiveKit plugin (project venv), ~2.5 minutes.
 BENCH_VENV := benchmarks/.venv-livekit
 $(BENCH_VENV)/.installed:
@@ -49,6 +50,7 @@ $(BENCH_VENV)/.installed:
 bench: $(STAMP) $(BENCH_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/bench_livekit_plugin.py --md benchmarks/results/livekit_plugin.md
+	$(BIN)/python benchmarks/bench_bridge.py --turns 60 --append benchmarks/results/livekit_plugin.md
 	$(BIN)/python benchmarks/bench_transport.py --only load --md benchmarks/results/transport.md
 	$(BIN)/python benchmarks/bench_elevenlabs.py --md benchmarks/results/elevenlabs.md
 	$(BIN)/python benchmarks/update_readme.py

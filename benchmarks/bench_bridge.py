@@ -1,6 +1,8 @@
 """What the asyncio bridge costs: per crossing, per event and per context (utterance).
 
-Run: ``.venv/bin/python benchmarks/bench_bridge.py [--turns N]``.
+Run: ``.venv/bin/python benchmarks/bench_bridge.py [--turns N] [--append PATH]``
+(``--append`` adds the tables as markdown to ``PATH``: ``make bench`` appends them to
+``results/livekit_plugin.md``, so the bridge's cost sits beside the plugin comparison).
 
 The local server (tone synthesizer, 20 ms chunks so a turn has many events) runs in a
 separate process, so the CPU measured (``time.process_time``) is the client's alone. The
@@ -172,6 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--crossings", type=int, default=20000)
+    parser.add_argument("--append", metavar="PATH", help="append the tables as markdown")
     args = parser.parse_args()
 
     ctx = multiprocessing.get_context("spawn")
@@ -202,6 +205,36 @@ def main() -> None:
             f"{(r['per_event'] - base['per_event']) * 1e6:>+10.1f}"
             f"{r['per_turn'] * 1e6:>17.0f}{(r['per_turn'] - base['per_turn']) * 1e6:>+11.0f}"
         )
+    if args.append:
+        with open(args.append, "a") as out:
+            out.write(markdown(rows, args.turns))
+
+
+def markdown(rows: list[tuple[str, int, dict[str, float]]], turns: int) -> str:
+    """The three tables as one markdown table (Δ: over the plain trio engine)."""
+    base = rows[0][2]
+    lines = [
+        "",
+        "### The asyncio bridge's own cost",
+        "",
+        f"`benchmarks/bench_bridge.py --turns {turns}`, run "
+        f"{time.strftime('%Y-%m-%d %H:%M')}: the same turns through the trio engine itself "
+        "and through `bridges.asyncio_adapter` (what `bridges.livekit` runs on), the local "
+        "server (tone, 20 ms chunks) in its own process; client CPU only. *prefetch* is the "
+        "read-ahead (8 events, the default; 0: one crossing per event).",
+        "",
+        "| host | prefetch | no-op crossing µs | CPU µs per event | bridge's µs per event "
+        "| CPU µs per short turn | bridge's µs per context |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, prefetch, r in rows:
+        pre = "–" if name == "trio" else str(prefetch)
+        lines.append(
+            f"| {name} | {pre} | {r['noop'] * 1e6:.2f} | {r['per_event'] * 1e6:.1f} | "
+            f"{(r['per_event'] - base['per_event']) * 1e6:+.1f} | {r['per_turn'] * 1e6:.0f} | "
+            f"{(r['per_turn'] - base['per_turn']) * 1e6:+.0f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -104,17 +104,15 @@ class FrameCache:
         if ckey not in self._configs_bytes:
             self._configs_bytes.add(ckey)
             for each in self.texts:
-                self._bytes[(each, *ckey)] = [
-                    (head.encode(), tail.encode())
-                    for head, tail in self.str_frames(config, each)
-                ]
+                self._bytes[(each, *ckey)] = self._encoded(config, each)
         key = (text, *ckey)
         frames = self._bytes.get(key)
         if frames is None:
-            frames = self._bytes[key] = [
-                (h.encode(), t.encode()) for h, t in self.str_frames(config, text)
-            ]
+            frames = self._bytes[key] = self._encoded(config, text)
         return frames
+
+    def _encoded(self, config: Any, text: str) -> list[tuple[bytes, bytes]]:
+        return [(head.encode(), tail.encode()) for head, tail in self.str_frames(config, text)]
 
 
 def _split(frame: str) -> tuple[str, str]:

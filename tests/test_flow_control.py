@@ -30,6 +30,17 @@ def conn_snapshot(pool: trio_tts.Pool, conn_id: int | None) -> ConnectionSnapsho
     return next(c for c in pool.inspect().connections if c.id == conn_id)
 
 
+async def backlogged(pool: trio_tts.Pool) -> tuple[trio_tts.Context, int | None]:
+    """Open a context, send it ``LONG`` and finish it without reading: return it (and its
+    connection) once that connection paused."""
+    ctx = await pool.open_context()
+    await ctx.send_text(LONG)
+    await ctx.finish()
+    conn = connection_of(pool, ctx)
+    await until(lambda: conn_snapshot(pool, conn).paused)
+    return ctx, conn
+
+
 async def test_a_connection_whose_contexts_are_all_backlogged_stops_reading(
     server: LocalServer,
 ) -> None:
@@ -39,12 +50,8 @@ async def test_a_connection_whose_contexts_are_all_backlogged_stops_reading(
     async with trio_tts.open_pool(
         provider_for(server), defaults=PCM, max_connections=1, context_pause_bytes=PAUSE
     ) as pool:
-        ctx = await pool.open_context()
+        ctx, conn = await backlogged(pool)
         async with ctx:
-            await ctx.send_text(LONG)
-            await ctx.finish()
-            conn = connection_of(pool, ctx)
-            await until(lambda: conn_snapshot(pool, conn).paused)
             # Paused at the bound: the rest waits in the socket and at the server.
             assert PAUSE <= ctx.buffered_bytes < PAUSE + 2 * 2**20
             assert ctx.state is trio_tts.ContextState.FINISHING
@@ -70,12 +77,8 @@ async def test_one_backlogged_context_never_holds_up_another(server: LocalServer
     async with trio_tts.open_pool(
         provider_for(server), defaults=PCM, max_connections=1, context_pause_bytes=PAUSE
     ) as pool:
-        slow = await pool.open_context()
+        slow, conn = await backlogged(pool)
         async with slow:
-            await slow.send_text(LONG)
-            await slow.finish()
-            conn = connection_of(pool, slow)
-            await until(lambda: conn_snapshot(pool, conn).paused)
             fast = await pool.open_context()
             assert connection_of(pool, fast) == conn
             async with fast:
@@ -98,12 +101,8 @@ async def test_leaving_a_backlogged_context_resumes_and_frees_its_slot(
     async with trio_tts.open_pool(
         provider_for(server), defaults=PCM, max_connections=1, context_pause_bytes=PAUSE
     ) as pool:
-        ctx = await pool.open_context()
-        async with ctx:
-            await ctx.send_text(LONG)
-            await ctx.finish()
-            conn = connection_of(pool, ctx)
-            await until(lambda: conn_snapshot(pool, conn).paused)
+        ctx, conn = await backlogged(pool)
+        await ctx.aclose()  # leave it while its connection is paused
         assert ctx.state is trio_tts.ContextState.ABANDONED
         await wait_quiet(pool, server)
         assert not conn_snapshot(pool, conn).paused
