@@ -264,6 +264,35 @@ async def test_basic_auth() -> None:
             assert server.statistics().handshakes_rejected == {401: 2}
 
 
+async def test_bytes_after_a_refused_handshake_cost_only_that_connection() -> None:
+    """A client that writes after its upgrade was refused (a frame already in flight): the
+    server drops those bytes. Hypercorn alone would answer them with a second response and
+    its h11 error would end the whole server; here the next client is served."""
+    with trio.fail_after(TIMEOUT):
+        async with open_server(tone(api_key="s3cret")) as server:
+            for _ in range(3):
+                stream = await trio.open_tcp_stream(server.host, server.port)
+                key = base64.b64encode(b"0123456789abcdef").decode()
+                request = (
+                    "GET /tts/v1/voice:streamBidirectional HTTP/1.1\r\nHost: x\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                    "Authorization: Basic wrong\r\n\r\n"
+                )
+                await stream.send_all(request.encode())
+                head = await stream.receive_some(4096)
+                assert head.startswith(b"HTTP/1.1 401 ")
+                await stream.send_all(b"\x81\x85abcd" + bytes(b ^ 0x61 for b in b"hello"))
+                await stream.send_eof()
+                while await stream.receive_some(4096):  # the server closes its side
+                    pass
+                await stream.aclose()
+            async with client(server, extra_headers=[("Authorization", "Basic s3cret")]) as ws:
+                await send(ws, create("a"))
+                assert "contextCreated" in (await recv(ws))["result"]
+            assert server.statistics().handshakes_rejected == {401: 3}
+
+
 async def test_contexts_are_synthesised_concurrently_and_cancel_is_immediate() -> None:
     release = trio.Event()
 

@@ -131,6 +131,30 @@ def _hypercorn_config(config: ServerConfig) -> Any:
     return hconfig
 
 
+def _guard_rejected_handshakes() -> None:
+    """Hypercorn (0.17, 0.18) answers data that follows a refused WebSocket upgrade with a
+    400 response although the app's rejection (401, 403, 429...) was already sent: h11
+    raises ``LocalProtocolError`` and, out of the connection's task, that ends the whole
+    server. A client that writes after a refusal (a frame already in flight, as the official
+    LiveKit plugin can) must cost only its own connection: such data is dropped. Applied once,
+    idempotent."""
+    from hypercorn.protocol.events import Body, Data
+    from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+
+    handle = WSStream.handle
+    if getattr(handle, "_trio_tts_guard", False):
+        return
+    refused = (ASGIWebsocketState.RESPONSE, ASGIWebsocketState.HTTPCLOSED)
+
+    async def guarded(self: Any, event: Any) -> None:
+        if isinstance(event, (Body, Data)) and self.state in refused:
+            return  # the refusal is on its way (or sent): the client's bytes go nowhere
+        await handle(self, event)
+
+    guarded._trio_tts_guard = True  # type: ignore[attr-defined]
+    WSStream.handle = guarded  # type: ignore[method-assign]
+
+
 async def serve(
     config: ServerConfig, *, task_status: trio.TaskStatus[LocalServer] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -140,6 +164,7 @@ async def serve(
     bound."""
     import hypercorn.trio
 
+    _guard_rejected_handshakes()
     core = Core(config)
     app: Any = App(core)  # an ASGI 3 callable; hypercorn's TypedDict scopes are stricter
     hypercorn_done = trio.Event()
