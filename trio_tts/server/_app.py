@@ -134,7 +134,9 @@ class App:
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008})
             return
-        headers = list(JSON_HEADERS)
+        # The refused upgrade's connection ends here: saying so keeps a client (aiohttp) from
+        # putting it back in its pool and sending its next request down a closing socket.
+        headers = [*JSON_HEADERS, (b"connection", b"close")]
         if retry_after is not None:
             headers.append((b"retry-after", _retry_after(retry_after)))
         content = session.error_body(status, message) if session else error_body(status, message)

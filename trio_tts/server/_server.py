@@ -131,6 +131,9 @@ def _hypercorn_config(config: ServerConfig) -> Any:
     return hconfig
 
 
+_handshakes_guarded = False
+
+
 def _guard_rejected_handshakes() -> None:
     """Hypercorn (0.17, 0.18) answers data that follows a refused WebSocket upgrade with a
     400 response although the app's rejection (401, 403, 429...) was already sent: h11
@@ -141,9 +144,11 @@ def _guard_rejected_handshakes() -> None:
     from hypercorn.protocol.events import Body, Data
     from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 
-    handle = WSStream.handle
-    if getattr(handle, "_trio_tts_guard", False):
+    global _handshakes_guarded
+    if _handshakes_guarded:
         return
+    _handshakes_guarded = True
+    handle = WSStream.handle
     refused = (ASGIWebsocketState.RESPONSE, ASGIWebsocketState.HTTPCLOSED)
 
     async def guarded(self: Any, event: Any) -> None:
@@ -151,7 +156,6 @@ def _guard_rejected_handshakes() -> None:
             return  # the refusal is on its way (or sent): the client's bytes go nowhere
         await handle(self, event)
 
-    guarded._trio_tts_guard = True  # type: ignore[attr-defined]
     WSStream.handle = guarded  # type: ignore[method-assign]
 
 
