@@ -70,6 +70,16 @@ class ServerThread:
     def stats(self) -> Any:
         return trio.from_thread.run_sync(self.server.statistics, trio_token=self._token)
 
+    def idle_stats(self, timeout: float = 10) -> Any:
+        """The statistics once the server holds no connection (at most ``timeout`` s)."""
+
+        async def wait() -> None:
+            with trio.fail_after(timeout):
+                await self.server.wait_idle()
+
+        trio.from_thread.run(wait, trio_token=self._token)
+        return self.stats()
+
     @contextmanager
     def running(self) -> Iterator[ServerThread]:
         thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)

@@ -109,6 +109,13 @@ class LocalServer:
     def statistics(self) -> ServerStatistics:
         return self._core.statistics()
 
+    async def wait_idle(self) -> None:
+        """Return once no connection is open. A client's ``aclose()`` returns when the close
+        handshake is done, a moment before this server has ended its side and counted the
+        connection closed: tests read ``statistics()`` after this."""
+        while self._core.connections_open:
+            await self._core.wait_connection_closed()
+
     def __repr__(self) -> str:
         c = self._core
         return (
