@@ -514,8 +514,8 @@ class ConnectionActor:
     async def _keepalive(self, transport: _transport.Transport) -> None:
         """Every ``keepalive_interval``, queue a keep-alive round: the sender asks the codec
         for its keep-alive frames when it reaches it, so they follow the commands queued
-        before (never a keep-alive after a context's close). Ends with the outbound channel
-        (a graceful close): the sender then ends the connection."""
+        before (never a keep-alive after a context's close). Ends when the outbound queue
+        closes (a graceful close): the sender then ends the connection."""
         interval = self._provider.keepalive_interval
         assert interval is not None
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
