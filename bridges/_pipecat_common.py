@@ -281,8 +281,8 @@ class PooledWebsocketTTS(WebsocketTTSService, SharedPoolUser):
             await self.create_audio_context(context_id)
             await self.start_ttfb_metrics()
             yield TTSStartedFrame(context_id=context_id)
+        utterance = self._utterances.get(context_id)
         try:
-            utterance = self._utterances.get(context_id)
             if utterance is None:
                 utterance = await self._open(context_id)
             self._before_send(context_id, text)
@@ -290,6 +290,12 @@ class PooledWebsocketTTS(WebsocketTTSService, SharedPoolUser):
             await self.start_tts_usage_metrics(text)
         except (trio_tts.TTSError, trio.ClosedResourceError) as exc:
             self._failed.add(context_id)
+            if isinstance(exc, trio_tts.TTSError) and utterance is not None:
+                # The opened context failed (its server error can come before its first text
+                # is sent): its reader reports that, once, and ends its audio context.
+                # Reporting it here as well made two error frames and a third
+                # TTSStoppedFrame.
+                return
             await self._cancel_utterance(context_id)
             if isinstance(exc, trio_tts.TTSError):
                 await self._report(exc, self._error_message(exc))
