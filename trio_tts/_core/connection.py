@@ -20,11 +20,14 @@ Who writes. The sender task takes the whole queue at once, encodes it and writes
 ``send_all``: text pushed token by token leaves in batches. But a command the server acts on
 at once — a flush, a close, a cancel, text with ``flush=True`` — would then wait one pass of
 trio's run queue for the sender, which under load is the largest share of the time to first
-audio. So the task that queues such a command takes the queue itself, encodes it and writes
-it with one non-blocking write (:meth:`WebSocketTransport.send_nowait`), without yielding;
-what the socket does not take is left to the sender. The queue is taken in order and encoded
-in one synchronous step by whoever takes it, so frames leave in the order they were queued.
-Events a codec makes while encoding are always routed by the sender task.
+audio. So while trio is busy (``_BUSY_RUN_QUEUE`` tasks or more waiting to run) the task
+that queues such a command takes the queue itself, encodes it and writes it with one
+non-blocking write (:meth:`WebSocketTransport.send_nowait`), without yielding; what the socket
+does not take is left to the sender. On a quiet scheduler the sender, run at once, writes it
+and joins it with what follows (a flush and the close after it: one write, not two). The
+queue is taken in order and encoded in one synchronous step by whoever takes it, so frames
+leave in the order they were queued. Events a codec makes while encoding are always routed
+by the sender task.
 """
 
 from __future__ import annotations
@@ -208,9 +211,10 @@ class ConnectionActor:
         (``outbound_buffer`` items).
 
         With room it returns without a trip through the scheduler (it is still a
-        cancellation point), so the commands a caller issues back to back leave together:
-        an urgent one (flush, close, cancel, text with ``flush=True``) is written from this
-        task before it returns, with everything queued before it (see the module docstring).
+        cancellation point), so the commands a caller issues back to back leave together.
+        While trio is busy, an urgent one (flush, close, cancel, text with ``flush=True``) is
+        written from this task before it returns, with everything queued before it (see the
+        module docstring).
 
         Raises:
             trio.BrokenResourceError: the connection is gone.
