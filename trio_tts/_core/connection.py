@@ -338,7 +338,6 @@ class ConnectionActor:
                 else:
                     error = await self._serve(transport)
         finally:
-            self._direct = None
             if error is None and not self._closing:
                 error = ConnectionLost("connection closed")
             self._break_outbound()
