@@ -3,9 +3,12 @@
 An asyncio program owns its event loop (LiveKit agents run their own, possibly uvloop), so
 the engine cannot call ``trio.run``. Instead it runs **as a guest** on that loop
 (``trio.lowlevel.start_guest_run`` with ``run_sync_soon_threadsafe=loop.call_soon_threadsafe``):
-trio's scheduler ticks as asyncio callbacks on the same thread, and only trio's wait for I/O
-happens in a helper thread. Think of two shops in one building sharing a front desk: each
-keeps its own queue, and a slip passed across the desk is how work moves between them.
+trio's scheduler ticks as asyncio callbacks on the same thread. Trio's wait for I/O, which
+guest mode does in a helper thread, is done by the asyncio loop itself on Linux
+(:mod:`bridges._guest_io`: the loop watches trio's epoll descriptor; one wake-up per message
+instead of three thread switches; ``TRIO_TTS_GUEST_IO=thread`` keeps guest mode's thread).
+Think of two shops in one building sharing a front desk: each keeps its own queue, and a
+slip passed across the desk is how work moves between them.
 
 One trio run (an :class:`_Engine`) serves every pool on a loop; it starts with the first
 ``async with AsyncioPool(...)`` and finishes when the last one leaves. Where the program's
@@ -54,7 +57,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -69,6 +74,8 @@ from typing_extensions import Unpack
 
 import trio_tts
 
+from . import _guest_io
+
 __all__ = ["AsyncioContext", "AsyncioPool"]
 
 T = TypeVar("T")
@@ -81,6 +88,9 @@ _TICK_BUDGET = 0.002
 #: Commands an AsyncioContext queues before the next one waits for the writer.
 _OUTBOX = 64
 _FAILED = trio_tts.ContextState.FAILED
+#: ``TRIO_TTS_GUEST_IO=thread``: trio waits for I/O in guest mode's helper thread, as stock
+#: guest mode does; otherwise (default ``loop``) the asyncio loop waits, where it can.
+_GUEST_IO = os.environ.get("TRIO_TTS_GUEST_IO", "loop")
 _Command = Callable[[trio_tts.Context[Any]], Awaitable[None]]
 
 
@@ -134,6 +144,9 @@ class _Engine:
         self.waiting: set[AsyncioContext[Any]] = set()
         self._ticking = False
         self._more_ticks: collections.deque[Callable[[], object]] = collections.deque()
+        self._thread = threading.get_ident()  # the loop's thread
+        #: The loop that waits for trio's I/O (``_guest_io``); None: guest mode's thread.
+        self.host_io: _guest_io.HostIO | None = None
 
     @property
     def stopped(self) -> bool:
@@ -181,6 +194,9 @@ class _Engine:
             service: asyncio.Future[None] = trio_as_future(self._main)
             service.add_done_callback(self._service_done)
         else:
+            if _GUEST_IO != "thread" and _guest_io.supported(self.loop):
+                _guest_io.install()
+                self.host_io = _guest_io.HostIO(self.loop)
             trio.lowlevel.start_guest_run(
                 self._main,
                 run_sync_soon_threadsafe=self._soon_threadsafe,
@@ -193,7 +209,14 @@ class _Engine:
     # -- guest ticks: a few trio batches per asyncio callback ------------------------------
 
     def _soon_threadsafe(self, fn: Callable[[], object]) -> None:
-        self.loop.call_soon_threadsafe(self._ticks, fn)
+        if threading.get_ident() != self._thread:
+            self.loop.call_soon_threadsafe(self._ticks, fn)
+        elif self._ticking:
+            self._more_ticks.append(fn)
+        else:
+            # The loop's own thread: trio's I/O wait ended in a loop callback (_guest_io),
+            # the only caller here. Its tick runs now: no self-pipe write, no extra iteration.
+            self._ticks(fn)
 
     def _soon(self, fn: Callable[[], object]) -> None:
         if self._ticking:
@@ -222,6 +245,8 @@ class _Engine:
                 self.loop.call_soon(self._ticks, more.popleft())
 
     def _guest_done(self, result: outcome.Outcome[None]) -> None:
+        if self.host_io is not None:
+            self.host_io.close()
         if not self._finished.done():
             self._finished.set_result(result)
         for ctx in list(self.waiting):

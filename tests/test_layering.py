@@ -26,7 +26,10 @@
       instance of one of the module's own classes is therefore fine.
 
    Access to a private name of the standard library or of a third-party package
-   (``sys._getframe``, ``soundfile._ffi``) counts too; it is listed separately.
+   (``sys._getframe``, ``soundfile._ffi``) counts too; it is listed separately. The one
+   exception is named in ``THIRD_PARTY_INTERNALS``, a module whose purpose is to adapt one
+   third party's internals, with the reason; it may touch that third party's private names
+   and no one else's, and the exception must still be needed (a test fails once it is not).
 
 Run ``python -m tests.test_layering`` (or ``python tests/test_layering.py [--strict] [ROOT]``)
 for the full report; each line is ``file:line what``; the tests show the same lists in their
@@ -50,6 +53,16 @@ PACKAGES = ("trio_tts", "bridges")
 CORE = "trio_tts._core"
 #: Underscore names that are documented public API of the standard library.
 PUBLIC_UNDERSCORE = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
+#: Module -> (what of a third party's internals it may touch: the private module's or the
+#: object's name, as the checker reports it; why). Keep this list short.
+THIRD_PARTY_INTERNALS = {
+    "bridges/_guest_io.py": (
+        ("trio._core.", "io_manager._epoll"),
+        "trio has no public API to let the host loop wait for a guest run's I/O; the module "
+        "wraps guest mode's hand-off to its helper thread and falls back to it (see its "
+        "docstring; it saves three thread switches per message under asyncio)",
+    ),
+}
 
 
 def is_private(name: str) -> bool:
@@ -505,12 +518,26 @@ def test_core_imports_nothing_of_the_project_outside_the_core(project: Project) 
     assert not escapes, "\n".join(map(str, escapes))
 
 
+def _allowed(v: Violation) -> bool:
+    entry = THIRD_PARTY_INTERNALS.get(v.path)
+    if entry is None or not v.external:
+        return False
+    return v.what.startswith(entry[0])
+
+
 def test_no_cross_module_private_access(project: Project) -> None:
-    found = project.private_access()
+    found = [v for v in project.private_access() if not _allowed(v)]
     assert not found, "\n".join(
         [str(v) for v in found if not v.external]
         + ["stdlib/third-party:"]
         + [str(v) for v in found if v.external]
+    )
+
+
+def test_each_third_party_exception_is_still_needed(project: Project) -> None:
+    used = {v.path for v in project.private_access() if _allowed(v)}
+    assert used == set(THIRD_PARTY_INTERNALS), (
+        f"exceptions no longer needed: {sorted(set(THIRD_PARTY_INTERNALS) - used)}"
     )
 
 
