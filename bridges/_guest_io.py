@@ -134,12 +134,14 @@ class HostIO:
     ``epoll_ctl`` per wait): while trio runs, its own tick collects the events, and a
     readiness seen meanwhile is ignored."""
 
-    __slots__ = ("_deliver", "_fd", "_io", "_timer", "loop", "waits")
+    __slots__ = ("_deliver", "_fd", "_io", "_timer", "delivering", "loop", "waits")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         #: Idle periods of trio waited for here (for tests and monitoring).
         self.waits = 0
+        #: True while a wait's result is handed to trio (the host may run the tick at once).
+        self.delivering = False
         self._fd = -1
         self._io: Any = None
         self._deliver: Callable[[outcome.Outcome[Any]], object] | None = None
@@ -182,7 +184,11 @@ class HostIO:
     def _ready(self) -> None:
         deliver, self._deliver = self._deliver, None
         if deliver is not None:
-            deliver(outcome.capture(self._io.get_events, 0))
+            self.delivering = True
+            try:
+                deliver(outcome.capture(self._io.get_events, 0))
+            finally:
+                self.delivering = False
 
     def _unregister(self) -> None:
         if self._fd >= 0:

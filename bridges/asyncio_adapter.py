@@ -211,12 +211,12 @@ class _Engine:
     def _soon_threadsafe(self, fn: Callable[[], object]) -> None:
         if threading.get_ident() != self._thread:
             self.loop.call_soon_threadsafe(self._ticks, fn)
-        elif self._ticking:
-            self._more_ticks.append(fn)
-        else:
-            # The loop's own thread: trio's I/O wait ended in a loop callback (_guest_io),
-            # the only caller here. Its tick runs now: no self-pipe write, no extra iteration.
+        elif self.host_io is not None and self.host_io.delivering and not self._ticking:
+            # Trio's I/O wait ended in a loop callback (_guest_io): its tick runs now, no
+            # self-pipe write, no extra pass of the loop.
             self._ticks(fn)
+        else:
+            self._soon(fn)  # the loop's own thread: no self-pipe write either
 
     def _soon(self, fn: Callable[[], object]) -> None:
         if self._ticking:

@@ -749,8 +749,12 @@ async def connect(
         if early:  # frames that came in the same reads as the 101 response
             transport._receive_frames(early)
             if transport._replies_pending:  # e.g. a ping: answer it now, not after a read
-                with contextlib.suppress(ConnectionLost):
-                    await transport._flush()
+                try:
+                    with contextlib.suppress(ConnectionLost):
+                        await transport._flush()
+                except BaseException:  # cancelled here: the socket is nobody's yet
+                    await trio.aclose_forcefully(stream)
+                    raise
         return transport
     if stream is not None:
         await trio.aclose_forcefully(stream)
