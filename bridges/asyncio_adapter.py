@@ -83,8 +83,12 @@ T = TypeVar("T")
 OptionsT = DefaultTypeVar("OptionsT", bound=trio_tts.Options, default=trio_tts.Options)
 _Event = trio_tts.Audio | trio_tts.FlushCompleted
 _NOTHING: Any = object()
-#: Seconds of trio batches one asyncio callback may run (see _Engine._ticks).
-_TICK_BUDGET = 0.002
+#: Seconds of trio batches one asyncio callback may run (see _Engine._ticks). Measured
+#: through bridges.livekit at C=20 (firehose, 3-4 runs each): TTFA p50 8-10 ms with 0.5 ms,
+#: 12-18 ms with 2 ms, 12-16 with 0.2 ms, 15-20 with 0 (one batch per callback); the same
+#: CPU per turn. Longer runs of trio delay LiveKit's callbacks; shorter ones split a command's
+#: way to the socket over more passes of the loop.
+_TICK_BUDGET = 0.0005
 #: Commands an AsyncioContext queues before the next one waits for the writer.
 _OUTBOX = 64
 _FAILED = trio_tts.ContextState.FAILED
