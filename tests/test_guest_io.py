@@ -26,9 +26,16 @@ from bridges.asyncio_adapter import AsyncioPool
 from tests.test_asyncio_adapter import PCM, RATE, TEXT, ServerThread, provider, run, turn
 from trio_tts.server import ServerConfig, tone_pcm
 
-pytestmark = pytest.mark.skipif(
-    not _guest_io.supported(asyncio.SelectorEventLoop()), reason="the host wait needs epoll"
-)
+
+def _supported() -> bool:
+    loop = asyncio.SelectorEventLoop()  # closed again: its self-pipe must not leak
+    try:
+        return _guest_io.supported(loop)
+    finally:
+        loop.close()
+
+
+pytestmark = pytest.mark.skipif(not _supported(), reason="the host wait needs epoll")
 
 
 @pytest.fixture
