@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionRejected, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionRejected, WebSocketConnection
 
 from trio_tts import ConnectionLost
 from trio_tts.server import (
@@ -38,6 +38,8 @@ from trio_tts.server import (
 )
 from trio_tts.server.cartesia.voices import CARTESIA_VOICES, voice_uuid
 from trio_tts.testing import MemoryServer, MemoryTransport, nth, open_memory_server
+
+from helpers import open_ws
 
 KEY = "ca-test-key-7f3e"
 KATIE = "f786b574-daa5-4673-aa0c-cbe3e8534c02"  # the LiveKit plugin's default voice
@@ -63,7 +65,7 @@ async def connect(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> AsyncIterator[WebSocketConnection]:  # fmt: skip
     headers = [(b"X-API-Key", KEY.encode())] if headers is None else headers
-    async with open_websocket_url(
+    async with open_ws(
         url_of(server, query), extra_headers=headers, message_queue_size=256, connect_timeout=5
     ) as ws:
         yield ws

@@ -26,7 +26,6 @@ from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
     WebSocketConnection,
-    open_websocket_url,
 )
 
 from trio_tts import ConnectionLost
@@ -41,6 +40,8 @@ from trio_tts.server import (
 )
 from trio_tts.server.elevenlabs.config import VOICE_IDS
 from trio_tts.testing import open_memory_server
+
+from helpers import open_ws
 
 VOICE = "hpp4J3VqNfWAUOO0d1Us"  # the LiveKit plugin's default voice
 RATE = 24000
@@ -112,7 +113,7 @@ async def wait_closed(server: LocalServer) -> None:
 async def test_a_context_speaks_its_flushes_and_ends_only_after_close_context(
     el_server: LocalServer,
 ) -> None:
-    async with open_websocket_url(url(el_server), extra_headers=[("xi-api-key", "k")]) as ws:
+    async with open_ws(url(el_server), extra_headers=[("xi-api-key", "k")]) as ws:
         await send(ws, text=" ", voice_settings={}, context_id="a")
         await send(ws, text="Hello there. ", context_id="a", flush=True)
         await send(ws, text="", context_id="a", flush=True)  # an empty flush: not the end
@@ -146,7 +147,7 @@ async def test_contexts_interleave_on_one_socket_each_with_its_own_audio(
     el_server: LocalServer,
 ) -> None:
     texts = {f"c{i}": f"Context number {i} speaks. " for i in range(5)}
-    async with open_websocket_url(url(el_server)) as ws:
+    async with open_ws(url(el_server)) as ws:
         for cid in texts:
             await send(ws, text=" ", context_id=cid)
         for cid, text in texts.items():
@@ -167,7 +168,7 @@ async def test_contexts_interleave_on_one_socket_each_with_its_own_audio(
 
 
 async def test_a_sixth_context_closes_the_socket_with_1008(el_server: LocalServer) -> None:
-    async with open_websocket_url(url(el_server)) as ws:
+    async with open_ws(url(el_server)) as ws:
         for i in range(6):
             await send(ws, text=" ", context_id=f"c{i}")
         messages, code, reason = await close_code(ws)
@@ -185,7 +186,7 @@ async def test_a_sixth_context_closes_the_socket_with_1008(el_server: LocalServe
 
 async def test_context_error_mode_fails_only_the_sixth() -> None:
     config = ServerConfig(synthesizer="tone", elevenlabs_limit_action="context-error")
-    async with open_server(config) as server, open_websocket_url(url(server)) as ws:
+    async with open_server(config) as server, open_ws(url(server)) as ws:
         for i in range(6):
             await send(ws, text=" ", context_id=f"c{i}")
         error = await receive(ws)
@@ -220,7 +221,7 @@ async def test_unknown_voice_model_and_format_are_refused_as_elevenlabs_does(
         url(el_server, "model_id=eleven_v3"): ("unsupported_model", None),
     }  # fmt: skip
     for target, (error, text) in cases.items():
-        async with open_websocket_url(target) as ws:
+        async with open_ws(target) as ws:
             messages, code, reason = await close_code(ws)
         assert code == 1008, target
         assert [(m["error"], m["code"]) for m in messages] == [(error, 1008)], target
@@ -233,21 +234,21 @@ async def test_unknown_voice_model_and_format_are_refused_as_elevenlabs_does(
 async def test_a_key_in_the_header_or_the_first_message(el_server: LocalServer) -> None:
     key = "el-secret-KEY-123"
     async with open_server(ServerConfig(synthesizer="tone", api_key=key)) as server:
-        async with open_websocket_url(url(server), extra_headers=[("xi-api-key", "wrong")]) as ws:
+        async with open_ws(url(server), extra_headers=[("xi-api-key", "wrong")]) as ws:
             messages, code, _ = await close_code(ws)
         assert code == 1008 and messages[0]["error"] == "invalid_api_key"
         assert key not in json.dumps(messages)
-        async with open_websocket_url(url(server)) as ws:  # no header, no key in the message
+        async with open_ws(url(server)) as ws:  # no header, no key in the message
             await send(ws, text=" ", context_id="a")
             messages, code, _ = await close_code(ws)
         assert code == 1008 and messages[0]["error"] == "invalid_api_key"
         for auth in ({"xi_api_key": key}, {"authorization": f"Bearer {key}"}):
-            async with open_websocket_url(url(server)) as ws:
+            async with open_ws(url(server)) as ws:
                 await send(ws, text=" ", context_id="a", **auth)
                 await send(ws, text="Hi. ", context_id="b")  # the connection is authenticated
                 await send(ws, text="Yes. ", context_id="a", flush=True, close_context=True)
                 assert audio_of(await until_final(ws, "a"), "a") == tone_pcm(" Yes. ", RATE)
-        async with open_websocket_url(url(server), extra_headers=[("xi-api-key", key)]) as ws:
+        async with open_ws(url(server), extra_headers=[("xi-api-key", key)]) as ws:
             await send(ws, text="Ok. ", context_id="a", flush=True, close_context=True)
             assert audio_of(await until_final(ws, "a"), "a") == tone_pcm("Ok. ", RATE)
 
@@ -278,7 +279,7 @@ async def test_inactivity_closes_the_socket_and_a_keep_alive_resets_it(
 
 
 async def test_close_socket_finishes_pending_flushes_then_closes(el_server: LocalServer) -> None:
-    async with open_websocket_url(url(el_server)) as ws:
+    async with open_ws(url(el_server)) as ws:
         await send(ws, text=" ", context_id="a")
         await send(ws, text="Spoken. ", context_id="a", flush=True)
         await send(ws, text="Never flushed ", context_id="a")
@@ -296,7 +297,7 @@ async def test_a_context_error_fault_fails_that_context_only() -> None:
     fault = ContextErrorFault(when=lambda n, cid: cid == "bad", message="boom")
     async with open_server(ServerConfig(synthesizer="tone")) as server:
         server.set_faults(context_error=fault)
-        async with open_websocket_url(url(server)) as ws:
+        async with open_ws(url(server)) as ws:
             await send(ws, text=" ", context_id="bad")
             await send(ws, text="Good. ", context_id="ok", flush=True, close_context=True)
             first = await receive(ws)
@@ -304,7 +305,7 @@ async def test_a_context_error_fault_fails_that_context_only() -> None:
             assert audio_of(await until_final(ws, "ok"), "ok") == tone_pcm("Good. ", RATE)
         server.set_faults(context_error=ContextErrorFault(
             when=lambda n, cid: True, message="later", after_audio=True))  # fmt: skip
-        async with open_websocket_url(url(server)) as ws:
+        async with open_ws(url(server)) as ws:
             await send(ws, text="Words. ", context_id="x", flush=True)
             assert await receive(ws) == {"message": "later", "error": "internal_error",
                                          "contextId": "x"}  # fmt: skip
@@ -322,7 +323,7 @@ async def wait_until(predicate: Any) -> None:
 
 async def test_stream_input_ends_with_is_final_and_a_1000_close(el_server: LocalServer) -> None:
     target = url(el_server, "output_format=pcm_16000", path="stream-input")
-    async with open_websocket_url(target) as ws:
+    async with open_ws(target) as ws:
         await send(ws, text=" ", try_trigger_generation=True, voice_settings=None,
                    generation_config={"chunk_length_schedule": [50]})  # fmt: skip
         for word in ["This", "is", "a", "test", "of", "the", "single", "context", "endpoint.", ""]:
@@ -340,7 +341,7 @@ async def test_stream_input_ends_with_is_final_and_a_1000_close(el_server: Local
 
 async def test_stream_input_refuses_changed_voice_settings(el_server: LocalServer) -> None:
     target = url(el_server, path="stream-input")
-    async with open_websocket_url(target) as ws:
+    async with open_ws(target) as ws:
         await send(ws, text=" ", voice_settings={"stability": 0.5, "similarity_boost": 0.5})
         await send(ws, text="Hi ", voice_settings={"stability": 0.9, "similarity_boost": 0.5})
         messages, code, _ = await close_code(ws)
@@ -361,7 +362,7 @@ def decoded(data: bytes, fmt: str | None = None, **options: str) -> tuple[int, l
 
 
 async def speak_once(server: LocalServer, output_format: str, text: str) -> bytes:
-    async with open_websocket_url(url(server, f"output_format={output_format}")) as ws:
+    async with open_ws(url(server, f"output_format={output_format}")) as ws:
         await send(ws, text=" ", context_id="a")
         for sentence in text.split(". "):
             await send(ws, text=sentence + ". ", context_id="a", flush=True)
@@ -428,9 +429,9 @@ async def test_voices_list_in_elevenlabs_shape(el_server: LocalServer) -> None:
 
 async def test_a_connection_over_the_account_limit_gets_429() -> None:
     async with open_server(ServerConfig(synthesizer="tone", max_connections=1)) as server:
-        async with open_websocket_url(url(server)):
+        async with open_ws(url(server)):
             with pytest.raises(ConnectionRejected) as info:
-                async with open_websocket_url(url(server)):
+                async with open_ws(url(server)):
                     pass
         assert info.value.status_code == 429
         assert json.loads(info.value.body or b"")["detail"]["status"] == (
@@ -443,7 +444,7 @@ async def test_a_connection_over_the_account_limit_gets_429() -> None:
 
 async def test_no_context_limit_when_configured_off() -> None:
     config = ServerConfig(synthesizer="tone", elevenlabs_max_contexts=None)
-    async with open_server(config) as server, open_websocket_url(url(server)) as ws:
+    async with open_server(config) as server, open_ws(url(server)) as ws:
         for i in range(8):
             await send(ws, text=" ", context_id=f"c{i}")
         for i in range(8):
@@ -459,7 +460,7 @@ async def test_no_context_limit_when_configured_off() -> None:
 async def test_frame_count_faults_apply_to_elevenlabs_sockets(el_server: LocalServer) -> None:
     el_server.set_faults(close_connection=CloseConnection(code=1011, reason="boom",
                                                           after_frames=2))  # fmt: skip
-    async with open_websocket_url(url(el_server)) as ws:
+    async with open_ws(url(el_server)) as ws:
         await send(ws, text="A longer sentence than two frames of audio. ", context_id="a",
                    flush=True, close_context=True)  # fmt: skip
         messages, code, reason = await close_code(ws)

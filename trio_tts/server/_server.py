@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import socket
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -125,12 +126,32 @@ class LocalServer:
         )
 
 
-def _hypercorn_config(config: ServerConfig) -> Any:
-    from hypercorn.config import Config
+def _bind(config: ServerConfig) -> socket.socket:
+    """The listening socket, bound here and not by hypercorn: hypercorn (0.17) leaves the
+    socket of a failed bind (a taken port) open. The caller owns it and closes it once
+    hypercorn is done (hypercorn closes it too when its listeners stop: closing twice is a
+    no-op on the same socket object).
+
+    Raises:
+        OSError: the address cannot be bound."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as hypercorn's own
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _hypercorn_config(listener: socket.socket) -> Any:
+    from hypercorn.config import Config, Sockets
 
     hconfig = Config()
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    hconfig.bind = [f"{host}:{config.port}"]
+    # Hypercorn listens on our socket instead of binding its own.
+    hconfig.create_sockets = lambda: Sockets([], [listener], [])  # type: ignore[method-assign]
     hconfig.accesslog = None
     hconfig.errorlog = logger
     hconfig.graceful_timeout = 1.0
@@ -180,23 +201,24 @@ async def serve(
     app: Any = App(core)  # an ASGI 3 callable; hypercorn's TypedDict scopes are stricter
     hypercorn_done = trio.Event()
     # Holds hypercorn's serve task (its listeners and every connection's tasks).
-    async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            partial(
-                hypercorn.trio.serve,
-                app,
-                _hypercorn_config(config),
-                shutdown_trigger=hypercorn_done.wait,
-                mode="asgi",
+    with _bind(config) as listener:
+        async with trio.open_nursery() as nursery:
+            binds: list[str] = await nursery.start(
+                partial(
+                    hypercorn.trio.serve,
+                    app,
+                    _hypercorn_config(listener),
+                    shutdown_trigger=hypercorn_done.wait,
+                    mode="asgi",
+                )
             )
-        )
-        url = urllib.parse.urlsplit(binds[0])
-        server = LocalServer(core, config.host, url.port or 0)
-        task_status.started(server)
-        await server._stop.wait()
-        # Graceful stop (open_server's exit): close frames first, then hypercorn shuts down.
-        await _close_sessions(core)
-        hypercorn_done.set()
+            url = urllib.parse.urlsplit(binds[0])
+            server = LocalServer(core, config.host, url.port or 0)
+            task_status.started(server)
+            await server._stop.wait()
+            # Graceful stop (open_server's exit): close frames first, then hypercorn shuts down.
+            await _close_sessions(core)
+            hypercorn_done.set()
 
 
 async def _close_sessions(core: Core, *, grace: float = 1.0) -> None:
