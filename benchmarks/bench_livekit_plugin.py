@@ -1,7 +1,7 @@
 """What a LiveKit user sees: the official ``livekit-plugins-inworld`` 1.8.9 vs ``bridges.livekit``.
 
     .venv/bin/python benchmarks/bench_livekit_plugin.py [--reps 3] [--concurrency 1,20,50]
-        [--scenarios firehose,paced] [--drivers official,ours] [--md PATH] [--hops]
+        [--scenarios firehose,paced] [--drivers official,ours] [--md PATH] [--hops] [--buffers]
 
 Both plugins run in the project venv (``livekit-plugins-inworld==1.8.9`` is a test
 dependency), each driver run in its own process (so ``getrusage`` and the peak RSS are that
@@ -35,7 +35,10 @@ archive main | tar -x -C /tmp/base``), for a before/after comparison in the same
 ``--hops`` adds, per driver run, the median time from the first ``push_text`` to each hop on
 the way to the first frame (the text leaving the process, the first audio frame read from
 the socket, handed to the bridge, out of the stream); it instruments the hot path, so its CPU
-numbers are not comparable.
+numbers are not comparable. ``--buffers`` samples, every 20 ms of the whole driver run, the
+decoded audio waiting in the process: in the trio contexts' buffers (ours) and in LiveKit's
+streams, as frames not yet taken by the worker (both); it reports the peak and the median of
+each (where the peak RSS comes from).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 import zlib
 from collections import Counter, defaultdict
 from typing import Any
@@ -99,6 +103,7 @@ class Driver:
         self.check_s = 0.0  # CRC time, subtracted from the CPU
         self.window_start = self.window_end = 0.0  # set once the TTS exists
         self.hops: dict[str, list[float]] = defaultdict(list)
+        self.buffers: dict[str, list[int]] = {"trio": [], "livekit": []}
 
     async def worker(self, tts: Any, w: int, conn: Any) -> None:
         from livekit.agents import APIError
@@ -144,6 +149,7 @@ class Driver:
 
     async def _main(self, conn: Any) -> dict[str, Any]:
         tts = make_tts(self.args.driver, self.args.url)
+        sampler = asyncio.create_task(self.sample_buffers()) if self.args.buffers else None
         self.window_start = time.perf_counter() + self.warmup  # imports are done by now
         self.window_end = self.window_start + self.window
         workers = range(self.args.concurrency)
@@ -153,6 +159,8 @@ class Driver:
         await asyncio.sleep(self.window_end - time.perf_counter())
         ru1, c1 = resource.getrusage(resource.RUSAGE_SELF), self.check_s
         await asyncio.gather(*tasks)
+        if sampler is not None:
+            sampler.cancel()
         await tts.aclose()
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime) - (c1 - c0)
         switches = ru1.ru_nvcsw - ru0.ru_nvcsw  # threads handing work to each other
@@ -175,7 +183,27 @@ class Driver:
             "turns_total": len(self.turns),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "hops_ms": {k: statistics.median(v) * 1000 for k, v in self.hops.items() if v},
+            "buffers_mb": {
+                f"{where} {stat}": fn(v) / 2**20
+                for where, v in self.buffers.items()
+                if any(v)
+                for stat, fn in (("peak", max), ("p50", statistics.median))
+            },
         }
+
+    async def sample_buffers(self) -> None:
+        """``--buffers``: the decoded audio waiting in the process, every 20 ms."""
+        while True:
+            await asyncio.sleep(0.02)
+            trio_bytes = sum(stream.buffered_bytes for stream in list(BUFFERS.trio))
+            lk_bytes = 0
+            for lk_stream in list(BUFFERS.livekit):
+                for ev in list(lk_stream._event_ch._queue):
+                    frame = getattr(ev, "frame", None)
+                    if frame is not None:
+                        lk_bytes += frame.samples_per_channel * frame.num_channels * 2
+            self.buffers["trio"].append(trio_bytes)
+            self.buffers["livekit"].append(lk_bytes)
 
 
 def _reason(exc: BaseException) -> str:
@@ -236,6 +264,35 @@ class _Hops:
 
 
 HOPS = _Hops()
+
+
+class _Buffers:
+    """``--buffers``: every trio context stream and LiveKit stream of the process."""
+
+    def __init__(self) -> None:
+        self.trio: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.livekit: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def track(self, driver: str) -> None:
+        from livekit.agents import tts
+
+        def tracked(cls: Any, into: weakref.WeakSet[Any]) -> None:
+            init = cls.__init__
+
+            def __init__(self: Any, *a: Any, **k: Any) -> None:
+                init(self, *a, **k)
+                into.add(self)
+
+            cls.__init__ = __init__
+
+        tracked(tts.SynthesizeStream, self.livekit)
+        if driver != "official":
+            from trio_tts._core import context
+
+            tracked(context.ContextStream, self.trio)
+
+
+BUFFERS = _Buffers()
 
 
 def _key(actx: Any) -> str:
@@ -406,6 +463,8 @@ def driver_main(args: argparse.Namespace) -> None:
         sys.path.insert(0, args.source)
     if args.hops:
         instrument(args.driver)
+    if args.buffers:
+        BUFFERS.track(args.driver)
     if args.source:  # the tree under test, not this one
         import bridges
 
@@ -458,6 +517,8 @@ def run_one(
         cmd += ["--source", os.path.abspath(source)]
     if args.hops:
         cmd.append("--hops")
+    if args.buffers:
+        cmd.append("--buffers")
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
@@ -478,9 +539,12 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in rs:
             failed.update(r["failed"])
         hops: dict[str, list[float]] = defaultdict(list)
+        buffers: dict[str, list[float]] = defaultdict(list)
         for r in rs:
             for k, v in r.get("hops_ms", {}).items():
                 hops[k].append(v)
+            for k, v in r.get("buffers_mb", {}).items():
+                buffers[k].append(v)
 
         def med(key: str, sub: str | None = None, rs: list[dict[str, Any]] = rs) -> float | None:
             vals = [r[key] if sub is None else r[key][sub] for r in rs]
@@ -495,6 +559,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "peak_rss_mb": med("peak_rss_mb"), "turns": sum(r["turns_window"] for r in rs),
             "failed": dict(failed), "failed_count": sum(failed.values()),
             "hops_ms": {k: statistics.median(v) for k, v in hops.items()},
+            "buffers_mb": {k: statistics.median(v) for k, v in buffers.items()},
         })  # fmt: skip
     return out
 
@@ -555,6 +620,22 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 f"{k} {v:.1f}" for k, v in sorted(s["hops_ms"].items(), key=lambda kv: kv[1])
             )
             lines.append(f"- {s['scenario']} C={s['concurrency']} {s['driver']}: {hops}")
+    buffer_rows = [s for s in summary if s.get("buffers_mb")]
+    if buffer_rows:
+        lines += [
+            "",
+            "Audio waiting in the process (`--buffers`, sampled every 20 ms of the whole run,"
+            " warm-up included): MiB, peak / median.",
+            "",
+        ]
+        for s in buffer_rows:
+            b = s["buffers_mb"]
+            where = "; ".join(
+                f"{k} {b[k + ' peak']:.1f} / {b[k + ' p50']:.1f}"
+                for k in ("trio", "livekit")
+                if k + " peak" in b
+            )
+            lines.append(f"- {s['scenario']} C={s['concurrency']} {s['driver']}: {where}")
     return "\n".join(lines) + "\n"
 
 
@@ -576,6 +657,7 @@ def main() -> None:
     p.add_argument("--drivers", default="official,ours")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--hops", action="store_true")
+    p.add_argument("--buffers", action="store_true")
     p.add_argument("--window-s", type=float, default=0.0, help="override the window")
     p.add_argument("--md", default=os.path.join(HERE, "results", "livekit_plugin.md"))
     p.add_argument("--jsonl", default="")
