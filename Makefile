@@ -50,6 +50,8 @@ $(BENCH_VENV)/.installed:
 bench: $(STAMP) $(BENCH_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/bench_livekit_plugin.py --md benchmarks/results/livekit_plugin.md
+	$(BIN)/python benchmarks/bench_livekit_plugin.py --concurrency 20,50 --scenarios firehose --buffers \
+		--md benchmarks/results/livekit_buffers.md
 	$(BIN)/python benchmarks/bench_bridge.py --turns 60 --append benchmarks/results/livekit_plugin.md
 	$(BIN)/python benchmarks/bench_transport.py --only load --md benchmarks/results/transport.md
 	$(BIN)/python benchmarks/bench_elevenlabs.py --md benchmarks/results/elevenlabs.md
