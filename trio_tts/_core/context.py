@@ -144,10 +144,13 @@ class ContextStream:
             self.dropped_events += 1
             return True
         size = 0
-        if isinstance(event, Audio):
+        if type(event) is Audio:  # the hot path: one per audio frame
             self.audio_started = True
-            event = self._retime(event)
             size = len(event.data)
+            if self._bytes_per_second:
+                self._audio_seconds += size / self._bytes_per_second
+            if event.words:
+                event = self._retime(event)
             self.audio_bytes += size
         elif isinstance(event, FlushCompleted):
             if event.timings_restart:
@@ -178,10 +181,7 @@ class ContextStream:
         return False
 
     def _retime(self, event: Audio) -> Audio:
-        if self._bytes_per_second:
-            self._audio_seconds += len(event.data) / self._bytes_per_second
-        if not event.words:
-            return event
+        """``event`` (with words) with its timings moved past the earlier generations."""
         offset = self._offset
         if offset == 0.0:
             self._last_word_end = max(self._last_word_end, event.words[-1].end)
@@ -452,8 +452,9 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         # scheduler (see ContextStream: that cannot starve anyone), with a cancellation
         # point every 16 events. An empty buffer parks the task until the next burst.
         stream = self._stream
+        events = stream._events
         while True:
-            if stream.pending:
+            if events:
                 self._unchecked += 1
                 if self._unchecked >= 16:
                     # Every 16th event of a burst: a cancellation point, raising before the

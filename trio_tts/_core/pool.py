@@ -601,14 +601,16 @@ class Pool(Generic[OptionsT]):
             self._connection_error(conn_id, event)
             return
         record = self._records.get(event.context_id)
-        if record is None or record.conn_id != conn_id:
+        request = None if record is None else record.request
+        if request is None or request.conn_id != conn_id:
             # For a context this connection no longer hosts (released after a stale close,
             # an answer to a cancel of a closed one, an id we never created): never delivered.
             self._counts["stray"] += 1
             logger.debug("connection #%d: event for unknown context dropped", conn_id)
             return
+        assert record is not None
         record.last_frame_at = trio.current_time()
-        if isinstance(event, Audio):
+        if type(event) is Audio:
             if not record.stream.audio_started:
                 self._alloc.mark_proven(conn_id)
                 self._policy.succeeded()

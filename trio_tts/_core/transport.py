@@ -199,7 +199,9 @@ class WebSocketTransport:
         # The reading task's current read, so a failed write can bound it.
         self._read_scope: trio.CancelScope | None = None
         self._reading = False
-        self._reader_left = trio.Event()  # set (and replaced) each time a reader leaves
+        # Set when the reading task leaves receive(); made only when aclose() waits for that
+        # (not one Event per message).
+        self._reader_left: trio.Event | None = None
         self._closing = False
         # The protocol queued automatic replies (pong, close) while reading: the reader
         # writes them unless a writer holds the lock (then the writer drains them).
@@ -408,8 +410,9 @@ class WebSocketTransport:
                 await self._read_once()
         finally:
             self._reading = False
-            self._reader_left.set()
-            self._reader_left = trio.Event()
+            left, self._reader_left = self._reader_left, None
+            if left is not None:
+                left.set()
         return self._next_message()
 
     def _next_message(self) -> str | bytes:
@@ -636,6 +639,8 @@ class WebSocketTransport:
         """Until the server's close frame or EOF: read it here, or let the reader do it."""
         while not self._recv_done.is_set() and not self._write_broken:
             if self._reading:
+                if self._reader_left is None:
+                    self._reader_left = trio.Event()
                 await self._reader_left.wait()
             else:
                 self._reading = True
