@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import socket
 import urllib.parse
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -612,3 +614,20 @@ def test_open_server_in_thread_reports_a_server_that_cannot_start() -> None:
         ):
             pass
     assert info.value.__cause__ is not None
+
+
+async def test_a_server_that_cannot_bind_leaves_no_socket_open() -> None:
+    """A taken port: the bind error is raised and the socket made for it is closed, not
+    left for gc (hypercorn binding by itself leaked it: a ResourceWarning at collection)."""
+    with socket.socket() as taken, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = ServerConfig(synthesizer="tone", port=taken.getsockname()[1])
+        with pytest.raises(BaseExceptionGroup) as info:  # from the server's nurseries
+            async with open_server(config):
+                pass
+        assert info.group_contains(OSError, match="Address already in use")
+        del info  # its traceback holds the frames that held the socket
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
