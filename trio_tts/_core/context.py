@@ -235,11 +235,6 @@ class ContextStream:
             self._end()
         return state
 
-    @property
-    def pending(self) -> int:
-        """Events buffered and not yet read."""
-        return len(self._events)
-
     def take(self) -> Audio | FlushCompleted | None:
         """The oldest unread event, or None if none is buffered now."""
         if not self._events:

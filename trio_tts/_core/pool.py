@@ -601,14 +601,12 @@ class Pool(Generic[OptionsT]):
             self._connection_error(conn_id, event)
             return
         record = self._records.get(event.context_id)
-        request = None if record is None else record.request
-        if request is None or request.conn_id != conn_id:
+        if record is None or (request := record.request) is None or request.conn_id != conn_id:
             # For a context this connection no longer hosts (released after a stale close,
             # an answer to a cancel of a closed one, an id we never created): never delivered.
             self._counts["stray"] += 1
             logger.debug("connection #%d: event for unknown context dropped", conn_id)
             return
-        assert record is not None
         record.last_frame_at = trio.current_time()
         if type(event) is Audio:
             if not record.stream.audio_started:
