@@ -437,6 +437,17 @@ def instrument(driver: str) -> None:
         return event
 
     asyncio_adapter.AsyncioContext.__anext__ = anext_marked  # type: ignore[method-assign]
+    forward = getattr(asyncio_adapter.AsyncioContext, "forward", None)
+    if forward is not None:  # the plugin hands events on as they arrive (no task step)
+
+        async def forward_marked(self: Any, handle: Any) -> None:
+            def marked(event: Any) -> None:
+                HOPS.mark(_key(self), "event handed on (forward)")
+                handle(event)
+
+            await forward(self, marked)
+
+        asyncio_adapter.AsyncioContext.forward = forward_marked
     run = livekit.SynthesizeStream._run
 
     async def _run(self: Any, emitter: Any) -> None:

@@ -40,6 +40,9 @@ Crossing the desk:
   (``Context.on_ready``). The buffer is the trio context's, bounded there (a consumer that
   falls behind fails with ``SlowConsumer``); nothing is copied or held in between. A consumer
   that finds many events queued yields to the other asyncio tasks every ``prefetch`` events.
+  ``forward(handle)`` (the LiveKit plugins') goes one step further: while nothing is queued
+  and the downstream has room (``hold``), the receiver calls ``handle(event)`` itself as the
+  event arrives (``Context.on_event``): no future, no task step, no loop pass per event.
 
 Example::
 
@@ -698,6 +701,8 @@ class AsyncioContext(Generic[OptionsT]):
         self._drained: list[asyncio.Future[None]] = []  # waiters for the writer to stop
         self._full: Callable[[], bool] | None = None  # downstream backpressure (hold())
         self._held = False  # the consumer waits for release()
+        self._sink: Callable[[_Event], bool] | None = None  # forward()'s, given to the context
+        self._forward_error: BaseException | None = None  # what forward()'s handler raised
 
     @property
     def id(self) -> str:
@@ -847,6 +852,8 @@ class AsyncioContext(Generic[OptionsT]):
             return
         self._ctx = ctx
         ctx.on_ready(self.wake)
+        if self._sink is not None:
+            ctx.on_event(self._sink)
         self.wake()
         if self._left:  # left just as it opened
             self._outbox.clear()
@@ -979,6 +986,45 @@ class AsyncioContext(Generic[OptionsT]):
             and full()
         )
 
+    async def forward(self, handle: Callable[[_Event], object]) -> None:
+        """Hand every event to ``handle(event)``, in order, until the context ends (returns)
+        or fails (raises its error, as iteration does).
+
+        While nothing is queued and the downstream is not full (:meth:`hold`), ``handle``
+        runs as each event arrives, inside the pool's receiver on this thread: no loop
+        iteration and no task step per event. Otherwise the events queue in the trio
+        context and this task hands them on, as ``async for`` would. ``handle`` must return
+        at once (it may not await); if it raises, forward() raises that error. One reader
+        at a time: not while another task iterates this context.
+        """
+        if self._sink is not None:
+            raise RuntimeError("forward() is already running for this context")
+
+        def sink(event: _Event) -> bool:
+            ctx = self._ctx
+            if self._forward_error is not None or (ctx is not None and self._holds(ctx)):
+                return False  # queued: this task hands it on once the downstream has room
+            try:
+                handle(event)
+            except Exception as exc:  # raised by forward(), not into the pool's receiver
+                self._forward_error = exc
+                self._wake_waiters()
+            return True
+
+        self._sink = sink
+        if self._ctx is not None:
+            self._ctx.on_event(sink)
+        try:
+            async for event in self:
+                handle(event)
+        finally:
+            self._sink = None
+            if self._ctx is not None:
+                self._ctx.on_event(None)
+            error, self._forward_error = self._forward_error, None
+        if error is not None:
+            raise error
+
     def __aiter__(self) -> Self:
         return self
 
@@ -989,6 +1035,8 @@ class AsyncioContext(Generic[OptionsT]):
             self._taken = 0
             await asyncio.sleep(0)
         while True:
+            if self._forward_error is not None:
+                raise StopAsyncIteration  # forward() raises it
             ctx = self._ctx
             if ctx is not None:
                 if self._full is not None and self._holds(ctx):
@@ -1030,6 +1078,9 @@ class AsyncioContext(Generic[OptionsT]):
         """Trio side (``Context.on_ready``): an event was queued or the context ended."""
         if self._held and self._ctx is not None and self._holds(self._ctx):
             return  # held by the consumer's downstream: release() wakes it
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)

@@ -447,20 +447,26 @@ def _changes(**given: Any) -> dict[str, Any]:
 
 
 async def _speak(ctx: AsyncioContext, emitter: tts.AudioEmitter, *, segment: bool) -> None:
-    """Forward a context's audio and word timings to ``emitter`` until the server closes it."""
+    """Forward a context's audio and word timings to ``emitter`` until the server closes it
+    (as each event arrives, from the pool's receiver, while LiveKit takes the frames)."""
     pcm = ctx.options.encoding.is_pcm
-    async for event in ctx:
-        if not isinstance(event, trio_tts.Audio):
-            continue  # FlushCompleted: timings are already monotonic across generations
-        if segment:
+    started = not segment
+
+    def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+        nonlocal started
+        if type(event) is not trio_tts.Audio:
+            return  # FlushCompleted: timings are already monotonic across generations
+        if not started:
             emitter.start_segment(segment_id=ctx.id)
-            segment = False
+            started = True
         if event.words:
             emitter.push_timed_transcript(_timed(event.words))
         if event.data:
             emitter.push(event.data)
             if pcm:
                 emitter.flush()  # raw PCM: hand each chunk on now, as the official plugin does
+
+    await ctx.forward(hand_on)
 
 
 class ChunkedStream(tts.ChunkedStream):

@@ -577,9 +577,11 @@ class SynthesizeStream(PooledSynthesizeStream):
 
         async def speak(ctx: AsyncioContext) -> None:
             started = False
-            async for event in ctx:
-                if not isinstance(event, trio_tts.Audio):
-                    continue
+
+            def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+                nonlocal started
+                if type(event) is not trio_tts.Audio:
+                    return
                 if not started:
                     output_emitter.start_segment(segment_id=ctx.id)
                     started = True
@@ -587,6 +589,8 @@ class SynthesizeStream(PooledSynthesizeStream):
                     output_emitter.push_timed_transcript(_timed(event.words))
                 if event.data:
                     output_emitter.push(event.data)
+
+            await ctx.forward(hand_on)  # each event as it arrives, from the pool's receiver
 
         tasks: list[asyncio.Task[Any]] = []
         opening: asyncio.Task[AsyncioContext] | None = None

@@ -240,6 +240,119 @@ def test_a_held_consumer_leaves_the_audio_in_trio_and_misses_nothing(srv: Server
     run(main)
 
 
+def test_forward_hands_each_event_on_from_the_receiver_in_order(srv: ServerThread) -> None:
+    """``forward(handle)``: with nothing queued, each event is handed on inside the pool's
+    receiver (no asyncio task runs ``handle``), nothing waits in trio, every byte arrives in
+    order, and forward() returns when the server closed the context."""
+
+    async def main() -> None:
+        async with AsyncioPool(provider(srv), defaults=PCM) as pool:
+            ctx = await pool.open_context()
+            handed: list[trio_tts.Audio | trio_tts.FlushCompleted] = []
+            in_a_task = 0  # events handed on by an asyncio task, not by the pool's receiver
+
+            def handle(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+                nonlocal in_a_task
+                in_a_task += not trio.lowlevel.in_trio_task()
+                handed.append(event)
+
+            async with ctx:
+                forwarding = asyncio.ensure_future(ctx.forward(handle))
+                await asyncio.sleep(0)  # forward() has given its sink to the context
+                await ctx.send_text(LONG, flush=True)
+                await ctx.finish()
+                await forwarding
+                assert ctx.state is trio_tts.ContextState.CLOSED
+                assert ctx.trio_context.buffered_bytes == 0
+            audio = b"".join(e.data for e in handed if isinstance(e, trio_tts.Audio))
+            assert audio == tone_pcm(LONG, RATE)
+            assert any(isinstance(e, trio_tts.FlushCompleted) for e in handed)
+            assert in_a_task == 0  # all from the receiver: none queued for this task
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+
+    run(main)
+    assert srv.stats().contexts_open == 0
+
+
+def test_forward_queues_while_the_downstream_is_full_and_misses_nothing(
+    srv: ServerThread,
+) -> None:
+    """While ``hold``'s ``full()`` is true, forward() hands nothing on: the audio queues in
+    trio. After ``release()`` its own task hands the queue on, then the receiver takes
+    over again; the downstream gets every byte in order across the switches."""
+
+    async def main() -> None:
+        async with AsyncioPool(
+            provider(srv), defaults=PCM, context_pause_bytes=64 * 1024
+        ) as pool:
+            ctx = await pool.open_context()
+            downstream: list[bytes] = []
+            sources: list[bool] = []  # per event: handed on by the pool's receiver (trio)?
+            full = False
+
+            def handle(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+                nonlocal full
+                if isinstance(event, trio_tts.Audio):
+                    downstream.append(event.data)
+                    sources.append(trio.lowlevel.in_trio_task())
+                    if len(downstream) == 3:
+                        full = True  # the downstream fills up after the third chunk
+
+            ctx.hold(lambda: full)
+            async with ctx:
+                forwarding = asyncio.ensure_future(ctx.forward(handle))
+                await asyncio.sleep(0)  # forward() has given its sink to the context
+                await ctx.send_text(LONG)
+                await ctx.finish()
+                await until(lambda: ctx.trio_context.buffered_bytes >= 64 * 1024)
+                await pool.run(trio.testing.wait_all_tasks_blocked)
+                assert len(downstream) == 3  # held: the rest waits in trio
+                full = False
+                ctx.release()
+                await forwarding
+            assert b"".join(downstream) == tone_pcm(LONG, RATE)
+            assert sources[:3] == [True, True, True]  # from the receiver
+            assert not sources[3]  # the queue, handed on by forward()'s task
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+
+    run(main)
+
+
+def test_a_failing_forward_handler_fails_only_its_context(srv: ServerThread) -> None:
+    """An error from ``handle`` is raised by forward(), not into the pool's receiver: the
+    context is cancelled when left, its slot comes back, and the next turn on the same
+    connection gets exactly its audio. A second forward() at once is refused."""
+
+    async def main() -> None:
+        async with AsyncioPool(provider(srv), defaults=PCM) as pool:
+            ctx = await pool.open_context()
+            seen = 0
+
+            def handle(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+                nonlocal seen
+                seen += 1
+                if seen == 2:
+                    raise ValueError("downstream broke")
+
+            with pytest.raises(ValueError, match="downstream broke"):
+                async with ctx:
+                    await ctx.send_text(LONG)
+                    await ctx.finish()
+                    forwarding = asyncio.ensure_future(ctx.forward(handle))
+                    await asyncio.sleep(0)
+                    with pytest.raises(RuntimeError, match="already running"):
+                        await ctx.forward(handle)
+                    await forwarding
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+            audio, _ = await turn(pool, TEXT)
+            assert audio == tone_pcm(TEXT, RATE)
+
+    run(main)
+    stats = srv.stats()
+    assert stats.connections_accepted == 1 and stats.contexts_created == 2
+    assert stats.contexts_open == 0 and stats.violations == ()
+
+
 def test_a_slow_consumer_fails_in_trio_and_the_bridge_raises_it(srv: ServerThread) -> None:
     """The trio context's bound applies to the asyncio consumer: one that does not read
     fails with SlowConsumer after the events that fitted, and the slot comes back."""

@@ -408,3 +408,53 @@ async def test_one_reader_at_a_time() -> None:
         with pytest.raises(trio.BusyResourceError):
             await ctx.__anext__()
         stream.deliver(chunk(0))
+
+
+async def test_a_sink_takes_events_only_while_nothing_is_queued() -> None:
+    """``Context.on_event``: an event the sink takes is never queued; one it declines is
+    queued, and every later event queues behind it (the sink is not asked) until the
+    reader has drained the queue: the order of sink + iteration is the order of arrival."""
+    stream, ctx = stream_and_context()
+    sunk: list[object] = []
+    accept = True
+
+    def sink(event: trio_tts.Audio | trio_tts.FlushCompleted) -> bool:
+        if accept:
+            sunk.append(event)
+        return accept
+
+    ctx.on_event(sink)
+    for n in range(3):
+        assert stream.deliver(chunk(n))
+    assert sunk == [chunk(0), chunk(1), chunk(2)]
+    assert stream.buffered_bytes == 0 and stream.audio_bytes == 3 * 480
+    accept = False
+    assert stream.deliver(chunk(3))  # declined: queued
+    accept = True
+    assert stream.deliver(chunk(4))  # queued behind chunk 3, the sink not asked
+    assert stream.deliver(trio_tts.FlushCompleted("c1"))
+    assert sunk == [chunk(0), chunk(1), chunk(2)]
+    assert stream.buffered_bytes == 2 * 480
+    assert await ctx.__anext__() == chunk(3)
+    assert await ctx.__anext__() == chunk(4)
+    assert await ctx.__anext__() == trio_tts.FlushCompleted("c1")
+    assert stream.deliver(chunk(5))  # the queue is empty again: the sink takes it
+    assert sunk[-1] == chunk(5) and stream.buffered_bytes == 0
+    ctx.on_event(None)
+    assert stream.deliver(chunk(6))  # no sink: queued
+    stream.closed_by_server()
+    assert [event async for event in ctx] == [chunk(6)]
+    assert stream.audio_bytes == 7 * 480
+
+
+async def test_a_sink_sees_nothing_after_the_context_failed() -> None:
+    stream, ctx = stream_and_context()
+    sunk: list[object] = []
+    ctx.on_event(lambda event: sunk.append(event) is None)
+    stream.deliver(chunk(0))
+    stream.fail(trio_tts.ContextFailed(13, "server error"))
+    stream.deliver(chunk(1))  # after the failure: dropped, counted, not handed on
+    assert sunk == [chunk(0)]
+    assert stream.dropped_events == 1
+    with pytest.raises(trio_tts.ContextFailed):
+        await ctx.__anext__()

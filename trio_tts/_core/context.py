@@ -118,6 +118,8 @@ class ContextStream:
         self._bytes_per_second = options.encoding.bytes_per_sample * options.sample_rate
         #: Called after an event was queued or the stream ended (``Context.on_ready``).
         self.ready: Callable[[], object] | None = None
+        #: Takes an event instead of the queue while the queue is empty (``Context.on_event``).
+        self.sink: Callable[[Audio | FlushCompleted], bool] | None = None
         # Flow control (PoolSettings.context_pause_bytes): the unread audio at or past which
         # the stream is backlogged, and who hears when it stops being so (the pool). The
         # hook may run on the host loop of a bridge (take() from receive_nowait).
@@ -161,6 +163,8 @@ class ContextStream:
             return True
         else:
             return True
+        if self.sink is not None and not self._events and self.sink(event):
+            return True  # handed on as it came: nothing queued, nobody to wake
         if self.buffered_bytes + size > self._max_bytes and self.buffered_bytes:
             return self._overflow(f"more than {self._max_bytes} bytes of audio unread")
         if len(self._events) >= self._max_events:
@@ -417,6 +421,16 @@ class Context(trio.abc.AsyncResource, Generic[OptionsT]):
         event loop on the same thread: the callback runs inside the pool's receiver, so it
         must return at once and never raise."""
         self._stream.ready = callback
+
+    def on_event(self, sink: Callable[[Audio | FlushCompleted], bool] | None) -> None:
+        """Offer each event to ``sink(event)`` as it arrives, before it is queued (None:
+        stop). Only while nothing is queued, so the order holds: ``sink`` returns True when it
+        took the event (it is then never queued, iterated or counted in
+        :attr:`buffered_bytes`), False to queue it as usual. For a bridge that hands audio
+        on to a non-blocking consumer without a task step per event; like :meth:`on_ready`,
+        ``sink`` runs inside the pool's receiver, so it must return at once and never raise.
+        The end of the context is still seen by iteration (:meth:`receive_nowait`)."""
+        self._stream.sink = sink
 
     def receive_nowait(self) -> Audio | FlushCompleted:
         """The next queued event, without waiting (a synchronous call: also from a host
