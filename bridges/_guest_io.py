@@ -36,6 +36,7 @@ import contextlib
 import select
 import sys
 from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 import outcome
@@ -102,17 +103,28 @@ def install() -> None:
     _installed = True
 
 
+#: ``get_events`` code object -> the positions of its ``self`` and ``timeout`` cells: found
+#: once per code object, not per wait (trio makes a new closure for every idle period).
+_CELLS: dict[CodeType, tuple[int, int]] = {}
+
+
 def _hosted_job(fn: Callable[[], Any]) -> tuple[HostIO, Any, float] | None:
     """``(host, io_manager, timeout)`` when ``fn`` is the wait of a guest run hosted by an
     engine that asked for it; else None (trio's thread does the job)."""
+    code = getattr(fn, "__code__", None)
     closure = getattr(fn, "__closure__", None)
-    if getattr(fn, "__name__", "") != "get_events" or not closure:
+    if code is None or not closure:
         return None
-    cells = dict(zip(fn.__code__.co_freevars, closure, strict=True))
+    cells = _CELLS.get(code)
+    if cells is None:
+        names = code.co_freevars
+        if fn.__name__ != "get_events" or "self" not in names or "timeout" not in names:
+            return None
+        cells = _CELLS[code] = (names.index("self"), names.index("timeout"))
     try:
-        guest = cells["self"].cell_contents
-        timeout = cells["timeout"].cell_contents
-    except (KeyError, ValueError):  # ValueError: an empty cell
+        guest = closure[cells[0]].cell_contents
+        timeout = closure[cells[1]].cell_contents
+    except (IndexError, ValueError):  # ValueError: an empty cell
         return None
     engine = getattr(getattr(guest, "run_sync_soon_threadsafe", None), "__self__", None)
     host = getattr(engine, "host_io", None)

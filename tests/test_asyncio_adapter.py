@@ -241,19 +241,19 @@ def test_a_held_consumer_leaves_the_audio_in_trio_and_misses_nothing(srv: Server
 
 
 def test_forward_hands_each_event_on_from_the_receiver_in_order(srv: ServerThread) -> None:
-    """``forward(handle)``: with nothing queued, each event is handed on inside the pool's
-    receiver (no asyncio task runs ``handle``), nothing waits in trio, every byte arrives in
-    order, and forward() returns when the server closed the context."""
+    """``forward(handle)``: with nothing queued, the first event of a loop callback is handed
+    on inside the pool's receiver (no asyncio task runs ``handle``), the rest of a burst by
+    forward()'s task; every byte arrives in order, nothing is left in trio, and forward()
+    returns when the server closed the context."""
 
     async def main() -> None:
         async with AsyncioPool(provider(srv), defaults=PCM) as pool:
             ctx = await pool.open_context()
             handed: list[trio_tts.Audio | trio_tts.FlushCompleted] = []
-            in_a_task = 0  # events handed on by an asyncio task, not by the pool's receiver
+            by_receiver: list[bool] = []  # per event: handed on from the pool's receiver?
 
             def handle(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
-                nonlocal in_a_task
-                in_a_task += not trio.lowlevel.in_trio_task()
+                by_receiver.append(trio.lowlevel.in_trio_task())
                 handed.append(event)
 
             async with ctx:
@@ -267,7 +267,7 @@ def test_forward_hands_each_event_on_from_the_receiver_in_order(srv: ServerThrea
             audio = b"".join(e.data for e in handed if isinstance(e, trio_tts.Audio))
             assert audio == tone_pcm(LONG, RATE)
             assert any(isinstance(e, trio_tts.FlushCompleted) for e in handed)
-            assert in_a_task == 0  # all from the receiver: none queued for this task
+            assert by_receiver[0]  # the first event: from the receiver, nothing queued
             await until(lambda: pool.statistics().contexts_in_use == 0)
 
     run(main)
@@ -278,8 +278,8 @@ def test_forward_queues_while_the_downstream_is_full_and_misses_nothing(
     srv: ServerThread,
 ) -> None:
     """While ``hold``'s ``full()`` is true, forward() hands nothing on: the audio queues in
-    trio. After ``release()`` its own task hands the queue on, then the receiver takes
-    over again; the downstream gets every byte in order across the switches."""
+    trio. After ``release()`` its own task hands the queue on; the downstream gets every
+    byte in order across the switches between the receiver and the task."""
 
     async def main() -> None:
         async with AsyncioPool(
@@ -304,15 +304,17 @@ def test_forward_queues_while_the_downstream_is_full_and_misses_nothing(
                 await asyncio.sleep(0)  # forward() has given its sink to the context
                 await ctx.send_text(LONG)
                 await ctx.finish()
-                await until(lambda: ctx.trio_context.buffered_bytes >= 64 * 1024)
+                # Held after the third chunk: what comes next waits in trio (and, past
+                # context_pause_bytes, in the socket).
+                await until(lambda: ctx.trio_context.buffered_bytes > 0 and len(downstream) >= 3)
                 await pool.run(trio.testing.wait_all_tasks_blocked)
                 assert len(downstream) == 3  # held: the rest waits in trio
                 full = False
                 ctx.release()
                 await forwarding
             assert b"".join(downstream) == tone_pcm(LONG, RATE)
-            assert sources[:3] == [True, True, True]  # from the receiver
-            assert not sources[3]  # the queue, handed on by forward()'s task
+            assert sources[0]  # from the receiver
+            assert not sources[3]  # queued while held, handed on by forward()'s task
             await until(lambda: pool.statistics().contexts_in_use == 0)
 
     run(main)
@@ -865,6 +867,23 @@ async def test_trio_asyncio_pool_of_its_own() -> None:
                 return (await turn(apool, TEXT))[0]
 
         assert await trio_asyncio.aio_as_trio(asyncio_side)() == tone_pcm(TEXT, RATE)
+        assert server.statistics().contexts_open == 0
+
+        async def forwarded() -> bytes:  # forward() hands every event on from its own task
+            async with AsyncioPool(
+                trio_tts.InworldProvider(url=server.ws_url), defaults=PCM
+            ) as apool:
+                ctx = await apool.open_context()
+                audio: list[bytes] = []
+                async with ctx:
+                    await ctx.send_text(LONG)
+                    await ctx.finish()
+                    await ctx.forward(
+                        lambda e: audio.append(e.data) if isinstance(e, trio_tts.Audio) else None
+                    )
+                return b"".join(audio)
+
+        assert await trio_asyncio.aio_as_trio(forwarded)() == tone_pcm(LONG, RATE)
         assert server.statistics().contexts_open == 0
 
 
