@@ -207,15 +207,18 @@ def test_events_wait_in_the_trio_buffer_not_in_the_bridge(srv: ServerThread) -> 
     run(main)
 
 
+def pausing_pool(s: ServerThread) -> AsyncioPool:
+    """A pool whose contexts pause their socket past 64 KiB of unread audio."""
+    return AsyncioPool(provider(s), defaults=PCM, context_pause_bytes=64 * 1024)
+
+
 def test_a_held_consumer_leaves_the_audio_in_trio_and_misses_nothing(srv: ServerThread) -> None:
     """``hold(full)``: while ``full()`` is true iteration waits, the audio stays in the trio
     context's buffer (whose flow control pauses the socket), and ``release()`` lets the
     consumer go on; every byte arrives in order. Never held past half the trio bound."""
 
     async def main() -> None:
-        async with AsyncioPool(
-            provider(srv), defaults=PCM, context_pause_bytes=64 * 1024
-        ) as pool:
+        async with pausing_pool(srv) as pool:
             ctx = await pool.open_context()
             downstream: list[bytes] = []
             full = True
@@ -282,9 +285,7 @@ def test_forward_queues_while_the_downstream_is_full_and_misses_nothing(
     byte in order across the switches between the receiver and the task."""
 
     async def main() -> None:
-        async with AsyncioPool(
-            provider(srv), defaults=PCM, context_pause_bytes=64 * 1024
-        ) as pool:
+        async with pausing_pool(srv) as pool:
             ctx = await pool.open_context()
             downstream: list[bytes] = []
             sources: list[bool] = []  # per event: handed on by the pool's receiver (trio)?
