@@ -243,6 +243,20 @@ def test_a_held_consumer_leaves_the_audio_in_trio_and_misses_nothing(srv: Server
     run(main)
 
 
+async def start_forward(ctx: Any, handle: Callable[[Any], object]) -> asyncio.Task[None]:
+    """A task running ``ctx.forward(handle)``, returned once forward() has given its sink to
+    the context (forward() does so before its first wait)."""
+    started = asyncio.Event()
+
+    async def forwarding() -> None:
+        started.set()
+        await ctx.forward(handle)
+
+    task = asyncio.ensure_future(forwarding())
+    await started.wait()
+    return task
+
+
 def test_forward_hands_each_event_on_from_the_receiver_in_order(srv: ServerThread) -> None:
     """``forward(handle)``: with nothing queued, the first event of a loop callback is handed
     on inside the pool's receiver (no asyncio task runs ``handle``), the rest of a burst by
@@ -260,8 +274,7 @@ def test_forward_hands_each_event_on_from_the_receiver_in_order(srv: ServerThrea
                 handed.append(event)
 
             async with ctx:
-                forwarding = asyncio.ensure_future(ctx.forward(handle))
-                await asyncio.sleep(0)  # forward() has given its sink to the context
+                forwarding = await start_forward(ctx, handle)
                 await ctx.send_text(LONG, flush=True)
                 await ctx.finish()
                 await forwarding
@@ -301,8 +314,7 @@ def test_forward_queues_while_the_downstream_is_full_and_misses_nothing(
 
             ctx.hold(lambda: full)
             async with ctx:
-                forwarding = asyncio.ensure_future(ctx.forward(handle))
-                await asyncio.sleep(0)  # forward() has given its sink to the context
+                forwarding = await start_forward(ctx, handle)
                 await ctx.send_text(LONG)
                 await ctx.finish()
                 # Held after the third chunk: what comes next waits in trio (and, past
@@ -334,15 +346,14 @@ def test_a_failing_forward_handler_fails_only_its_context(srv: ServerThread) -> 
             def handle(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
                 nonlocal seen
                 seen += 1
-                if seen == 2:
+                if seen == 1:  # the first event: handed on by the pool's receiver
                     raise ValueError("downstream broke")
 
             with pytest.raises(ValueError, match="downstream broke"):
                 async with ctx:
                     await ctx.send_text(LONG)
                     await ctx.finish()
-                    forwarding = asyncio.ensure_future(ctx.forward(handle))
-                    await asyncio.sleep(0)
+                    forwarding = await start_forward(ctx, handle)
                     with pytest.raises(RuntimeError, match="already running"):
                         await ctx.forward(handle)
                     await forwarding
