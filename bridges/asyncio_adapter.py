@@ -1006,8 +1006,10 @@ class AsyncioContext(Generic[OptionsT]):
         (paced audio: every event); the rest of a burst queues in the trio context and
         this task hands it on, as ``async for`` would, so the downstream's own tasks run
         between its chunks. Under trio_asyncio this task hands every event on.
-        ``handle`` must return at once (it may not await); if it raises, forward() raises
-        that error. One reader at a time: not while another task iterates this context.
+        ``handle`` must return at once (it may not await) and may run outside any asyncio
+        task (in trio's receiver: ``asyncio.current_task()`` is None there); if it raises,
+        forward() raises that error. One reader at a time: not while another task iterates
+        this context.
 
         Raises:
             RuntimeError: forward() is already running for this context. What iteration
