@@ -475,6 +475,36 @@ def test_start_context_takes_text_before_it_is_open(srv: ServerThread) -> None:
     run(main)
 
 
+def test_forward_on_a_started_context_takes_over_once_it_opens(srv: ServerThread) -> None:
+    """forward() on a context that is still opening (start_context, as the LiveKit plugin
+    does): the context gets forward()'s sink when it opens, so its first event is handed on
+    by the receiver too, and the audio is the text's."""
+
+    async def main() -> None:
+        async with AsyncioPool(provider(srv), defaults=PCM) as pool:
+            ctx = pool.start_context()
+            audio: list[bytes] = []
+            by_receiver: list[bool] = []
+
+            def handle(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+                if isinstance(event, trio_tts.Audio):
+                    audio.append(event.data)
+                    by_receiver.append(trio.lowlevel.in_trio_task())
+
+            async with ctx:
+                forwarding = await start_forward(ctx, handle)
+                with pytest.raises(RuntimeError, match="opening"):
+                    _ = ctx.id  # forward() started before trio opened it
+                await ctx.send_text(TEXT)
+                await ctx.finish()
+                await forwarding
+            assert b"".join(audio) == tone_pcm(TEXT, RATE)
+            assert by_receiver[0]
+            await until(lambda: pool.statistics().contexts_in_use == 0)
+
+    run(main)
+
+
 def test_start_context_failure_is_raised_by_iteration_and_commands(srv: ServerThread) -> None:
     """A context that cannot open (no slot within its timeout) raises CapacityTimeout from
     iteration and from the next command; nothing leaks."""
