@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 from livekit.agents import APIConnectionError, APIError, APITimeoutError, tokenize, tts, utils
+from livekit.agents.types import TimedString
 
 import trio_tts
 
@@ -21,7 +22,7 @@ from ._shared_pools import pool_key as pool_key
 from ._shared_pools import shared_pool as shared_pool
 from ._shared_pools import shared_pool_count as shared_pool_count
 from ._shared_pools import shared_pool_keys as shared_pool_keys
-from .asyncio_adapter import AsyncioPool
+from .asyncio_adapter import AsyncioContext, AsyncioPool
 
 NUM_CHANNELS = 1
 
@@ -125,6 +126,39 @@ def initialize(
         mime_type=mime_type,
         stream=stream,
     )
+
+
+async def speak(
+    ctx: AsyncioContext,
+    emitter: tts.AudioEmitter,
+    timed: Callable[[tuple[trio_tts.WordTiming, ...]], list[TimedString]],
+    *,
+    segment: bool = True,
+    flush_each: bool = False,
+) -> None:
+    """Forward a context's audio and word timings (``timed``: the plugin's transcript form)
+    to ``emitter`` until the server closes it, each event as it arrives
+    (:meth:`AsyncioContext.forward`). ``segment``: start the emitter's segment (named after
+    the context) before the first audio; ``flush_each``: flush after each chunk (raw PCM, as
+    the official Inworld plugin does). FlushCompleted is skipped: the timings are already
+    monotonic across generations."""
+    started = not segment
+
+    def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+        nonlocal started
+        if type(event) is not trio_tts.Audio:
+            return
+        if not started:
+            emitter.start_segment(segment_id=ctx.id)
+            started = True
+        if event.words:
+            emitter.push_timed_transcript(timed(event.words))
+        if event.data:
+            emitter.push(event.data)
+            if flush_each:
+                emitter.flush()
+
+    await ctx.forward(hand_on)
 
 
 def raise_failed(*tasks: asyncio.Task[Any]) -> None:

@@ -63,6 +63,7 @@ from ._livekit_common import (
     pool_key,
     raise_failed,
     shared_pool,
+    speak,
 )
 from ._livekit_common import shared_pool_count as shared_pool_count
 from ._livekit_common import shared_pool_keys as shared_pool_keys
@@ -446,29 +447,6 @@ def _changes(**given: Any) -> dict[str, Any]:
     return out
 
 
-async def _speak(ctx: AsyncioContext, emitter: tts.AudioEmitter, *, segment: bool) -> None:
-    """Forward a context's audio and word timings to ``emitter`` until the server closes it
-    (as each event arrives, from the pool's receiver, while LiveKit takes the frames)."""
-    pcm = ctx.options.encoding.is_pcm
-    started = not segment
-
-    def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
-        nonlocal started
-        if type(event) is not trio_tts.Audio:
-            return  # FlushCompleted: timings are already monotonic across generations
-        if not started:
-            emitter.start_segment(segment_id=ctx.id)
-            started = True
-        if event.words:
-            emitter.push_timed_transcript(_timed(event.words))
-        if event.data:
-            emitter.push(event.data)
-            if pcm:
-                emitter.flush()  # raw PCM: hand each chunk on now, as the official plugin does
-
-    await ctx.forward(hand_on)
-
-
 class ChunkedStream(tts.ChunkedStream):
     """One-shot synthesis of a whole text over HTTP (``voice:stream``, ``trio_tts.http``),
     in the shared trio run; audio is pushed to LiveKit as each NDJSON line arrives."""
@@ -558,7 +536,9 @@ class SynthesizeStream(PooledSynthesizeStream):
                             asyncio.create_task(self._read_input(sentences)),
                             asyncio.create_task(send(ctx)),
                         ]
-                    speaker = asyncio.create_task(_speak(ctx, output_emitter, segment=True))
+                    speaker = asyncio.create_task(
+                        speak(ctx, output_emitter, _timed, flush_each=self._opts.encoding.is_pcm)
+                    )
                     tasks.append(speaker)
                     # The speaker ends when the server confirmed the close; any failure ends
                     # all.

@@ -73,6 +73,7 @@ from ._livekit_common import (
     pool_key,
     raise_failed,
     shared_pool,
+    speak,
 )
 from .asyncio_adapter import AsyncioContext, AsyncioPool
 from .livekit import to_api_error
@@ -575,23 +576,6 @@ class SynthesizeStream(PooledSynthesizeStream):
                 await ctx.send_text(sentence.token + " ")
             await ctx.finish()  # flush the rest; the server's done ends the utterance
 
-        async def speak(ctx: AsyncioContext) -> None:
-            started = False
-
-            def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
-                nonlocal started
-                if type(event) is not trio_tts.Audio:
-                    return
-                if not started:
-                    output_emitter.start_segment(segment_id=ctx.id)
-                    started = True
-                if event.words:
-                    output_emitter.push_timed_transcript(_timed(event.words))
-                if event.data:
-                    output_emitter.push(event.data)
-
-            await ctx.forward(hand_on)  # each event as it arrives, from the pool's receiver
-
         tasks: list[asyncio.Task[Any]] = []
         opening: asyncio.Task[AsyncioContext] | None = None
         try:
@@ -620,7 +604,7 @@ class SynthesizeStream(PooledSynthesizeStream):
                         ctx = await opening
                         opening = None
                         async with ctx:
-                            speaker = asyncio.create_task(speak(ctx))
+                            speaker = asyncio.create_task(speak(ctx, output_emitter, _timed))
                             work = [tasks[0], asyncio.create_task(send(ctx, first.token)), speaker]
                             tasks += work[1:]
                             # The speaker ends when the server confirmed the close; any failure
