@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -159,6 +159,61 @@ async def speak(
                 emitter.flush()
 
     await ctx.forward(hand_on)
+
+
+class Watchdog:
+    """A deadline for the task inside :meth:`guard`: past it, that task gets
+    ``TimeoutError`` (as from ``asyncio.timeout``). Made in a task of the loop it times on;
+    :meth:`arm` may be called from any code on that loop's thread, inside a task or not (a
+    :meth:`AsyncioContext.forward` handler runs in the pool's receiver). Moving the deadline
+    is one assignment: one loop timer, due no later than the deadline, looks again when it
+    fires (no timer per event, as ``Timeout.reschedule`` would make)."""
+
+    __slots__ = ("_deadline", "_loop", "_scope", "_timer")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._scope: asyncio.Timeout | None = None
+
+    @property
+    def armed(self) -> bool:
+        return self._deadline is not None
+
+    def arm(self, seconds: float | None) -> None:
+        """The deadline is ``seconds`` from now (None: no deadline)."""
+        if seconds is None:
+            self._deadline = None
+            return
+        self._deadline = deadline = self._loop.time() + seconds
+        if self._timer is None and self._scope is not None:
+            self._timer = self._loop.call_at(deadline, self._look)
+
+    @contextlib.asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """Time the block out at the deadline (one set before it is entered counts too)."""
+        async with asyncio.timeout(None) as scope:
+            self._scope = scope
+            try:
+                self._look()
+                yield
+            finally:
+                self._scope = None
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+
+    def _look(self) -> None:
+        """The deadline passed: time the block out; else wait for the deadline as it is now."""
+        self._timer = None
+        deadline, scope = self._deadline, self._scope
+        if deadline is None or scope is None or scope.expired():
+            return
+        if deadline <= self._loop.time():
+            scope.reschedule(deadline)  # past: the task is cancelled, then TimeoutError
+        else:
+            self._timer = self._loop.call_at(deadline, self._look)
 
 
 def raise_failed(*tasks: asyncio.Task[Any]) -> None:

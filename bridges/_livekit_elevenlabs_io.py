@@ -4,7 +4,7 @@ context's audio to LiveKit's emitter."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -13,6 +13,7 @@ from livekit.agents.types import TimedString
 
 import trio_tts
 
+from ._livekit_common import Watchdog
 from .asyncio_adapter import AsyncioContext, AsyncioPool
 from .livekit import to_api_error as generic_api_error
 
@@ -106,36 +107,28 @@ class TimedWords:
 class Silence:
     """The official plugin's per-context timer: armed when text goes out (until audio comes)
     and, once the input ended, after each audio message (until the end); on expiry the
-    task in :meth:`guard` gets ``TimeoutError``. Armed and disarmed from any task."""
+    task in :meth:`guard` gets ``TimeoutError``. Made in a task of the loop it times on;
+    armed and disarmed from that loop's thread (:meth:`audio` also from the pool's receiver,
+    under :meth:`AsyncioContext.forward`)."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._input_closed = False
-        self._deadline: float | None = None
-        self._scope: asyncio.Timeout | None = None
+        self._watchdog = Watchdog()
 
-    def guard(self) -> asyncio.Timeout:
+    def guard(self) -> contextlib.AbstractAsyncContextManager[None]:
         """The timeout scope for the task reading the context (``async with``)."""
-        self._scope = asyncio.timeout(self._deadline)
-        return self._scope
-
-    def _set(self, deadline: float | None) -> None:
-        self._deadline = deadline
-        if self._scope is not None and not self._scope.expired():
-            self._scope.reschedule(deadline)
+        return self._watchdog.guard()
 
     def sent(self, *, last: bool = False) -> None:
         """Text (``last``: the end of input) went out: arm, unless armed."""
         self._input_closed = self._input_closed or last
-        if self._deadline is None:
-            self._set(asyncio.get_running_loop().time() + self.timeout)
+        if not self._watchdog.armed:
+            self._watchdog.arm(self.timeout)
 
     def audio(self) -> None:
         """Audio came: disarm, or re-arm once the input ended."""
-        if self._input_closed:
-            self._set(asyncio.get_running_loop().time() + self.timeout)
-        else:
-            self._set(None)
+        self._watchdog.arm(self.timeout if self._input_closed else None)
 
 
 async def speak(
@@ -147,16 +140,19 @@ async def speak(
         StreamTimeoutError: the server was silent for ``silence.timeout`` while it owed audio.
     """
     words = TimedWords()
+
+    def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+        if type(event) is not trio_tts.Audio:
+            return
+        if timed and event.words:
+            emitter.push_timed_transcript(words.add(event.words))
+        if event.data:
+            emitter.push(event.data)
+            silence.audio()
+
     try:
         async with silence.guard():
-            async for event in ctx:
-                if not isinstance(event, trio_tts.Audio):
-                    continue
-                if timed and event.words:
-                    emitter.push_timed_transcript(words.add(event.words))
-                if event.data:
-                    emitter.push(event.data)
-                    silence.audio()
+            await ctx.forward(hand_on)
     except TimeoutError:
         raise StreamTimeoutError(silence.timeout) from None
     if timed:

@@ -77,6 +77,7 @@ from ._livekit_common import (
     PooledSynthesizeStream,
     PooledTTS,
     SharedPool,
+    Watchdog,
     api_errors,
     initialize,
     pool_key,
@@ -548,18 +549,17 @@ class SynthesizeStream(PooledSynthesizeStream):
 
         async def speak(ctx: AsyncioContext[Any]) -> None:
             await sent.wait()
+            # As the official plugin: no frame for the stream in ``timeout`` seconds is
+            # APITimeoutError.
+            watchdog = Watchdog()
+            watchdog.arm(timeout)
             started = False
-            events = aiter(ctx)
-            while True:
-                # As the official plugin: no frame for the stream in ``timeout`` seconds
-                # is APITimeoutError.
-                async with asyncio.timeout(timeout):
-                    try:
-                        event = await anext(events)
-                    except StopAsyncIteration:
-                        return
-                if not isinstance(event, trio_tts.Audio):
-                    continue  # FlushCompleted (never asked for here)
+
+            def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+                nonlocal started
+                watchdog.arm(timeout)
+                if type(event) is not trio_tts.Audio:
+                    return  # FlushCompleted (never asked for here)
                 if not started:
                     output_emitter.start_segment(segment_id=ctx.id)
                     started = True
@@ -572,6 +572,9 @@ class SynthesizeStream(PooledSynthesizeStream):
                     )
                 if event.data:
                     output_emitter.push(event.data)
+
+            async with watchdog.guard():
+                await ctx.forward(hand_on)
 
         tasks: list[asyncio.Task[Any]] = []
         opening: asyncio.Task[tuple[AsyncioContext[Any], float, bool]] | None = None

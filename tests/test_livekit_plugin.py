@@ -29,6 +29,7 @@ from livekit.agents.tts import FallbackAdapter
 from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
 
 from bridges import asyncio_adapter, livekit
+from bridges._livekit_common import Watchdog
 from trio_tts.server import (
     ContextErrorFault,
     DropConnection,
@@ -368,3 +369,65 @@ def test_fallback_adapter_moves_to_the_next_tts() -> None:
         run(main)
         assert bad.stats().contexts_created == 0
         assert good.stats().contexts_created == 1
+
+
+# -- the watchdog of the ElevenLabs and Cartesia streams (bridges._livekit_common.Watchdog) ----
+
+
+def test_a_watchdog_armed_before_its_guard_times_the_block_out() -> None:
+    async def main() -> float:
+        watchdog = Watchdog()
+        watchdog.arm(0.01)
+        loop = asyncio.get_running_loop()
+        armed_at = loop.time()
+        with pytest.raises(TimeoutError):
+            async with watchdog.guard():
+                await asyncio.Event().wait()
+        return loop.time() - armed_at
+
+    assert run(main, limit=5) >= 0.01
+
+
+def test_a_watchdog_moved_from_outside_any_task_times_out_only_past_the_last_deadline() -> None:
+    """``arm`` from plain loop callbacks (as a ``forward()`` handler runs, in no task): each
+    moves the deadline; the block times out once, ``0.05`` s after the last one (the timer
+    set for the first deadline looks again instead of firing)."""
+
+    async def main() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        watchdog = Watchdog()
+        armed = {"count": 0, "last": 0.0}
+
+        def again() -> None:  # a loop callback, not a task: as the pool's receiver
+            assert asyncio.current_task() is None
+            watchdog.arm(0.05)
+            armed["count"] += 1
+            armed["last"] = loop.time()
+            if armed["count"] < 2000:
+                loop.call_soon(again)
+
+        with pytest.raises(TimeoutError):
+            async with watchdog.guard():
+                watchdog.arm(0.05)
+                loop.call_soon(again)
+                await asyncio.Event().wait()
+        return armed["count"], loop.time() - armed["last"]
+
+    count, after_last = run(main, limit=10)
+    assert count == 2000 and after_last >= 0.05
+
+
+def test_a_disarmed_watchdog_never_times_out() -> None:
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        watchdog = Watchdog()
+        done = asyncio.Event()
+        async with watchdog.guard():
+            watchdog.arm(0.01)
+            watchdog.arm(None)
+            assert not watchdog.armed
+            loop.call_at(loop.time() + 0.1, done.set)  # well past the 10 ms deadline
+            await done.wait()
+        return "not timed out"
+
+    assert run(main, limit=5) == "not timed out"
