@@ -53,12 +53,14 @@ async def wait_buffered(sock: trio.socket.SocketType, nbytes: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
 
+@pytest.mark.parametrize("loop_scope", [False, True], ids=["scope per read", "reading()"])
 async def test_frames_sent_before_a_reset_survive_the_failed_write(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, loop_scope: bool
 ) -> None:
     """The server sends audio + contextClosed, then resets the TCP connection; the client only
     notices when its next write fails. Every frame must still be received, then the write's
-    ConnectionLost."""
+    ConnectionLost (``loop_scope``: received inside ``ws.reading()``, as the connection actor
+    reads)."""
     sent: list[int] = []
     all_sent = trio.Event()
     reset_now = trio.Event()
@@ -96,12 +98,13 @@ async def test_frames_sent_before_a_reset_survive_the_failed_write(
         with pytest.raises(ConnectionLost) as failed_send:
             while True:  # the first write after the reset may still be accepted locally
                 await ws.send('{"send_text": {"text": "more"}}')
-        for i in range(FRAMES):
-            assert await ws.receive() == audio(i)
-            assert repr(ws).endswith(" draining>")
-        assert await ws.receive() == CONTEXT_CLOSED
-        with pytest.raises(ConnectionLost) as end:
-            await ws.receive()
+        with ws.reading() if loop_scope else contextlib.nullcontext():
+            for i in range(FRAMES):
+                assert await ws.receive() == audio(i)
+                assert repr(ws).endswith(" draining>")
+            assert await ws.receive() == CONTEXT_CLOSED
+            with pytest.raises(ConnectionLost) as end:
+                await ws.receive()
         assert end.value is failed_send.value  # the original cause, not a generic EOF
         assert isinstance(end.value.__cause__, trio.BrokenResourceError)
         assert SECRET not in str(end.value)
@@ -192,33 +195,47 @@ async def test_cancelled_half_written_write_keeps_readable_frames(
     assert trio.current_time() == failed_at + 1.5
 
 
+async def receive_all(ws: WebSocketTransport, got: list[str | bytes], *, loop_scope: bool) -> None:
+    """Receive until the transport raises. ``loop_scope``: as the connection actor reads,
+    inside ``ws.reading()`` (one scope for the loop, not one per read) and, once its bound
+    ended that block, on outside it for what was read before."""
+
+    async def loop() -> None:
+        while True:
+            got.append(await ws.receive())
+
+    if loop_scope:
+        with ws.reading():
+            await loop()
+    await loop()
+
+
+@pytest.mark.parametrize("loop_scope", [False, True], ids=["scope per read", "reading()"])
 async def test_reader_blocked_when_the_write_breaks_gets_the_drain_bound(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, loop_scope: bool
 ) -> None:
     """A reader already waiting when a write breaks keeps receiving what arrives (in two
     batches here), then ends exactly drain_timeout after the failure."""
     peer = Peer(drain_timeout=1.0)
     got: list[str | bytes] = []
     ended: list[ConnectionLost] = []
-    first_batch_read = trio.Event()
 
     async def reader() -> None:
         try:
-            while True:
-                got.append(await peer.ws.receive())
-                if got[-1] == CONTEXT_CLOSED:
-                    first_batch_read.set()
+            await receive_all(peer.ws, got, loop_scope=loop_scope)
         except ConnectionLost as exc:
             ended.append(exc)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
-        await trio.testing.wait_all_tasks_blocked()
-        start = trio.current_time()
-        lost = await peer.half_written_send()
-        await peer.send_frames(2)
-        await first_batch_read.wait()
-        await peer.send_frames(1)
+    with trio.fail_after(10):  # a reader the bound missed: a failure, not a hang
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            start = trio.current_time()
+            lost = await peer.half_written_send()
+            await peer.send_frames(2)
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == [audio(0), audio(1), CONTEXT_CLOSED]
+            await peer.send_frames(1)
     assert got == [audio(0), audio(1), CONTEXT_CLOSED, audio(0), CONTEXT_CLOSED]
     assert ended == [lost]
     assert trio.current_time() == start + 1.0
@@ -254,15 +271,17 @@ async def test_drain_timeout_zero_returns_only_what_was_already_buffered(
     assert end.value is lost
 
 
+@pytest.mark.parametrize("loop_scope", [False, True], ids=["scope per read", "reading()"])
 async def test_aclose_while_draining_is_prompt_and_ends_the_reader(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, loop_scope: bool
 ) -> None:
     peer = Peer(drain_timeout=30.0)
+    got: list[str | bytes] = []
     ended: list[ConnectionLost] = []
 
     async def reader() -> None:
         with pytest.raises(ConnectionLost) as info:
-            await peer.ws.receive()
+            await receive_all(peer.ws, got, loop_scope=loop_scope)
         ended.append(info.value)
 
     async with trio.open_nursery() as nursery:
@@ -272,7 +291,7 @@ async def test_aclose_while_draining_is_prompt_and_ends_the_reader(
         start = trio.current_time()
         await peer.ws.aclose()
         assert trio.current_time() == start
-    assert ended == [lost]
+    assert ended == [lost] and got == []
     assert trio.current_time() == start
 
 

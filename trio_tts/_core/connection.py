@@ -480,6 +480,15 @@ class ConnectionActor:
         await transport.aclose()
 
     async def _receiver(self, transport: _transport.Transport) -> None:
+        if isinstance(transport, WebSocketTransport):
+            # One cancel scope around the loop, not one per read (the transport's bound on
+            # its reads after a failed send); once that bound ends the loop, what was read
+            # is still routed, then the transport raises.
+            with transport.reading():
+                await self._receive(transport)
+        await self._receive(transport)
+
+    async def _receive(self, transport: _transport.Transport) -> None:
         codec = self._codec
         route = self._owner.route
         while True:

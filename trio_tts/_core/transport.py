@@ -47,7 +47,7 @@ import logging
 import math
 import os
 import ssl
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -196,8 +196,11 @@ class WebSocketTransport:
         self._recv_done = trio.Event()
         # When the write broke: reading stops at this trio time (drain_timeout later).
         self._drain_deadline = math.inf
-        # The reading task's current read, so a failed write can bound it.
+        # The reading task's current read, so a failed write can bound it; or, inside
+        # reading(), the scope around the reading task's whole loop (and that task).
         self._read_scope: trio.CancelScope | None = None
+        self._loop_scope: trio.CancelScope | None = None
+        self._loop_task: trio.lowlevel.Task | None = None
         self._reading = False
         # Set when the reading task leaves receive(); made only when aclose() waits for that
         # (not one Event per message).
@@ -380,6 +383,8 @@ class WebSocketTransport:
             self._drain_deadline = trio.current_time() + self._drain_timeout
             if self._read_scope is not None:
                 self._read_scope.deadline = self._drain_deadline
+            if self._loop_scope is not None:
+                self._loop_scope.deadline = self._drain_deadline
         self._wake_pings()
 
     # --------------------------------------------------------------------------- receiving
@@ -415,6 +420,25 @@ class WebSocketTransport:
                 left.set()
         return self._next_message()
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """For the one task that calls :meth:`receive` in a loop: one cancel scope around the
+        whole loop bounds its reads (to ``drain_timeout`` after a failed send; :meth:`aclose`
+        stops them) instead of one scope per read, which costs as much as the rest of a
+        small read. When that bound ends the block, receiving has ended: later
+        :meth:`receive` calls return what was read, then raise, without reading."""
+        if self._loop_scope is not None:
+            raise trio.BusyResourceError("another task is already reading")
+        with trio.CancelScope(deadline=self._drain_deadline) as scope:
+            self._loop_scope = scope
+            self._loop_task = trio.lowlevel.current_task()
+            try:
+                yield
+            finally:
+                self._loop_scope = self._loop_task = None
+        if scope.cancelled_caught:
+            self._end_receive(self._failure or self._closing_error())
+
     def _next_message(self) -> str | bytes:
         if self._messages:
             return self._messages.popleft()
@@ -423,18 +447,25 @@ class WebSocketTransport:
     async def _read_once(self) -> None:
         """Read once (bounded by the drain deadline) and turn the bytes into messages."""
         data: bytes | bytearray = b""
-        with trio.CancelScope(deadline=self._drain_deadline) as scope:
-            self._read_scope = scope
-            try:
+        if self._loop_task is trio.lowlevel.current_task():
+            # Inside reading(): its scope bounds this read (a cancel leaves receive()).
+            try:  # noqa: SIM105 - the hot path: no context manager per read
                 data = await self._stream.receive_some(self._next_read)
             except _STREAM_ERRORS:
                 pass  # a reset connection, or aclose() closed the stream: like EOF
-            finally:
-                self._read_scope = None
-        if scope.cancelled_caught:
-            # drain_timeout has passed since the write failed (or aclose() stopped us).
-            self._end_receive(self._failure or self._closing_error())
-            return
+        else:
+            with trio.CancelScope(deadline=self._drain_deadline) as scope:
+                self._read_scope = scope
+                try:
+                    data = await self._stream.receive_some(self._next_read)
+                except _STREAM_ERRORS:
+                    pass  # a reset connection, or aclose() closed the stream: like EOF
+                finally:
+                    self._read_scope = None
+            if scope.cancelled_caught:
+                # drain_timeout has passed since the write failed (or aclose() stopped us).
+                self._end_receive(self._failure or self._closing_error())
+                return
         self._next_read = self._read_size if len(data) >= self._small_read else self._small_read
         if data and self._fast:
             self._receive_frames(data)
@@ -633,6 +664,8 @@ class WebSocketTransport:
             self._end_receive(ConnectionLost(f"connection to {self._where} closed", code=code))
             if self._read_scope is not None:
                 self._read_scope.cancel()
+            if self._loop_scope is not None and self._loop_task is not trio.lowlevel.current_task():
+                self._loop_scope.cancel()  # the reading task's loop (not this task's own)
             await trio.aclose_forcefully(self._stream)
 
     async def _wait_end_of_receive(self) -> None:
