@@ -18,7 +18,6 @@ Each mode runs in its own process (``--mode``), with the imports done before the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -27,6 +26,8 @@ import statistics
 import subprocess
 import sys
 from typing import Any
+
+import _alternate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("asyncio", "trio", "guest, helper thread", "guest, loop waits")
@@ -103,23 +104,11 @@ def one(mode: str, n: int, gap: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=MODES)
-    p.add_argument("--messages", type=int, default=1000)
-    p.add_argument("--gap", type=float, default=0.004)
-    p.add_argument("--reps", type=int, default=3)
-    args = p.parse_args()
+    args = _alternate.parse(__doc__, MODES, messages=1000, gap=0.004, reps=3)
     if args.mode:
         print(json.dumps(one(args.mode, args.messages, args.gap)))
         return
-    rows: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
-    for _ in range(args.reps):
-        for mode in MODES:
-            cmd = [sys.executable, __file__, "--mode", mode, "--messages", str(args.messages)]
-            out = subprocess.run([*cmd, "--gap", str(args.gap)], capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(out.stderr)
-            rows[mode].append(json.loads(out.stdout.splitlines()[-1]))
+    rows = _alternate.alternate(__file__, MODES, args)
     print(
         f"{args.messages} messages of {SIZE} B, one per {args.gap * 1000:g} ms; medians of "
         f"{args.reps} runs\n\n| reader | CPU µs per message | context switches per message |"

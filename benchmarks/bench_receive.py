@@ -13,16 +13,16 @@ run in its own process. ``--gap 0``: the writer does not pause (several frames p
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import threading
 import time
+
+import _alternate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -94,23 +94,12 @@ def one(mode: str, n: int, gap: float) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=MODES)
-    p.add_argument("--messages", type=int, default=3000)
-    p.add_argument("--gap", type=float, default=0.002)
-    p.add_argument("--reps", type=int, default=5)
-    args = p.parse_args()
+    args = _alternate.parse(__doc__, MODES, messages=3000, gap=0.002, reps=5)
     if args.mode:
         print(json.dumps({"us": one(args.mode, args.messages, args.gap)}))
         return
-    rows: dict[str, list[float]] = {m: [] for m in MODES}
-    for _ in range(args.reps):
-        for mode in MODES:
-            cmd = [sys.executable, __file__, "--mode", mode, "--messages", str(args.messages)]
-            out = subprocess.run([*cmd, "--gap", str(args.gap)], capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(out.stderr)
-            rows[mode].append(json.loads(out.stdout.splitlines()[-1])["us"])
+    found = _alternate.alternate(__file__, MODES, args)
+    rows = {mode: [r["us"] for r in runs] for mode, runs in found.items()}
     print(
         f"{args.messages} messages of {PAYLOAD} B, one per {args.gap * 1000:g} ms; medians of "
         f"{args.reps} runs (alternated)\n\n| reader | CPU µs per message | runs |\n|---|---:|---|"

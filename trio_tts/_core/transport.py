@@ -424,9 +424,10 @@ class WebSocketTransport:
     def reading(self) -> Iterator[None]:
         """For the one task that calls :meth:`receive` in a loop: one cancel scope around the
         whole loop bounds its reads (to ``drain_timeout`` after a failed send; :meth:`aclose`
-        stops them) instead of one scope per read, which costs as much as the rest of a
-        small read. When that bound ends the block, receiving has ended: later
-        :meth:`receive` calls return what was read, then raise, without reading."""
+        stops them) instead of one scope per read (about a sixth of a paced message's CPU in
+        the reader: ``benchmarks/bench_receive.py``). When that bound ends the block,
+        receiving has ended: later :meth:`receive` calls return what was read, then raise,
+        without reading. Raises ``trio.BusyResourceError`` if a task is already inside."""
         if self._loop_scope is not None:
             raise trio.BusyResourceError("another task is already reading")
         with trio.CancelScope(deadline=self._drain_deadline) as scope:
