@@ -131,32 +131,35 @@ def initialize(
 async def speak(
     ctx: AsyncioContext,
     emitter: tts.AudioEmitter,
-    timed: Callable[[tuple[trio_tts.WordTiming, ...]], list[TimedString]],
+    timed: Callable[[tuple[trio_tts.WordTiming, ...]], list[TimedString]] | None,
     *,
     segment: bool = True,
     flush_each: bool = False,
+    heard: Callable[[trio_tts.Audio | trio_tts.FlushCompleted], object] | None = None,
 ) -> None:
-    """Forward a context's audio and word timings (``timed``: the plugin's transcript form)
-    to ``emitter`` until the server closes it, each event as it arrives
+    """Forward a context's audio and word timings (``timed``: the plugin's transcript form;
+    None: no transcript) to ``emitter`` until the server closes it, each event as it arrives
     (:meth:`AsyncioContext.forward`). ``segment``: start the emitter's segment (named after
     the context) before the first audio; ``flush_each``: flush after each chunk (raw PCM, as
-    the official Inworld plugin does). FlushCompleted is skipped: the timings are already
+    the official Inworld plugin does); ``heard``: called with every event after it was
+    handed on (a plugin's silence timer). FlushCompleted is skipped: the timings are already
     monotonic across generations."""
     started = not segment
 
     def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
         nonlocal started
-        if type(event) is not trio_tts.Audio:
-            return
-        if not started:
-            emitter.start_segment(segment_id=ctx.id)
-            started = True
-        if event.words:
-            emitter.push_timed_transcript(timed(event.words))
-        if event.data:
-            emitter.push(event.data)
-            if flush_each:
-                emitter.flush()
+        if type(event) is trio_tts.Audio:
+            if not started:
+                emitter.start_segment(segment_id=ctx.id)
+                started = True
+            if timed is not None and event.words:
+                emitter.push_timed_transcript(timed(event.words))
+            if event.data:
+                emitter.push(event.data)
+                if flush_each:
+                    emitter.flush()
+        if heard is not None:
+            heard(event)
 
     await ctx.forward(hand_on)
 

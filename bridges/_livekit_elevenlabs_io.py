@@ -13,6 +13,7 @@ from livekit.agents.types import TimedString
 
 import trio_tts
 
+from . import _livekit_common
 from ._livekit_common import Watchdog
 from .asyncio_adapter import AsyncioContext, AsyncioPool
 from .livekit import to_api_error as generic_api_error
@@ -141,18 +142,15 @@ async def speak(
     """
     words = TimedWords()
 
-    def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
-        if type(event) is not trio_tts.Audio:
-            return
-        if timed and event.words:
-            emitter.push_timed_transcript(words.add(event.words))
-        if event.data:
-            emitter.push(event.data)
+    def heard(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
+        if type(event) is trio_tts.Audio and event.data:
             silence.audio()
 
     try:
         async with silence.guard():
-            await ctx.forward(hand_on)
+            await _livekit_common.speak(
+                ctx, emitter, words.add if timed else None, segment=False, heard=heard
+            )
     except TimeoutError:
         raise StreamTimeoutError(silence.timeout) from None
     if timed:

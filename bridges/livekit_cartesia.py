@@ -84,6 +84,7 @@ from ._livekit_common import (
     raise_failed,
     shared_pool,
 )
+from ._livekit_common import speak as speak_into
 from .asyncio_adapter import AsyncioContext, AsyncioPool
 from .livekit import to_api_error as _common_api_error
 
@@ -553,28 +554,17 @@ class SynthesizeStream(PooledSynthesizeStream):
             # APITimeoutError.
             watchdog = Watchdog()
             watchdog.arm(timeout)
-            started = False
 
-            def hand_on(event: trio_tts.Audio | trio_tts.FlushCompleted) -> None:
-                nonlocal started
-                watchdog.arm(timeout)
-                if type(event) is not trio_tts.Audio:
-                    return  # FlushCompleted (never asked for here)
-                if not started:
-                    output_emitter.start_segment(segment_id=ctx.id)
-                    started = True
-                if event.words:
-                    output_emitter.push_timed_transcript(
-                        [
-                            TimedString(aligner.word(w.word), start_time=w.start, end_time=w.end)
-                            for w in event.words
-                        ]
-                    )
-                if event.data:
-                    output_emitter.push(event.data)
+            def timed(words: tuple[trio_tts.WordTiming, ...]) -> list[TimedString]:
+                return [
+                    TimedString(aligner.word(w.word), start_time=w.start, end_time=w.end)
+                    for w in words
+                ]
 
             async with watchdog.guard():
-                await ctx.forward(hand_on)
+                await speak_into(
+                    ctx, output_emitter, timed, heard=lambda _event: watchdog.arm(timeout)
+                )
 
         tasks: list[asyncio.Task[Any]] = []
         opening: asyncio.Task[tuple[AsyncioContext[Any], float, bool]] | None = None
