@@ -37,7 +37,7 @@ soak: $(STAMP)
 # The benchmark (benchmarks/README in the top README): LiveKit 1.8.3 and matplotlib live in
 # their own venv so the project's dependencies stay clean. Six clients (the pool over both
 # transports, the raw aiohttp client...) ~25 minutes on 2 cores, then the LiveKit plugins
-# (official 1.8.9 vs ours, ~7 minutes) and the asyncio bridge per event (~1 minute), the
+# (official 1.8.9 vs ours, ~8 minutes) and the asyncio bridge per event (~1 minute), the
 # transports alone under load, ~1 minute, then
 # ElevenLabs: the pool vs the official LiveKit plugin (project venv), ~2.5 minutes.
 BENCH_VENV := benchmarks/.venv-livekit

@@ -16,7 +16,9 @@ concurrent workers (one agent process serving ``C`` sessions); each worker loops
 
 Measured over a window after a warm-up: time to first audio (TTFA, from the first
 ``push_text`` to the first frame out of the stream), CPU per turn (``getrusage`` of the whole
-process over the window / turns ended in it, minus the CRC time of the integrity check),
+process over the window / turns ended in it, minus the CRC time of the integrity check; at
+C=1, from the end of the turn before the window's first to the end of its last, so that
+only whole turns count),
 failed turns by error type, and the peak RSS. Integrity: every turn's frames must add up to
 the server's audio for its text, byte for byte (one CRC-32 over the turn, LiveKit's 10 ms
 end-of-segment marker allowed; a short, long or wrong turn counts as failed,
@@ -46,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import itertools
 import json
 import logging
 import os
@@ -70,6 +73,8 @@ import _harness as h  # noqa: E402
 SCENARIOS = {"firehose": "spec", "paced": "paced"}
 #: (warm-up, window) seconds per scenario: enough turns at C=1 for a stable CPU per turn.
 WINDOWS = {"firehose": (2.0, 6.0), "paced": (2.0, 8.0)}
+#: One paced caller ends a turn every ~1.55 s: 20 s for ~13 turns (8 s: 5, +-15 % per run).
+PACED_C1_WINDOW = 20.0
 OPEN_TIMEOUT = 10.0
 KEY = "bench-key"
 
@@ -78,13 +83,14 @@ KEY = "bench-key"
 
 
 class Turn:
-    __slots__ = ("crc", "end", "error", "first", "samples", "start", "text")
+    __slots__ = ("cpu", "crc", "end", "error", "first", "samples", "start", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.start = time.perf_counter()
         self.first: float | None = None
         self.end = 0.0
+        self.cpu = 0.0  # the process's CPU seconds at ``end``, minus the integrity check's
         self.error: str | None = None
         self.crc = 0
         self.samples = 0
@@ -136,6 +142,7 @@ class Driver:
             except APIError as exc:
                 turn.error = f"{type(exc).__name__}: {_reason(exc)}"
             turn.end = time.perf_counter()
+            turn.cpu = time.process_time() - self.check_s
             if turn.error is None and [turn.crc, turn.samples] not in self.expected[turn.text]:
                 turn.error = "AudioMismatch"
             self.turns.append(turn)
@@ -165,6 +172,9 @@ class Driver:
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime) - (c1 - c0)
         switches = ru1.ru_nvcsw - ru0.ru_nvcsw  # threads handing work to each other
         window = [t for t in self.turns if self.window_start <= t.end < self.window_end]
+        counted = len(window)
+        if self.args.concurrency == 1:
+            cpu, counted = self.turn_bounded(window)
         ok = [t for t in window if t.error is None]
         ttfa = sorted(t.first - t.start for t in ok if t.first is not None)
         return {
@@ -175,12 +185,16 @@ class Driver:
             "turns": len(ok),
             "turns_window": len(window),
             "turns_per_s": len(ok) / self.window,
-            "cpu_ms_per_turn": cpu * 1000 / len(window) if window else None,
+            "cpu_ms_per_turn": cpu * 1000 / counted if counted else None,
             "switches_per_turn": switches / len(window) if window else None,
             "ttfa_ms": {"p50": _pct(ttfa, 0.5), "p99": _pct(ttfa, 0.99), "max": _pct(ttfa, 1)},
             "failed": dict(Counter(t.error for t in window if t.error)),
             "failed_total": dict(Counter(t.error for t in self.turns if t.error)),
             "turns_total": len(self.turns),
+            # C=1: each turn's own CPU (end to end), to see the spread behind the mean
+            "turn_cpu_ms": [(b.cpu - a.cpu) * 1000 for a, b in itertools.pairwise(self.turns)]
+            if self.args.concurrency == 1
+            else [],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "hops_ms": {k: statistics.median(v) * 1000 for k, v in self.hops.items() if v},
             "buffers_mb": {
@@ -190,6 +204,19 @@ class Driver:
                 for stat, fn in (("peak", max), ("p50", statistics.median))
             },
         }
+
+    def turn_bounded(self, window: list[Turn]) -> tuple[float, int]:
+        """C=1: the CPU from the end of the turn before the window's first to its last's end.
+
+        One caller's turns follow each other, so the window's turns are exactly the work done
+        between those two ends; a fixed window would count a part of a turn that ends outside
+        it (paced: ~5.2 turns in 8 s, divided by 5 or 6 as the phase falls, +-20 %).
+        """
+        if not window:
+            return 0.0, 0
+        i = self.turns.index(window[0])
+        start = self.turns[max(i - 1, 0)].cpu  # no turn before: from the first one's end
+        return window[-1].cpu - start, len(window) - (i == 0)
 
     async def sample_buffers(self) -> None:
         """``--buffers``: the decoded audio waiting in the process, every 20 ms."""
@@ -518,6 +545,8 @@ def run_one(
     label = label or spec
     driver, _, source = spec.partition("@")
     warmup, window = WINDOWS[scenario]
+    if scenario == "paced" and conc == 1:
+        window = PACED_C1_WINDOW
     window = args.window_s or window
     cmd = [
         sys.executable, __file__, "--driver", driver, "--label", label, "--url", server.url,
@@ -592,8 +621,10 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         " (70 messages); `max_retry=0`. Medians over the repetitions (peak RSS too); failures"
         " are totals over the windows. TTFA: first `push_text` to first frame, successful"
         " turns. Ratios: ours / official. CPU per turn counts every turn that ended in the"
-        " window, failed ones too: where the official plugin's turns mostly fail at once"
-        " (paced, C ≥ 20) its CPU per turn is that of a refusal, not comparable.",
+        " window (C=1: from the end of the turn before it, so only whole turns; paced C=1"
+        f" over {PACED_C1_WINDOW:.0f} s), failed ones too: where the official plugin's turns"
+        " mostly fail at once (paced, C ≥ 20) its CPU per turn is that of a refusal, not"
+        " comparable.",
         "",
         "| scenario | C | driver | TTFA p50 / p99 ms | CPU ms/turn | turns/s | peak RSS MiB"
         " | failed / turns | ratio TTFA p50 · CPU · RSS | thread switches/turn |",
