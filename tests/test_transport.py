@@ -399,3 +399,36 @@ async def test_receive_is_single_consumer(nursery: trio.Nursery) -> None:
         await ws.send("still works after a cancelled receive")
         assert await ws.receive() == "still works after a cancelled receive"
         await ws.aclose()
+
+
+async def test_receive_nowait_takes_what_a_read_brought_in_order(nursery: trio.Nursery) -> None:
+    """receive_nowait() never reads: None until receive() has read; then the rest of that
+    read's messages in order (text and binary), then None; the close stays for receive()
+    to raise, and receive_nowait() still returns None (never raises) after it."""
+    connected, sent = trio.Event(), trio.Event()
+
+    async def script(stream: trio.SocketStream, proto: ServerProtocol) -> None:
+        await connected.wait()  # not with the handshake's answer: connect() would read them
+        proto.send_text(b"one")
+        proto.send_text(b"two")
+        proto.send_binary(b"three")
+        proto.send_text(b"four")
+        proto.send_close(1011, "bye")
+        await stream.send_all(b"".join(proto.data_to_send()))  # one write: one batch
+        sent.set()
+        await trio.sleep_forever()
+
+    with trio.fail_after(5):
+        url = await serve_raw(nursery, script)
+        ws = await connect(url, [])
+        connected.set()
+        await sent.wait()
+        assert ws.receive_nowait() is None  # in the socket, not read yet
+        assert await ws.receive() == "one"  # one read: everything was in the socket
+        got = [ws.receive_nowait() for _ in range(4)]
+        assert got == ["two", b"three", "four", None]
+        with pytest.raises(ConnectionLost) as info:
+            await ws.receive()
+        assert info.value.code == 1011
+        assert ws.receive_nowait() is None
+        await ws.aclose()

@@ -491,11 +491,15 @@ class ConnectionActor:
     async def _receive(self, transport: _transport.Transport) -> None:
         codec = self._codec
         route = self._owner.route
+        # The rest of a read's batch without a coroutine per message (WebSocketTransport).
+        nowait = transport.receive_nowait if isinstance(transport, WebSocketTransport) else None
         while True:
             if self.backlog_check:
                 self.backlog_check = False
                 await self._hold_while_backlogged()
-            frame = await transport.receive()
+            frame = None if nowait is None else nowait()
+            if frame is None:
+                frame = await transport.receive()
             self._frames_received += 1
             if self._goodbye_sent:
                 self._goodbye_answered.set()

@@ -420,6 +420,14 @@ class WebSocketTransport:
                 left.set()
         return self._next_message()
 
+    def receive_nowait(self) -> str | bytes | None:
+        """The next message already read (as :meth:`receive` would return it), or None when
+        none is waiting: then :meth:`receive` reads, or raises. Never reads, never raises,
+        not a checkpoint: for the one reading task, to take a read's batch of messages
+        without a coroutine per message."""
+        messages = self._messages
+        return messages.popleft() if messages else None
+
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
         """For the one task that calls :meth:`receive` in a loop: one cancel scope around the
