@@ -449,9 +449,10 @@ class WebSocketTransport:
             self._end_receive(self._failure or self._closing_error())
 
     def _next_message(self) -> str | bytes:
-        if self._messages:
-            return self._messages.popleft()
-        raise self._failure or self._closing_error()
+        message = self.receive_nowait()
+        if message is None:
+            raise self._failure or self._closing_error()
+        return message
 
     async def _read_once(self) -> None:
         """Read once (bounded by the drain deadline) and turn the bytes into messages."""
