@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 import trio_websocket
+from websockets.frames import Close, Frame, Opcode
 from websockets.server import ServerProtocol
 
 from trio_tts._core.errors import ConnectionLost, HandshakeRejected, InvalidOptions
@@ -432,3 +435,79 @@ async def test_receive_nowait_takes_what_a_read_brought_in_order(nursery: trio.N
         assert info.value.code == 1011
         assert ws.receive_nowait() is None
         await ws.aclose()
+
+
+@pytest.mark.parametrize("end", ["reset", "aclose"])
+async def test_reading_messages_one_at_a_time_then_the_end(nursery: trio.Nursery, end: str) -> None:
+    """Inside ``reading()`` on a TCP socket (the connection actor's loop): messages that
+    arrive one at a time (each read empties the socket, so the next read waits first), a
+    frame split across two writes, and a message over several full reads all arrive whole
+    and in order. Then the reader, parked on the empty socket, ends with ConnectionLost:
+    1006 for a TCP reset, or the code of an ``aclose()`` from another task, which the server
+    receives in the close frame."""
+    big = b"\x07" * (600 * 1024)  # over two 256 KiB reads
+    server_got: list[int] = []
+    done = trio.Event()
+
+    async def script(stream: trio.SocketStream, proto: ServerProtocol) -> None:
+        async def until_ack() -> None:
+            while not (events := proto.events_received()):
+                proto.receive_data(await stream.receive_some(65536))
+            server_got.extend(getattr(e, "opcode", 0) for e in events)
+
+        await until_ack()  # the client's "go": nothing rides with the handshake's answer
+        for i in range(20):
+            proto.send_text(f"m{i}".encode())
+            await flush(stream, proto)
+            await until_ack()
+        proto.send_binary(big)
+        await flush(stream, proto)
+        await until_ack()
+        proto.send_text(b"split in two")
+        data = b"".join(proto.data_to_send())
+        await stream.send_all(data[:5])
+        await trio.testing.wait_all_tasks_blocked()  # the client read the head, waits again
+        await stream.send_all(data[5:])
+        await until_ack()
+        if end == "reset":
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await stream.aclose()
+        else:
+            try:
+                while data := await stream.receive_some(65536):
+                    proto.receive_data(data)
+                    for event in proto.events_received():
+                        if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+                            server_got.append(Close.parse(event.data).code)
+                    await flush(stream, proto)  # the answering close frame
+            except trio.BrokenResourceError:
+                pass
+        done.set()
+
+    with trio.fail_after(10):
+        url = await serve_raw(nursery, script)
+        ws = await connect(url, [])
+        got: list[str | bytes] = []
+
+        async def reader() -> None:
+            with ws.reading(), pytest.raises(ConnectionLost) as info:
+                while True:
+                    got.append(await ws.receive())
+                    await ws.send("ack")
+            assert info.value.code == (1006 if end == "reset" else 4000)
+
+        await ws.send("go")
+        async with trio.open_nursery() as inner:
+            inner.start_soon(reader)
+            if end == "aclose":
+                while len(got) < 22:
+                    await trio.testing.wait_all_tasks_blocked()
+                await trio.testing.wait_all_tasks_blocked()  # parked on the empty socket
+                await ws.aclose(4000, "bye")
+        assert got == [f"m{i}" for i in range(20)] + [big, "split in two"]
+        with pytest.raises(ConnectionLost):
+            await ws.receive()  # ended: raises again, reads nothing
+        await ws.aclose()
+        if end == "aclose":
+            await done.wait()
+            assert server_got[-1] == 4000  # the server read our close frame's code

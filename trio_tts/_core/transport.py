@@ -217,9 +217,12 @@ class WebSocketTransport:
         # send_nowait: the socket's descriptor for direct writes (plain TCP only: TLS needs
         # trio's SSLStream to encrypt), the bytes a direct write left over, and whether
         # anything waits for a flush (those bytes, or frames queued in the protocol).
-        self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        self._socket = stream.socket if type(stream) is trio.SocketStream else None
+        self._fd = self._socket.fileno() if self._socket is not None else -1
         self._unsent = b""
         self._pending = False
+        # The reader's last read emptied the socket (see _read_socket).
+        self._drained = False
 
     @property
     def _where(self) -> str:
@@ -459,10 +462,13 @@ class WebSocketTransport:
         data: bytes | bytearray = b""
         if self._loop_task is trio.lowlevel.current_task():
             # Inside reading(): its scope bounds this read (a cancel leaves receive()).
-            try:  # noqa: SIM105 - the hot path: no context manager per read
-                data = await self._stream.receive_some(self._next_read)
-            except _STREAM_ERRORS:
-                pass  # a reset connection, or aclose() closed the stream: like EOF
+            if self._fd >= 0:
+                data = await self._read_socket(self._next_read)
+            else:
+                try:  # noqa: SIM105 - the hot path: no context manager per read
+                    data = await self._stream.receive_some(self._next_read)
+                except _STREAM_ERRORS:
+                    pass  # a reset connection, or aclose() closed the stream: like EOF
         else:
             with trio.CancelScope(deadline=self._drain_deadline) as scope:
                 self._read_scope = scope
@@ -494,6 +500,47 @@ class WebSocketTransport:
         if self._replies_pending and not self._write_lock.locked() and not self._write_broken:
             with contextlib.suppress(ConnectionLost):
                 await self._flush()
+
+    async def _read_socket(self, size: int) -> bytes:
+        """``receive_some(size)`` on a plain TCP socket, for the reading task inside
+        :meth:`reading`; b"" for EOF, a reset, or a socket aclose() closed.
+
+        After a read that emptied the socket (it returned less than it asked for) the next
+        one waits for the socket to be readable first, where trio's ``receive_some`` would
+        try a read, get ``EAGAIN`` and then wait: a system call and a raised
+        ``BlockingIOError`` less per message when messages come one at a time (real-time
+        audio). Otherwise it reads at once and then yields (cancel-shielded), as trio does.
+        A checkpoint either way."""
+        socket = self._socket
+        waited = self._drained
+        if waited:
+            await self._wait_readable()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            # Closed (by aclose(), also while this task waited to run): its number may be
+            # another socket's by now, so never read it.
+            if socket is None or socket.fileno() < 0:
+                return b""
+            try:
+                data = os.read(self._fd, size)
+                break
+            except BlockingIOError:
+                await self._wait_readable()
+                waited = True
+            except OSError:
+                return b""  # a reset connection: like EOF
+        self._drained = len(data) < size
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
+
+    async def _wait_readable(self) -> None:
+        # A socket closed while this task waits: the read after it sees that.
+        try:  # noqa: SIM105 - once per paced message: no context manager
+            await trio.lowlevel.wait_readable(self._fd)
+        except trio.ClosedResourceError:
+            pass
 
     def _receive_frames(self, data: bytes | bytearray) -> None:
         """The frame fast path: split ``data`` (after the held-back ``_tail``) into frames
