@@ -990,10 +990,10 @@ class AsyncioContext(Generic[OptionsT]):
         full = self._full
         return (
             full is not None
+            and full()  # first: per event, and nearly always false
             and ctx.buffered_bytes * 2 < ctx.max_buffered_bytes
             and ctx.state is not trio_tts.ContextState.ABANDONED
             and not self._engine.stopped
-            and full()
         )
 
     async def forward(self, handle: Callable[[_Event], object]) -> None:
